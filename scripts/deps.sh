@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs the Debian 12 packages mailpubsub needs to build and test.
+# Only what is missing is installed; run as root.
+set -eu
+
+PACKAGES="
+autoconf automake libtool make gcc pkg-config
+libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
+libinih-dev libsasl2-dev libssl-dev libcmocka-dev
+libxml2-utils sqlite3
+cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
+prosody
+python3 python3-slixmpp python3-pytest
+"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: missing packages:$missing (run as root to install them)" >&2
+	exit 1
+fi
+echo "deps.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+# policy-rc.d keeps the packages' own services from starting: the tests run
+# private instances and must not find the system ones on their ports.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

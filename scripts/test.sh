@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs what is missing, builds, and runs every test: the unit tests
+# (plain and under ASan+UBSan) and the integration suite against private
+# Cyrus IMAP and Prosody instances.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+sh scripts/deps.sh
+sh scripts/build.sh
+
+summary=$(mktemp)
+trap 'rm -f "$summary"' EXIT
+count() {   # name, then the command; records pass/fail of a suite
+	name=$1; shift
+	if "$@"; then echo "$name pass" >> "$summary"; else echo "$name FAIL" >> "$summary"; fi
+}
+
+echo "== unit tests"
+count unit make -s -C build check
+
+echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+mkdir -p build-asan
+(cd build-asan && { [ -f Makefile ] || "$top/configure" -q --enable-werror --enable-sanitizers; })
+count unit-asan env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	make -s -C build-asan check
+
+echo "== integration tests (private Cyrus + Prosody + mailpubsubd)"
+count integration make -s -C build check-integration
+
+echo
+cat "$summary"
+passed=$(grep -c ' pass$' "$summary" || true)
+failed=$(grep -c ' FAIL$' "$summary" || true)
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,307 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
+
+struct config_option {
+	const char *section;
+	const char *name;
+	enum config_type type;
+	size_t offset;
+	const char *def;
+	const char *help;
+};
+
+#define OPT(sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct config, field), def, help }
+
+static const struct config_option options[] = {
+	OPT("component", "host", CONFIG_STRING, component_host, "127.0.0.1",
+	    "Address of the Jabber server's component port."),
+	OPT("component", "port", CONFIG_UINT, component_port, "5347",
+	    "The component port (XEP-0114)."),
+	OPT("component", "domain", CONFIG_STRING, component_domain, "",
+	    "Our component JID, as configured in the Jabber server; account services are <account>@<domain>. Required."),
+	OPT("component", "secret", CONFIG_STRING, component_secret, "",
+	    "Shared component secret. Prefer secret_file."),
+	OPT("component", "secret_file", CONFIG_STRING, component_secret_file, "",
+	    "File holding the component secret (first line); keep it mode 0600."),
+	OPT("component", "ping_interval", CONFIG_UINT, ping_interval, "60",
+	    "Seconds between XEP-0199 pings to the server; 0 disables."),
+	OPT("component", "ping_timeout", CONFIG_UINT, ping_timeout, "20",
+	    "Seconds to wait for a pong before reconnecting."),
+	OPT("cyrus", "notify_socket", CONFIG_STRING, notify_socket, "",
+	    "Path of the Unix datagram socket to bind; set Cyrus's notifysocket to it. Empty: no Cyrus source."),
+	OPT("cyrus", "socket_mode", CONFIG_OCTAL, notify_socket_mode, "0660",
+	    "Permissions of the notify socket."),
+	OPT("cyrus", "socket_group", CONFIG_STRING, notify_socket_group, "mail",
+	    "Group owning the notify socket (Cyrus runs as cyrus:mail on Debian); empty keeps ours."),
+	OPT("cyrus", "hierarchy_separator", CONFIG_STRING, hierarchy_separator, "/",
+	    "Cyrus's separator ('/' with unixhierarchysep: yes, else '.'); detected from user/ and user. names, used for shared folders."),
+	OPT("cyrus", "queue_max", CONFIG_UINT, ingest_queue_max, "1000000",
+	    "Datagrams held in memory between the socket and the journal; beyond it events are dropped and counted rather than stalling Cyrus."),
+	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",
+	    "SQLite database (WAL mode): journal, nodes, subscriptions, items."),
+	OPT("store", "full_sync", CONFIG_BOOL, store_full_sync, "yes",
+	    "fsync every commit (survives power loss); 'no' survives daemon crashes only."),
+	OPT("store", "items_per_node", CONFIG_UINT, items_per_node, "20",
+	    "Items kept per node for retrieval and last-item delivery."),
+	OPT("pubsub", "shared_service", CONFIG_STRING, shared_service, "",
+	    "JID of the service for shared folders; empty: the component domain itself."),
+	OPT("pubsub", "suppress_events", CONFIG_STRING, suppress_events, "MailboxModseq",
+	    "Event types journaled but not published (space separated)."),
+	OPT("pubsub", "max_subscriptions_per_jid", CONFIG_UINT, max_subscriptions_per_jid, "1000",
+	    "Subscriptions one JID may hold."),
+	OPT("pubsub", "max_items_per_request", CONFIG_UINT, max_items_per_request, "100",
+	    "Most items returned by one items request."),
+	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
+	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
+	OPT("log", "level", CONFIG_STRING, log_level, "info",
+	    "debug, info, warning or error."),
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+struct load_state {
+	struct config *config;
+	char error[256];
+};
+
+bool config_list_contains(const char *list, const char *word)
+{
+	size_t wlen = strlen(word);
+
+	for (const char *p = list; p != NULL && *p != '\0';) {
+		size_t len;
+
+		p += strspn(p, " \t,");
+		len = strcspn(p, " \t,");
+		if (len == wlen && strncmp(p, word, len) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+static int set_value(struct config *config, const struct config_option *opt,
+		     const char *value)
+{
+	void *field = (char *)config + opt->offset;
+	char *end;
+	unsigned long v;
+
+	switch (opt->type) {
+	case CONFIG_STRING: {
+		char *copy = strdup(value);
+
+		if (copy == NULL)
+			return -1;
+		free(*(char **)field);
+		*(char **)field = copy;
+		return 0;
+	}
+	case CONFIG_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0)
+			*(bool *)field = false;
+		else
+			return -1;
+		return 0;
+	case CONFIG_UINT:
+	case CONFIG_OCTAL:
+		errno = 0;
+		v = strtoul(value, &end, opt->type == CONFIG_OCTAL ? 8 : 10);
+		if (errno != 0 || end == value || *end != '\0' || v > 0xffffffffUL ||
+		    value[0] == '-')
+			return -1;
+		*(unsigned *)field = (unsigned)v;
+		return 0;
+	}
+	return -1;
+}
+
+static int add_account_map(struct config *config, const char *jid,
+			   const char *account)
+{
+	struct config_account_map *map =
+		realloc(config->account_map,
+			(config->account_map_count + 1) * sizeof(*map));
+
+	if (map == NULL)
+		return -1;
+	config->account_map = map;
+	map[config->account_map_count].jid = strdup(jid);
+	map[config->account_map_count].account = strdup(account);
+	config->account_map_count++;
+	return 0;
+}
+
+static int config_ini_line(void *user, const char *section, const char *name,
+		       const char *value)
+{
+	struct load_state *st = user;
+
+	/* [account_map] holds one "bare-jid = imap-account" per line */
+	if (strcmp(section, "account_map") == 0) {
+		if (strchr(name, '@') == NULL || *value == '\0') {
+			snprintf(st->error, sizeof(st->error),
+				 "[account_map] %s: expected bare-jid = account", name);
+			return 0;
+		}
+		return add_account_map(st->config, name, value) == 0;
+	}
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		if (strcmp(options[i].section, section) != 0 ||
+		    strcmp(options[i].name, name) != 0)
+			continue;
+		if (set_value(st->config, &options[i], value) < 0) {
+			snprintf(st->error, sizeof(st->error),
+				 "[%s] %s: invalid value '%s'", section, name, value);
+			return 0;
+		}
+		return 1;
+	}
+	snprintf(st->error, sizeof(st->error), "unknown option [%s] %s", section, name);
+	return 0;
+}
+
+static int read_secret_file(struct config *config, const char **error_r)
+{
+	static char msg[300];
+	char line[512];
+	FILE *f = fopen(config->component_secret_file, "r");
+
+	if (f == NULL) {
+		snprintf(msg, sizeof(msg), "cannot read secret_file %s: %s",
+			 config->component_secret_file, strerror(errno));
+		*error_r = msg;
+		return -1;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	fclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	free(config->component_secret);
+	config->component_secret = strdup(line);
+	return 0;
+}
+
+static int validate(struct config *config, const char **error_r)
+{
+	if (*config->component_secret_file != '\0' &&
+	    read_secret_file(config, error_r) < 0)
+		return -1;
+	if (*config->component_domain == '\0') {
+		*error_r = "[component] domain is required";
+		return -1;
+	}
+	if (*config->component_secret == '\0') {
+		*error_r = "[component] secret or secret_file is required";
+		return -1;
+	}
+	if (strcmp(config->hierarchy_separator, "/") != 0 &&
+	    strcmp(config->hierarchy_separator, ".") != 0) {
+		*error_r = "[cyrus] hierarchy_separator must be / or .";
+		return -1;
+	}
+	if (config->component_port == 0 || config->component_port > 65535) {
+		*error_r = "[component] port out of range";
+		return -1;
+	}
+	if (config->items_per_node == 0)
+		config->items_per_node = 1;
+	if (*config->shared_service == '\0') {
+		free(config->shared_service);
+		config->shared_service = strdup(config->component_domain);
+	}
+	return 0;
+}
+
+int config_load(const char *path, struct config **config_r, const char **error_r)
+{
+	static char msg[300];
+	struct load_state st = { .config = calloc(1, sizeof(struct config)) };
+	int rc;
+
+	if (st.config == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < NOPTIONS; i++)
+		set_value(st.config, &options[i], options[i].def);
+	rc = path != NULL ? ini_parse(path, config_ini_line, &st) : 0;
+	if (rc != 0) {
+		if (rc < 0)
+			snprintf(msg, sizeof(msg), "cannot open %s: %s", path, strerror(errno));
+		else
+			snprintf(msg, sizeof(msg), "%s:%d: %s", path, rc,
+				 st.error[0] != '\0' ? st.error : "syntax error");
+		*error_r = msg;
+		config_free(&st.config);
+		return -1;
+	}
+	if (validate(st.config, error_r) < 0) {
+		config_free(&st.config);
+		return -1;
+	}
+	*config_r = st.config;
+	return 0;
+}
+
+void config_free(struct config **configp)
+{
+	struct config *config = *configp;
+
+	if (config == NULL)
+		return;
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		if (options[i].type == CONFIG_STRING)
+			free(*(char **)((char *)config + options[i].offset));
+	}
+	for (unsigned i = 0; i < config->account_map_count; i++) {
+		free(config->account_map[i].jid);
+		free(config->account_map[i].account);
+	}
+	free(config->account_map);
+	free(config);
+	*configp = NULL;
+}
+
+void config_dump(const struct config *config, FILE *out)
+{
+	const char *section = "";
+
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const struct config_option *opt = &options[i];
+		const void *field = (const char *)config + opt->offset;
+
+		if (strcmp(section, opt->section) != 0) {
+			section = opt->section;
+			fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);
+		}
+		fprintf(out, "# %s\n", opt->help);
+		if (opt->type == CONFIG_STRING && opt->offset == offsetof(struct config, component_secret))
+			fprintf(out, "%s = %s\n", opt->name,
+				**(char *const *)field != '\0' ? "(set, not shown)" : "");
+		else if (opt->type == CONFIG_STRING)
+			fprintf(out, "%s = %s\n", opt->name, *(char *const *)field);
+		else if (opt->type == CONFIG_BOOL)
+			fprintf(out, "%s = %s\n", opt->name, *(const bool *)field ? "yes" : "no");
+		else if (opt->type == CONFIG_OCTAL)
+			fprintf(out, "%s = %04o\n", opt->name, *(const unsigned *)field);
+		else
+			fprintf(out, "%s = %u\n", opt->name, *(const unsigned *)field);
+	}
+	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n");
+	for (unsigned i = 0; i < config->account_map_count; i++)
+		fprintf(out, "%s = %s\n", config->account_map[i].jid,
+			config->account_map[i].account);
+}

@@ -1,0 +1,57 @@
+/* mailpubsub.conf: an INI file read with libinih. One table describes
+ * every option (section, name, type, default, help); it drives the parser,
+ * the defaults and `mailpubsubd --dump-config`, which mailpubsub.conf(5)
+ * follows. */
+#ifndef MAILPUBSUB_CONFIG_H
+#define MAILPUBSUB_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct config_account_map {
+	char *jid;       /* bare JID */
+	char *account;   /* IMAP identity */
+};
+
+struct config {
+	/* [component] */
+	char *component_host;
+	unsigned component_port;
+	char *component_domain;
+	char *component_secret;
+	char *component_secret_file;
+	unsigned ping_interval;     /* seconds */
+	unsigned ping_timeout;      /* seconds */
+	/* [cyrus] */
+	char *notify_socket;
+	unsigned notify_socket_mode;
+	char *notify_socket_group;
+	char *hierarchy_separator;
+	unsigned ingest_queue_max;  /* datagrams held in RAM before journaling */
+	/* [store] */
+	char *store_path;
+	bool store_full_sync;
+	unsigned items_per_node;
+	/* [pubsub] */
+	char *shared_service;       /* JID of the shared-folder service */
+	char *suppress_events;      /* space separated event names */
+	unsigned max_subscriptions_per_jid;
+	unsigned max_items_per_request;
+	/* [accounts] */
+	char *jid_domains;          /* space separated: JIDs here map by localpart */
+	struct config_account_map *account_map;
+	unsigned account_map_count;
+	/* [log] */
+	char *log_level;
+};
+
+/* Loads path over the defaults. On error *error_r points to a message in
+ * static storage (valid until the next call). */
+int config_load(const char *path, struct config **config_r, const char **error_r);
+void config_free(struct config **config);
+/* Writes every option with its current value and help text. */
+void config_dump(const struct config *config, FILE *out);
+/* True if the space separated list contains word. */
+bool config_list_contains(const char *list, const char *word);
+
+#endif

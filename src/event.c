@@ -1,0 +1,252 @@
+#include "event.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Order follows RFC 5423 section 4 and Cyrus's imap/mboxevent.c. */
+static const struct event_type_info event_types[EVENT_TYPE_COUNT] = {
+	[EVENT_MESSAGE_APPEND] = { "MessageAppend", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MESSAGE_EXPIRE] = { "MessageExpire", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MESSAGE_EXPUNGE] = { "MessageExpunge", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MESSAGE_NEW] = { "MessageNew", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MESSAGE_COPY] = { "vnd.cmu.MessageCopy", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MESSAGE_MOVE] = { "vnd.cmu.MessageMove", EVENT_GROUP_MESSAGE, true },
+	[EVENT_QUOTA_EXCEED] = { "QuotaExceed", EVENT_GROUP_QUOTA, true },
+	[EVENT_QUOTA_WITHIN] = { "QuotaWithin", EVENT_GROUP_QUOTA, true },
+	[EVENT_QUOTA_CHANGE] = { "QuotaChange", EVENT_GROUP_QUOTA, true },
+	[EVENT_MESSAGE_READ] = { "MessageRead", EVENT_GROUP_FLAGS, true },
+	[EVENT_MESSAGE_TRASH] = { "MessageTrash", EVENT_GROUP_FLAGS, true },
+	[EVENT_FLAGS_SET] = { "FlagsSet", EVENT_GROUP_FLAGS, true },
+	[EVENT_FLAGS_CLEAR] = { "FlagsClear", EVENT_GROUP_FLAGS, true },
+	[EVENT_LOGIN] = { "Login", EVENT_GROUP_ACCESS, false },
+	[EVENT_LOGOUT] = { "Logout", EVENT_GROUP_ACCESS, false },
+	[EVENT_MAILBOX_CREATE] = { "MailboxCreate", EVENT_GROUP_MAILBOX, true },
+	[EVENT_MAILBOX_DELETE] = { "MailboxDelete", EVENT_GROUP_MAILBOX, true },
+	[EVENT_MAILBOX_RENAME] = { "MailboxRename", EVENT_GROUP_MAILBOX, true },
+	[EVENT_MAILBOX_SUBSCRIBE] = { "MailboxSubscribe", EVENT_GROUP_SUBSCRIPTION, true },
+	[EVENT_MAILBOX_UNSUBSCRIBE] = { "MailboxUnSubscribe", EVENT_GROUP_SUBSCRIPTION, true },
+	[EVENT_ACL_CHANGE] = { "AclChange", EVENT_GROUP_ACL, true },
+	[EVENT_MAILBOX_MODSEQ] = { "MailboxModseq", EVENT_GROUP_MESSAGE, true },
+};
+
+/* RFC 5423 section 5, plus Kolab's ACL parameters. Anything else (vnd.*)
+ * is kept as received and published as an <extension/>. */
+static const struct event_param_info event_param_table[] = {
+	{ "timestamp", EVENT_PARAM_STRING },
+	{ "service", EVENT_PARAM_STRING },
+	{ "serverFQDN", EVENT_PARAM_STRING },
+	{ "serverDomain", EVENT_PARAM_STRING },
+	{ "serverPort", EVENT_PARAM_NUMBER },
+	{ "clientIP", EVENT_PARAM_STRING },
+	{ "clientPort", EVENT_PARAM_NUMBER },
+	{ "user", EVENT_PARAM_STRING },
+	{ "admin", EVENT_PARAM_STRING },
+	{ "pid", EVENT_PARAM_NUMBER },
+	{ "process", EVENT_PARAM_STRING },
+	{ "uri", EVENT_PARAM_STRING },
+	{ "mailboxID", EVENT_PARAM_STRING },
+	{ "oldMailboxID", EVENT_PARAM_STRING },
+	{ "uidset", EVENT_PARAM_STRING },
+	{ "uidnext", EVENT_PARAM_NUMBER },
+	{ "modseq", EVENT_PARAM_NUMBER },
+	{ "messages", EVENT_PARAM_NUMBER },
+	{ "flagNames", EVENT_PARAM_WORDS },
+	{ "tags", EVENT_PARAM_WORDS },
+	{ "messageSize", EVENT_PARAM_NUMBER },
+	{ "envelope", EVENT_PARAM_STRING },
+	{ "bodyStructure", EVENT_PARAM_STRING },
+	{ "messageContent", EVENT_PARAM_STRING },
+	{ "diskQuota", EVENT_PARAM_NUMBER },
+	{ "diskUsed", EVENT_PARAM_NUMBER },
+	{ "maxMessages", EVENT_PARAM_NUMBER },
+	{ "aclSubject", EVENT_PARAM_STRING },
+	{ "aclRights", EVENT_PARAM_STRING },
+};
+
+const struct event_type_info *event_type_info(enum event_type type)
+{
+	return &event_types[type];
+}
+
+int event_type_parse(const char *name, enum event_type *type_r)
+{
+	for (unsigned i = 0; i < EVENT_TYPE_COUNT; i++) {
+		if (strcmp(event_types[i].name, name) == 0) {
+			*type_r = (enum event_type)i;
+			return 0;
+		}
+	}
+	/* Cyrus also spells it "MailboxUnsubscribe" in some versions */
+	if (strcmp(name, "MailboxUnsubscribe") == 0) {
+		*type_r = EVENT_MAILBOX_UNSUBSCRIBE;
+		return 0;
+	}
+	return -1;
+}
+
+const struct event_param_info *event_params(unsigned *count_r)
+{
+	*count_r = sizeof(event_param_table) / sizeof(event_param_table[0]);
+	return event_param_table;
+}
+
+static bool string_is_u64(const char *s)
+{
+	if (*s == '\0' || strlen(s) > 20)
+		return false;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+	}
+	return true;
+}
+
+/* Known parameters must have the type RFC 5423 gives them; a wrong type
+ * is a malformed event, not something to guess about. */
+static int check_params(json_t *obj, const char **error_r)
+{
+	static char reason[96];
+	unsigned count;
+	const struct event_param_info *params = event_params(&count);
+
+	for (unsigned i = 0; i < count; i++) {
+		json_t *v = json_object_get(obj, params[i].name);
+		bool ok;
+
+		if (v == NULL || json_is_null(v))
+			continue;
+		if (params[i].kind == EVENT_PARAM_NUMBER)
+			ok = (json_is_integer(v) && json_integer_value(v) >= 0) ||
+			     (json_is_string(v) && string_is_u64(json_string_value(v)));
+		else
+			ok = json_is_string(v);
+		if (!ok) {
+			snprintf(reason, sizeof(reason), "parameter %s has the wrong type",
+				 params[i].name);
+			*error_r = reason;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int decode_mailboxes(struct event *ev, char sep, const char **error_r)
+{
+	const char *uri = json_string_value(json_object_get(ev->json, "uri"));
+	const char *old = json_string_value(json_object_get(ev->json, "oldMailboxID"));
+	const char *err;
+
+	if (uri == NULL) {
+		*error_r = "missing uri";
+		return -1;
+	}
+	if (mailbox_uri_parse(uri, sep, &ev->mailbox, error_r) < 0)
+		return -1;
+	if (event_types[ev->type].mailbox && ev->mailbox.node == NULL) {
+		*error_r = "uri names no mailbox";
+		return -1;
+	}
+	/* RFC 5423 lets oldMailboxID be any URI; Cyrus sends an IMAP URL */
+	if (old != NULL && mailbox_uri_parse(old, sep, &ev->old_mailbox, &err) < 0)
+		memset(&ev->old_mailbox, 0, sizeof(ev->old_mailbox));
+	if (ev->type == EVENT_MAILBOX_RENAME && ev->old_mailbox.node == NULL) {
+		*error_r = "MailboxRename without a usable oldMailboxID";
+		return -1;
+	}
+	return 0;
+}
+
+int event_decode(const char *json_text, size_t len, char hier_sep,
+		 struct event **event_r, const char **error_r)
+{
+	struct event *ev;
+	json_error_t jerr;
+	const char *name;
+	const char *user;
+
+	ev = calloc(1, sizeof(*ev));
+	if (ev == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	ev->json = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (ev->json == NULL) {
+		*error_r = "invalid JSON";
+		goto fail;
+	}
+	if (!json_is_object(ev->json)) {
+		*error_r = "JSON event is not an object";
+		goto fail;
+	}
+	name = json_string_value(json_object_get(ev->json, "event"));
+	if (name == NULL) {
+		*error_r = "missing event type";
+		goto fail;
+	}
+	if (event_type_parse(name, &ev->type) < 0) {
+		*error_r = "unknown event type";
+		goto fail;
+	}
+	if (check_params(ev->json, error_r) < 0)
+		goto fail;
+	if (decode_mailboxes(ev, hier_sep, error_r) < 0)
+		goto fail;
+	user = json_string_value(json_object_get(ev->json, "user"));
+	if (user != NULL && *user != '\0')
+		ev->acting_user = strdup(user);
+	*event_r = ev;
+	return 0;
+fail:
+	event_free(&ev);
+	return -1;
+}
+
+void event_free(struct event **event)
+{
+	struct event *ev = *event;
+
+	if (ev == NULL)
+		return;
+	json_decref(ev->json);
+	mailbox_uri_clear(&ev->mailbox);
+	mailbox_uri_clear(&ev->old_mailbox);
+	free(ev->acting_user);
+	free(ev);
+	*event = NULL;
+}
+
+const char *event_param_string(const struct event *event, const char *name,
+			       char *buf, size_t bufsize)
+{
+	json_t *v = json_object_get(event->json, name);
+
+	if (v == NULL)
+		return NULL;
+	if (json_is_string(v))
+		return json_string_value(v);
+	if (json_is_integer(v)) {
+		snprintf(buf, bufsize, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return buf;
+	}
+	if (json_is_true(v) || json_is_false(v))
+		return json_is_true(v) ? "true" : "false";
+	return NULL;
+}
+
+int event_param_u64(const struct event *event, const char *name,
+		    uint64_t *value_r)
+{
+	json_t *v = json_object_get(event->json, name);
+
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*value_r = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v) && string_is_u64(json_string_value(v))) {
+		*value_r = strtoull(json_string_value(v), NULL, 10);
+		return 0;
+	}
+	return -1;
+}

@@ -1,0 +1,93 @@
+#include "items.h"
+
+#include <stddef.h>
+
+#include "log.h"
+
+int items_put(struct store *store, const char *account, const char *node,
+	      long long seq, long long published_us, const char *payload,
+	      unsigned max_items)
+{
+	static const char insert_sql[] =
+		"INSERT OR REPLACE INTO items (account, node, seq, published_us, payload)"
+		" VALUES (?, ?, ?, ?, ?)";
+	static const char trim_sql[] =
+		"DELETE FROM items WHERE account = ?1 AND node = ?2 AND seq <="
+		" (SELECT seq FROM items WHERE account = ?1 AND node = ?2"
+		"  ORDER BY seq DESC LIMIT 1 OFFSET ?3)";
+	sqlite3_stmt *stmt = store_stmt(store, insert_sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, seq);
+	sqlite3_bind_int64(stmt, 4, published_us);
+	sqlite3_bind_text(stmt, 5, payload, -1, SQLITE_STATIC);
+	if (store_exec_stmt(store, stmt) < 0)
+		return -1;
+	stmt = store_stmt(store, trim_sql);
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, (int)(max_items > 0 ? max_items : 1));
+	return store_exec_stmt(store, stmt);
+}
+
+static int iterate(struct store *store, sqlite3_stmt *stmt, items_cb *cb,
+		   void *context, int *found_r)
+{
+	int rc;
+
+	*found_r = 0;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		*found_r = 1;
+		if (cb(context, sqlite3_column_int64(stmt, 0),
+		       sqlite3_column_int64(stmt, 1),
+		       (const char *)sqlite3_column_text(stmt, 2)) != 0)
+			break;
+	}
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_error("items: %s", sqlite3_errmsg(store_db(store)));
+		return -1;
+	}
+	return 0;
+}
+
+int items_each_newest(struct store *store, const char *account, const char *node,
+		      unsigned limit, items_cb *cb, void *context)
+{
+	static const char sql[] =
+		"SELECT seq, published_us, payload FROM items"
+		" WHERE account = ? AND node = ? ORDER BY seq DESC LIMIT ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int found;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, 3, limit > 0 ? (int)limit : -1);
+	return iterate(store, stmt, cb, context, &found);
+}
+
+int items_get(struct store *store, const char *account, const char *node,
+	      long long seq, items_cb *cb, void *context)
+{
+	static const char sql[] =
+		"SELECT seq, published_us, payload FROM items"
+		" WHERE account = ? AND node = ? AND seq = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int found;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, seq);
+	if (iterate(store, stmt, cb, context, &found) < 0)
+		return -1;
+	return found;
+}

@@ -1,0 +1,324 @@
+#include "mailbox_uri.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, max U+10FFFF) without control
+ * characters: mailbox names end up in XML attributes and log lines. */
+static bool utf8_valid_name(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				return false;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (len - i <= n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+int mailbox_uri_decode(const char *src, size_t len, char **out_r,
+		       const char **error_r)
+{
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (out == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+
+		if (src[i] != '%') {
+			out[o++] = src[i];
+			continue;
+		}
+		if (len - i < 3) {
+			free(out);
+			*error_r = "truncated %-escape in uri";
+			return -1;
+		}
+		hi = hexval((unsigned char)src[i + 1]);
+		lo = hexval((unsigned char)src[i + 2]);
+		if (hi < 0 || lo < 0) {
+			free(out);
+			*error_r = "bad %-escape in uri";
+			return -1;
+		}
+		out[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	out[o] = '\0';
+	if (!utf8_valid_name((const unsigned char *)out, o)) {
+		free(out);
+		*error_r = "mailbox name is not valid UTF-8 text";
+		return -1;
+	}
+	*out_r = out;
+	return 0;
+}
+
+/* Appends one mailbox level to a node name, escaping what would make the
+ * '/' structure ambiguous. dst has room for 3 * strlen(level) + 2. */
+static char *append_level(char *dst, const char *level, size_t len, bool first)
+{
+	if (!first)
+		*dst++ = '/';
+	for (size_t i = 0; i < len; i++) {
+		if (level[i] == '/' || level[i] == '%') {
+			*dst++ = '%';
+			*dst++ = '2';
+			*dst++ = level[i] == '/' ? 'F' : '5';
+		} else {
+			*dst++ = level[i];
+		}
+	}
+	*dst = '\0';
+	return dst;
+}
+
+static char detect_sep(const char *name, char sep)
+{
+	if (strncmp(name, "user/", 5) == 0)
+		return '/';
+	if (strncmp(name, "user.", 5) == 0)
+		return '.';
+	return sep;
+}
+
+/* Splits an admin-namespace name into account and node. */
+static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
+{
+	const char *name = out->imap_name;
+	const char *p = name;
+	size_t cap = 3 * strlen(name) + 8;
+	char *node, *dst;
+	bool first = true;
+
+	if (*name == '\0') {
+		*error_r = "empty mailbox name in uri";
+		return -1;
+	}
+	sep = detect_sep(name, sep);
+	node = malloc(cap);
+	if (node == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	dst = node;
+	if (strncmp(name, "user", 4) == 0 && name[4] == sep) {
+		const char *acct = name + 5;
+		const char *end = strchr(acct, sep);
+		size_t alen = end != NULL ? (size_t)(end - acct) : strlen(acct);
+
+		if (alen == 0) {
+			free(node);
+			*error_r = "empty account in mailbox name";
+			return -1;
+		}
+		out->account = strndup(acct, alen);
+		dst = append_level(dst, "INBOX", 5, true);
+		first = false;
+		p = end != NULL ? end + 1 : acct + alen;
+		if (end != NULL && *p == '\0') {
+			free(node);
+			*error_r = "empty mailbox level";
+			return -1;
+		}
+	} else {
+		out->account = strdup("");
+	}
+	while (*p != '\0') {
+		const char *end = strchr(p, sep);
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (len == 0 || (end != NULL && end[1] == '\0')) {
+			free(node);
+			*error_r = "empty mailbox level";
+			return -1;
+		}
+		dst = append_level(dst, p, len, first);
+		first = false;
+		p += len + (end != NULL ? 1 : 0);
+	}
+	out->node = node;
+	return 0;
+}
+
+static int parse_u32(const char *s, size_t len, uint32_t *v_r)
+{
+	uint64_t v = 0;
+
+	if (len == 0 || len > 10)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (uint64_t)(s[i] - '0');
+	}
+	if (v > UINT32_MAX)
+		return -1;
+	*v_r = (uint32_t)v;
+	return 0;
+}
+
+/* The part after the mailbox: ";UIDVALIDITY=n" then optionally "/;UID=n"
+ * and further RFC 5092 parts we do not need (";SECTION=", ";PARTIAL="). */
+static int parse_params(struct mailbox_uri *out, const char *p,
+			const char **error_r)
+{
+	while (*p != '\0') {
+		const char *end;
+		size_t len;
+
+		if (*p == '/') {
+			p++;
+			continue;
+		}
+		if (*p != ';') {
+			*error_r = "unexpected text after mailbox in uri";
+			return -1;
+		}
+		p++;
+		end = p + strcspn(p, ";/");
+		len = (size_t)(end - p);
+		if (len > 12 && strncasecmp(p, "UIDVALIDITY=", 12) == 0) {
+			if (parse_u32(p + 12, len - 12, &out->uidvalidity) < 0) {
+				*error_r = "bad UIDVALIDITY in uri";
+				return -1;
+			}
+		} else if (len > 4 && strncasecmp(p, "UID=", 4) == 0) {
+			if (parse_u32(p + 4, len - 4, &out->uid) < 0) {
+				*error_r = "bad UID in uri";
+				return -1;
+			}
+		}
+		p = end;
+	}
+	return 0;
+}
+
+/* Login/Logout carry a server URL, "imap://user@host/": the account is the
+ * userinfo, there is no mailbox. */
+static int parse_authority(struct mailbox_uri *out, const char *auth,
+			   size_t len, const char **error_r)
+{
+	const char *at = memchr(auth, '@', len);
+	const char *host = auth;
+
+	if (at != NULL) {
+		char *user;
+
+		if (mailbox_uri_decode(auth, (size_t)(at - auth), &user, error_r) < 0)
+			return -1;
+		/* RFC 5092 iuserinfo may carry ";AUTH=": not part of the name */
+		user[strcspn(user, ";")] = '\0';
+		out->account = user;
+		host = at + 1;
+	}
+	out->server = strndup(host, len - (size_t)(host - auth));
+	return 0;
+}
+
+int mailbox_uri_parse(const char *uri, char sep, struct mailbox_uri *out,
+		      const char **error_r)
+{
+	const char *auth, *path, *pend;
+
+	memset(out, 0, sizeof(*out));
+	if (uri == NULL || strncasecmp(uri, "imap://", 7) != 0) {
+		*error_r = "uri is not an imap:// URL";
+		return -1;
+	}
+	auth = uri + 7;
+	path = strchr(auth, '/');
+	if (path == NULL)
+		path = auth + strlen(auth);
+	if (parse_authority(out, auth, (size_t)(path - auth), error_r) < 0)
+		goto fail;
+	if (*path == '\0' || path[1] == '\0')
+		return 0;
+	path++;
+	pend = path + strcspn(path, ";");
+	if (out->account != NULL) {
+		free(out->account);
+		out->account = NULL;
+	}
+	if (mailbox_uri_decode(path, (size_t)(pend - path), &out->imap_name,
+			       error_r) < 0)
+		goto fail;
+	/* "imap://host/user/alice/;UID=1" style: drop the trailing slash */
+	if (pend > path && pend[-1] == '/' && out->imap_name[0] != '\0')
+		out->imap_name[strlen(out->imap_name) - 1] = '\0';
+	if (name_to_node(out, sep, error_r) < 0)
+		goto fail;
+	if (parse_params(out, pend, error_r) < 0)
+		goto fail;
+	return 0;
+fail:
+	mailbox_uri_clear(out);
+	return -1;
+}
+
+void mailbox_uri_clear(struct mailbox_uri *uri)
+{
+	free(uri->server);
+	free(uri->account);
+	free(uri->node);
+	free(uri->imap_name);
+	memset(uri, 0, sizeof(*uri));
+}
+
+bool mailbox_uri_node_valid(const char *node)
+{
+	size_t len = strlen(node);
+
+	if (len == 0 || node[0] == '/' || node[len - 1] == '/' ||
+	    strstr(node, "//") != NULL)
+		return false;
+	return utf8_valid_name((const unsigned char *)node, len);
+}

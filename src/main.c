@@ -1,0 +1,241 @@
+/* mailpubsubd: RFC 5423 mail store events as XEP-0060 notifications. */
+#include "build-config.h"
+
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "authz.h"
+#include "component.h"
+#include "ingest_cyrus.h"
+#include "log.h"
+#include "publisher.h"
+#include "service.h"
+#include "store.h"
+
+struct daemon_state {
+	uv_loop_t *loop;
+	struct config *config;
+	struct service service;
+	struct publisher *publisher;
+	struct ingest_cyrus *ingest;
+	uv_signal_t sigterm, sigint, sigusr1, sighup;
+	const char *pidfile;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: mailpubsubd [-f] [-c FILE] [-p PIDFILE]\n"
+		"       mailpubsubd --dump-config [-c FILE]\n"
+		"  -c, --config FILE    configuration (default " SYSCONFDIR "/mailpubsub.conf)\n"
+		"  -f, --foreground     stay in the foreground, log to stderr\n"
+		"  -p, --pidfile FILE   write our PID there\n"
+		"      --dump-config    print every option with its value and exit\n"
+		"  -V, --version        print the version and exit\n");
+}
+
+static void on_journaled(void *context)
+{
+	struct daemon_state *st = context;
+
+	publisher_kick(st->publisher);
+}
+
+static void on_stanza(void *context, xmpp_stanza_t *stanza)
+{
+	struct daemon_state *st = context;
+
+	service_handle_stanza(&st->service, stanza);
+}
+
+static void on_component_state(void *context, bool connected)
+{
+	struct daemon_state *st = context;
+
+	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
+	if (connected)
+		publisher_kick(st->publisher);
+}
+
+static void log_stats(const struct service_stats *s)
+{
+	log_info("stats: datagrams=%llu malformed=%llu dropped=%llu journaled=%llu "
+		 "published=%llu notifications=%llu iq=%llu iq_errors=%llu",
+		 s->datagrams, s->malformed, s->dropped, s->journaled, s->published,
+		 s->notifications, s->iq_requests, s->iq_errors);
+}
+
+static void component_closed(void *context)
+{
+	struct daemon_state *st = context;
+
+	uv_close((uv_handle_t *)&st->sigterm, NULL);
+	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_close((uv_handle_t *)&st->sigusr1, NULL);
+	uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+static void shutdown_daemon(struct daemon_state *st)
+{
+	log_info("shutting down");
+	/* ingest first: what was received gets journaled before we stop */
+	ingest_cyrus_close(&st->ingest);
+	publisher_close(&st->publisher);
+	log_stats(&st->service.stats);
+	component_close(&st->service.component, component_closed, st);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	struct daemon_state *st = handle->data;
+
+	if (signum == SIGUSR1) {
+		log_stats(&st->service.stats);
+		return;
+	}
+	if (signum == SIGHUP) {
+		log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
+		return;
+	}
+	if (st->service.component != NULL)
+		shutdown_daemon(st);
+}
+
+static void watch_signal(struct daemon_state *st, uv_signal_t *h, int signum)
+{
+	uv_signal_init(st->loop, h);
+	h->data = st;
+	uv_signal_start(h, on_signal, signum);
+}
+
+static int start_component(struct daemon_state *st, const char **error_r)
+{
+	const struct config *c = st->config;
+	struct component_settings set = {
+		.host = c->component_host,
+		.port = (unsigned short)c->component_port,
+		.domain = c->component_domain,
+		.secret = c->component_secret,
+		.ping_interval_ms = c->ping_interval * 1000,
+		.ping_timeout_ms = c->ping_timeout * 1000,
+		.reconnect_min_ms = 200,
+		.reconnect_max_ms = 30000,
+	};
+
+	if (component_new(st->loop, &set, on_stanza, on_component_state,
+			  st, &st->service.component, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+static int start(struct daemon_state *st, const char **error_r)
+{
+	const struct config *c = st->config;
+
+	st->service.config = c;
+	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
+		return -1;
+	if (authz_new(c, &st->service.authz, error_r) < 0)
+		return -1;
+	if (start_component(st, error_r) < 0)
+		return -1;
+	if (publisher_new(st->loop, &st->service, &st->publisher, error_r) < 0)
+		return -1;
+	if (*c->notify_socket != '\0' &&
+	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,
+			     error_r) < 0)
+		return -1;
+	watch_signal(st, &st->sigterm, SIGTERM);
+	watch_signal(st, &st->sigint, SIGINT);
+	watch_signal(st, &st->sigusr1, SIGUSR1);
+	watch_signal(st, &st->sighup, SIGHUP);
+	component_start(st->service.component);
+	return 0;
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL)
+		return -1;
+	fprintf(f, "%ld\n", (long)getpid());
+	return fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "dump-config", no_argument, NULL, 'D' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct daemon_state st = { 0 };
+	const char *config_path = SYSCONFDIR "/mailpubsub.conf";
+	const char *error;
+	bool foreground = false, dump = false;
+	enum log_level level;
+	int opt, ret;
+
+	while ((opt = getopt_long(argc, argv, "c:fp:Vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config_path = optarg; break;
+		case 'f': foreground = true; break;
+		case 'p': st.pidfile = optarg; break;
+		case 'D': dump = true; break;
+		case 'V': printf("mailpubsubd %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (config_load(config_path, &st.config, &error) < 0) {
+		fprintf(stderr, "mailpubsubd: %s\n", error);
+		return 1;
+	}
+	if (dump) {
+		config_dump(st.config, stdout);
+		config_free(&st.config);
+		return 0;
+	}
+	if (log_level_parse(st.config->log_level, &level) < 0) {
+		fprintf(stderr, "mailpubsubd: [log] level: unknown level '%s'\n",
+			st.config->log_level);
+		return 1;
+	}
+	if (!foreground && daemon(0, 0) < 0) {
+		fprintf(stderr, "mailpubsubd: cannot daemonize: %s\n", strerror(errno));
+		return 1;
+	}
+	log_open("mailpubsubd", !foreground, level);
+	signal(SIGPIPE, SIG_IGN);
+	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)
+		log_warn("cannot write pidfile %s: %s", st.pidfile, strerror(errno));
+	st.loop = uv_default_loop();
+	if (start(&st, &error) < 0) {
+		log_error("cannot start: %s", error);
+		return 1;
+	}
+	log_info("mailpubsubd %s started: component %s", PACKAGE_VERSION,
+		 st.config->component_domain);
+	ret = uv_run(st.loop, UV_RUN_DEFAULT);
+	authz_free(&st.service.authz);
+	store_close(&st.service.store);
+	uv_loop_close(st.loop);
+	if (st.pidfile != NULL)
+		unlink(st.pidfile);
+	config_free(&st.config);
+	log_close();
+	return ret == 0 ? 0 : 1;
+}

@@ -1,0 +1,266 @@
+#include "publisher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "event.h"
+#include "item.h"
+#include "items.h"
+#include "journal.h"
+#include "log.h"
+#include "node_tree.h"
+#include "service.h"
+#include "subscription.h"
+
+/* Events per loop turn: keeps IQs and the ingest queue served during a
+ * large backlog. */
+#define PUBLISHER_BATCH 256
+/* Stop feeding libstrophe while this much is unsent: the journal, not
+ * RAM, holds the backlog when the server is slow. */
+#define PUBLISHER_MAX_QUEUED 20000
+
+struct publisher {
+	uv_loop_t *loop;
+	struct service *service;
+	uv_idle_t idle;           /* runs batches while work remains */
+	uv_timer_t retry;         /* waits for a full send queue to drain */
+	long long published_seq;
+	char sep;
+};
+
+static void publisher_on_idle(uv_idle_t *idle);
+
+int publisher_new(uv_loop_t *loop, struct service *service,
+		  struct publisher **publisher_r, const char **error_r)
+{
+	struct publisher *pub = calloc(1, sizeof(*pub));
+
+	if (pub == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	pub->loop = loop;
+	pub->service = service;
+	pub->sep = service->config->hierarchy_separator[0];
+	pub->published_seq = journal_published_seq(service->store);
+	uv_idle_init(loop, &pub->idle);
+	pub->idle.data = pub;
+	uv_timer_init(loop, &pub->retry);
+	pub->retry.data = pub;
+	*publisher_r = pub;
+	return 0;
+}
+
+void publisher_kick(struct publisher *pub)
+{
+	if (!uv_is_active((uv_handle_t *)&pub->idle))
+		uv_idle_start(&pub->idle, publisher_on_idle);
+}
+
+static void retry_closed(uv_handle_t *handle)
+{
+	free(handle->data);
+}
+
+static void idle_closed(uv_handle_t *handle)
+{
+	struct publisher *pub = handle->data;
+
+	uv_close((uv_handle_t *)&pub->retry, retry_closed);
+}
+
+static void publisher_on_retry(uv_timer_t *timer)
+{
+	publisher_kick(timer->data);
+}
+
+void publisher_close(struct publisher **publisher)
+{
+	struct publisher *pub = *publisher;
+
+	if (pub == NULL)
+		return;
+	uv_idle_stop(&pub->idle);
+	uv_timer_stop(&pub->retry);
+	uv_close((uv_handle_t *)&pub->idle, idle_closed);
+	*publisher = NULL;
+}
+
+struct fanout {
+	struct service *service;
+	struct item_message msg;
+	unsigned sent;
+};
+
+static int notify_one(void *context, const struct subscription *sub)
+{
+	struct fanout *f = context;
+	size_t len;
+	char *text = item_message_for(&f->msg, sub->jid, &len);
+
+	if (text == NULL)
+		return 0;
+	if (component_send_raw(f->service->component, text, len) == 0)
+		f->sent++;
+	free(text);
+	return 0;
+}
+
+static void fan_out(struct service *service, const char *account,
+		    const char *node, struct item_message *msg)
+{
+	struct fanout f = { .service = service, .msg = *msg };
+
+	subscription_each_on_node(service->store, account, node, notify_one, &f);
+	service->stats.notifications += f.sent;
+}
+
+static void publish_item(struct service *service, const char *account,
+			 const char *node, long long seq, const char *payload)
+{
+	char *from = service_jid_for_account(service, account);
+	struct item_message msg;
+
+	if (from == NULL)
+		return;
+	if (item_message_build(from, node, seq, payload, 0, &msg) == 0) {
+		fan_out(service, account, node, &msg);
+		item_message_clear(&msg);
+	}
+	free(from);
+}
+
+struct subtree_ctx {
+	struct service *service;
+	const char *account;
+	const char *root;
+	long long seq;
+	const char *payload;
+};
+
+/* Descendants of a renamed folder moved too; their subscribers learn of it
+ * from the same item, published on their (new) node. */
+static int publish_to_descendant(void *context, const char *node)
+{
+	struct subtree_ctx *sc = context;
+
+	if (strcmp(node, sc->root) != 0)
+		publish_item(sc->service, sc->account, node, sc->seq, sc->payload);
+	return 0;
+}
+
+static void notify_deleted(struct service *service, const char *account,
+			   const char *node)
+{
+	char *from = service_jid_for_account(service, account);
+	struct item_message msg;
+
+	if (from == NULL)
+		return;
+	if (item_message_build_delete(from, node, &msg) == 0) {
+		fan_out(service, account, node, &msg);
+		item_message_clear(&msg);
+	}
+	free(from);
+}
+
+static void apply_tree(struct service *service, const struct event *ev,
+		       long long now_us)
+{
+	const struct mailbox_uri *mb = &ev->mailbox;
+	const char *mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
+
+	if (ev->type == EVENT_MAILBOX_RENAME)
+		node_tree_rename(service->store, ev->old_mailbox.account,
+				 ev->old_mailbox.node, mb->account, mb->node);
+	if (ev->type != EVENT_MAILBOX_DELETE)
+		node_tree_touch(service->store, mb->account, mb->node, mailbox_id,
+				mb->uidvalidity, now_us);
+}
+
+static void dispatch(struct publisher *pub, const struct journal_record *rec,
+		     struct event *ev)
+{
+	struct service *service = pub->service;
+	const struct mailbox_uri *mb = &ev->mailbox;
+	long long now = service_now_us();
+	bool suppressed = config_list_contains(service->config->suppress_events,
+					       event_type_info(ev->type)->name);
+	char *payload;
+
+	if (mb->node == NULL)
+		return;   /* Login/Logout: no mailbox node to publish on */
+	apply_tree(service, ev, now);
+	if (suppressed)
+		return;
+	payload = item_payload_build(component_xmpp_ctx(service->component), ev,
+				     rec->seq, rec->received_us);
+	if (payload == NULL) {
+		log_error("publisher: cannot build item %lld", rec->seq);
+		return;
+	}
+	if (ev->type != EVENT_MAILBOX_DELETE)
+		items_put(service->store, mb->account, mb->node, rec->seq, now,
+			  payload, service->config->items_per_node);
+	publish_item(service, mb->account, mb->node, rec->seq, payload);
+	if (ev->type == EVENT_MAILBOX_RENAME) {
+		struct subtree_ctx sc = { service, mb->account, mb->node,
+					  rec->seq, payload };
+
+		node_tree_subtree(service->store, mb->account, mb->node,
+				  publish_to_descendant, &sc);
+	}
+	if (ev->type == EVENT_MAILBOX_DELETE) {
+		notify_deleted(service, mb->account, mb->node);
+		node_tree_delete(service->store, mb->account, mb->node);
+	}
+	service->stats.published++;
+	free(payload);
+}
+
+static int publish_record(void *context, const struct journal_record *rec)
+{
+	struct publisher *pub = context;
+	struct event *ev;
+	const char *error;
+
+	if (event_decode(rec->json, rec->json_len, pub->sep, &ev, &error) < 0) {
+		/* it was valid when journaled: the configuration changed */
+		log_error("publisher: journaled event %lld no longer decodes: %s",
+			  rec->seq, error);
+	} else {
+		dispatch(pub, rec, ev);
+		event_free(&ev);
+	}
+	pub->published_seq = rec->seq;
+	return 0;
+}
+
+static void publisher_on_idle(uv_idle_t *idle)
+{
+	struct publisher *pub = idle->data;
+	struct service *service = pub->service;
+	unsigned count = 0;
+
+	if (!component_is_connected(service->component)) {
+		uv_idle_stop(idle);   /* kicked again on connect */
+		return;
+	}
+	if (component_queue_len(service->component) > PUBLISHER_MAX_QUEUED) {
+		uv_idle_stop(idle);
+		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
+		return;
+	}
+	if (store_begin(service->store) < 0)
+		return;
+	journal_read_after(service->store, pub->published_seq, PUBLISHER_BATCH,
+			   publish_record, pub, &count);
+	journal_set_published_seq(service->store, pub->published_seq);
+	if (store_commit(service->store) < 0) {
+		log_error("publisher: commit failed; will retry");
+		pub->published_seq = journal_published_seq(service->store);
+		return;
+	}
+	if (count < PUBLISHER_BATCH)
+		uv_idle_stop(idle);
+}

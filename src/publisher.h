@@ -1,0 +1,19 @@
+/* From the journal to subscribers: takes journaled events in sequence
+ * order, updates the node tree, stores the item and sends one
+ * notification per subscriber. Runs only while the component is connected,
+ * so the journal is the queue across restarts and server outages. */
+#ifndef MAILPUBSUB_PUBLISHER_H
+#define MAILPUBSUB_PUBLISHER_H
+
+#include <uv.h>
+
+struct service;
+struct publisher;
+
+int publisher_new(uv_loop_t *loop, struct service *service,
+		  struct publisher **publisher_r, const char **error_r);
+/* There may be new journal records, or the component came up. */
+void publisher_kick(struct publisher *publisher);
+void publisher_close(struct publisher **publisher);
+
+#endif

@@ -1,0 +1,432 @@
+#include "pubsub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "item.h"
+#include "items.h"
+#include "jid.h"
+#include "log.h"
+#include "node_tree.h"
+#include "pubsub_error.h"
+#include "request.h"
+#include "service.h"
+#include "subscription.h"
+
+#define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
+
+/* What a request for each unsupported operation lacks, by element name
+ * (XEP-0060 section 10 feature names). */
+static const struct {
+	const char *element;
+	const char *feature;
+} unsupported_ops[] = {
+	{ "publish", "publish" },
+	{ "create", "create-nodes" },
+	{ "configure", "config-node" },
+	{ "delete", "delete-nodes" },
+	{ "retract", "retract-items" },
+	{ "purge", "purge-nodes" },
+	{ "options", "subscription-options" },
+	{ "default", "retrieve-default" },
+	{ "affiliations", "retrieve-affiliations" },
+};
+
+static xmpp_ctx_t *xctx(struct service *service)
+{
+	return component_xmpp_ctx(service->component);
+}
+
+static void reply_error(struct service *service, xmpp_stanza_t *iq,
+			enum pubsub_error error, const char *feature)
+{
+	service_send_release(service, pubsub_error_reply(xctx(service), iq, error,
+							 feature));
+}
+
+static xmpp_stanza_t *first_element(xmpp_stanza_t *parent)
+{
+	xmpp_stanza_t *c = xmpp_stanza_get_children(parent);
+
+	while (c != NULL && !xmpp_stanza_is_tag(c))
+		c = xmpp_stanza_get_next(c);
+	return c;
+}
+
+static xmpp_stanza_t *add_el(xmpp_ctx_t *ctx, xmpp_stanza_t *parent,
+			     const char *name, const char *ns)
+{
+	xmpp_stanza_t *el = xmpp_stanza_new(ctx);
+
+	xmpp_stanza_set_name(el, name);
+	if (ns != NULL)
+		xmpp_stanza_set_ns(el, ns);
+	xmpp_stanza_add_child_ex(parent, el, 0);
+	return el;
+}
+
+static bool same_bare(const char *a, const char *b)
+{
+	char *ba = jid_bare(a), *bb = jid_bare(b);
+	bool same = ba != NULL && bb != NULL && strcmp(ba, bb) == 0;
+
+	free(ba);
+	free(bb);
+	return same;
+}
+
+/* ---- last item ---- */
+
+struct last_item {
+	struct service *service;
+	const char *from, *node, *to;
+};
+
+static int send_item(void *context, long long seq, long long published_us,
+		     const char *payload)
+{
+	struct last_item *li = context;
+	struct item_message msg;
+	char *text;
+	size_t len;
+
+	if (item_message_build(li->from, li->node, seq, payload, published_us, &msg) < 0)
+		return 1;
+	text = item_message_for(&msg, li->to, &len);
+	if (text != NULL)
+		component_send_raw(li->service->component, text, len);
+	free(text);
+	item_message_clear(&msg);
+	return 1;
+}
+
+void pubsub_send_last_item(struct service *service, const char *account,
+			   const char *node, const char *jid)
+{
+	char *from = service_jid_for_account(service, account);
+	struct last_item li = { service, from, node, jid };
+
+	if (from == NULL)
+		return;
+	items_each_newest(service->store, account, node, 1, send_item, &li);
+	free(from);
+}
+
+/* ---- subscribe (6.1) ---- */
+
+static void reply_subscription(struct request *req, const char *jid, const char *subid,
+			       const char *state)
+{
+	xmpp_ctx_t *ctx = xctx(req->service);
+	xmpp_stanza_t *reply = pubsub_error_result(ctx, req->iq);
+	xmpp_stanza_t *ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
+	xmpp_stanza_t *sub = add_el(ctx, ps, "subscription", NULL);
+
+	xmpp_stanza_set_attribute(sub, "node", req->node);
+	xmpp_stanza_set_attribute(sub, "jid", jid);
+	if (subid != NULL)
+		xmpp_stanza_set_attribute(sub, "subid", subid);
+	xmpp_stanza_set_attribute(sub, "subscription", state);
+	service_send_release(req->service, reply);
+}
+
+static void subscribe_decided(void *context, enum authz_result result)
+{
+	struct request *req = context;
+	struct service *service = req->service;
+	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "subscribe");
+	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	char subid[SUBSCRIPTION_SUBID_LEN + 1];
+	bool created;
+
+	if (result == AUTHZ_TEMPFAIL) {
+		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TEMPORARY, NULL);
+	} else if (result == AUTHZ_DENIED) {
+		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_CLOSED_NODE, NULL);
+	} else if (subscription_count_for_jid(service->store, jid) >=
+		   service->config->max_subscriptions_per_jid &&
+		   subscription_find(service->store, req->account, req->node, jid, NULL) != 1) {
+		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TOO_MANY, NULL);
+	} else if (subscription_add(service->store, req->account, req->node, jid,
+				    service_now_us(), subid, &created) < 0) {
+		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+	} else {
+		log_info("pubsub: %s subscribed to %s/%s%s", jid,
+			 req->account, req->node, created ? "" : " (again)");
+		reply_subscription(req, jid, subid, "subscribed");
+		/* 6.1.7: the last published item follows the result */
+		pubsub_send_last_item(service, req->account, req->node, jid);
+	}
+	request_free(&req);
+}
+
+static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
+			     xmpp_stanza_t *ps, xmpp_stanza_t *op,
+			     const char *account)
+{
+	const char *node = xmpp_stanza_get_attribute(op, "node");
+	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	struct request *req;
+
+	if (node == NULL) {
+		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		return;
+	}
+	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
+		reply_error(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID, NULL);
+		return;
+	}
+	if (xmpp_stanza_get_child_by_name(ps, "options") != NULL) {
+		reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, "subscription-options");
+		return;
+	}
+	if (!node_tree_exists(service->store, account, node)) {
+		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+		return;
+	}
+	req = request_new(service, iq, ps, account, node);
+	if (req == NULL || req->op == NULL) {
+		request_free(&req);
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return;
+	}
+	authz_check(service->authz, jid, account, node, subscribe_decided, req);
+}
+
+/* ---- unsubscribe (6.2) ---- */
+
+static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
+			       xmpp_stanza_t *op, const char *account)
+{
+	const char *node = xmpp_stanza_get_attribute(op, "node");
+	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	const char *subid = xmpp_stanza_get_attribute(op, "subid");
+	char have[SUBSCRIPTION_SUBID_LEN + 1];
+	int found;
+
+	if (node == NULL) {
+		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		return;
+	}
+	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
+		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_FORBIDDEN, NULL);
+		return;
+	}
+	if (!node_tree_exists(service->store, account, node)) {
+		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+		return;
+	}
+	found = subscription_find(service->store, account, node, jid, have);
+	if (found < 0) {
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return;
+	}
+	if (found == 0) {
+		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED, NULL);
+		return;
+	}
+	if (subid != NULL && strcmp(subid, have) != 0) {
+		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_INVALID_SUBID, NULL);
+		return;
+	}
+	if (subscription_remove(service->store, account, node, jid, NULL) < 0) {
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return;
+	}
+	log_info("pubsub: %s unsubscribed from %s/%s", jid, account, node);
+	service_send_release(service, pubsub_error_result(xctx(service), iq));
+}
+
+/* ---- retrieve subscriptions (5.6) ---- */
+
+struct list_ctx {
+	xmpp_ctx_t *ctx;
+	xmpp_stanza_t *parent;
+};
+
+static int add_subscription(void *context, const struct subscription *sub)
+{
+	struct list_ctx *lc = context;
+	xmpp_stanza_t *el = add_el(lc->ctx, lc->parent, "subscription", NULL);
+
+	xmpp_stanza_set_attribute(el, "node", sub->node);
+	xmpp_stanza_set_attribute(el, "jid", sub->jid);
+	xmpp_stanza_set_attribute(el, "subid", sub->subid);
+	xmpp_stanza_set_attribute(el, "subscription", "subscribed");
+	return 0;
+}
+
+static void handle_subscriptions(struct service *service, xmpp_stanza_t *iq,
+				 xmpp_stanza_t *op, const char *account)
+{
+	xmpp_ctx_t *ctx = xctx(service);
+	const char *node = xmpp_stanza_get_attribute(op, "node");
+	char *bare = jid_bare(xmpp_stanza_get_from(iq));
+	xmpp_stanza_t *reply, *ps;
+	struct list_ctx lc = { .ctx = ctx };
+
+	if (bare == NULL) {
+		reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
+		return;
+	}
+	reply = pubsub_error_result(ctx, iq);
+	ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
+	lc.parent = add_el(ctx, ps, "subscriptions", NULL);
+	if (node != NULL)
+		xmpp_stanza_set_attribute(lc.parent, "node", node);
+	subscription_each_of_jid(service->store, account, node, bare,
+				 add_subscription, &lc);
+	free(bare);
+	service_send_release(service, reply);
+}
+
+/* ---- retrieve items (6.5) ---- */
+
+struct items_reply {
+	xmpp_ctx_t *ctx;
+	xmpp_stanza_t *items;
+	xmpp_stanza_t *collected[1024];
+	unsigned n;
+};
+
+static int collect_item(void *context, long long seq, long long published_us,
+			const char *payload)
+{
+	struct items_reply *ir = context;
+	xmpp_stanza_t *item = xmpp_stanza_new(ir->ctx);
+	xmpp_stanza_t *body = xmpp_stanza_new_from_string(ir->ctx, payload);
+	char id[24];
+
+	(void)published_us;
+	xmpp_stanza_set_name(item, "item");
+	snprintf(id, sizeof(id), "%lld", seq);
+	xmpp_stanza_set_id(item, id);
+	if (body != NULL)
+		xmpp_stanza_add_child_ex(item, body, 0);
+	if (ir->n == sizeof(ir->collected) / sizeof(ir->collected[0])) {
+		xmpp_stanza_release(item);
+		return 1;
+	}
+	ir->collected[ir->n++] = item;
+	return 0;
+}
+
+static void items_decided(void *context, enum authz_result result)
+{
+	struct request *req = context;
+	struct service *service = req->service;
+	xmpp_ctx_t *ctx = xctx(service);
+	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "items");
+	xmpp_stanza_t *want = xmpp_stanza_get_child_by_name(op, "item");
+	const char *max = xmpp_stanza_get_attribute(op, "max_items");
+	unsigned limit = service->config->max_items_per_request;
+	struct items_reply *ir;
+	xmpp_stanza_t *reply, *ps;
+
+	if (result != AUTHZ_GRANTED) {
+		reply_error(service, req->iq, result == AUTHZ_TEMPFAIL ?
+			    PUBSUB_ERR_ITEMS_TEMPORARY : PUBSUB_ERR_ITEMS_CLOSED_NODE, NULL);
+		request_free(&req);
+		return;
+	}
+	if (max != NULL && atoi(max) > 0 && (unsigned)atoi(max) < limit)
+		limit = (unsigned)atoi(max);
+	ir = calloc(1, sizeof(*ir));
+	if (ir == NULL) {
+		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+		request_free(&req);
+		return;
+	}
+	ir->ctx = ctx;
+	reply = pubsub_error_result(ctx, req->iq);
+	ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
+	ir->items = add_el(ctx, ps, "items", NULL);
+	xmpp_stanza_set_attribute(ir->items, "node", req->node);
+	/* 6.5.8: specific items by id; unknown ids are simply absent */
+	for (; want != NULL; want = xmpp_stanza_get_next(want)) {
+		const char *id = xmpp_stanza_is_tag(want) ? xmpp_stanza_get_id(want) : NULL;
+
+		if (id != NULL && atoll(id) > 0)
+			items_get(service->store, req->account, req->node, atoll(id),
+				  collect_item, ir);
+	}
+	if (xmpp_stanza_get_child_by_name(op, "item") == NULL)
+		items_each_newest(service->store, req->account, req->node, limit,
+				  collect_item, ir);
+	/* newest were read first; clients expect publication order */
+	for (unsigned i = ir->n; i > 0; i--) {
+		xmpp_stanza_add_child_ex(ir->items, ir->collected[i - 1], 0);
+	}
+	free(ir);
+	service_send_release(service, reply);
+	request_free(&req);
+}
+
+static void handle_items(struct service *service, xmpp_stanza_t *iq,
+			 xmpp_stanza_t *ps, xmpp_stanza_t *op, const char *account)
+{
+	const char *node = xmpp_stanza_get_attribute(op, "node");
+	struct request *req;
+
+	if (node == NULL) {
+		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		return;
+	}
+	if (!node_tree_exists(service->store, account, node)) {
+		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+		return;
+	}
+	req = request_new(service, iq, ps, account, node);
+	if (req == NULL || req->op == NULL) {
+		request_free(&req);
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return;
+	}
+	authz_check(service->authz, req->from, account, node, items_decided, req);
+}
+
+/* ---- dispatch ---- */
+
+static const char *unsupported_feature(const char *name, bool owner)
+{
+	if (owner && strcmp(name, "subscriptions") == 0)
+		return "manage-subscriptions";
+	if (owner && strcmp(name, "affiliations") == 0)
+		return "modify-affiliations";
+	for (size_t i = 0; i < sizeof(unsupported_ops) / sizeof(unsupported_ops[0]); i++) {
+		if (strcmp(unsupported_ops[i].element, name) == 0)
+			return unsupported_ops[i].feature;
+	}
+	return NULL;
+}
+
+void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps)
+{
+	const char *type = xmpp_stanza_get_type(iq);
+	bool owner = strcmp(xmpp_stanza_get_ns(ps), PUBSUB_OWNER_NS) == 0;
+	xmpp_stanza_t *op = first_element(ps);
+	const char *name = op != NULL ? xmpp_stanza_get_name(op) : "";
+	bool set = strcmp(type, "set") == 0;
+	char *account = service_account_for_jid(service, xmpp_stanza_get_to(iq));
+	const char *feature;
+
+	if (account == NULL) {
+		/* the bare component domain when it is not the shared service */
+		service_send_release(service, pubsub_error_stanza_reply(xctx(service),
+				iq, "cancel", "item-not-found"));
+		return;
+	}
+	if (!owner && set && strcmp(name, "subscribe") == 0)
+		handle_subscribe(service, iq, ps, op, account);
+	else if (!owner && set && strcmp(name, "unsubscribe") == 0)
+		handle_unsubscribe(service, iq, op, account);
+	else if (!owner && !set && strcmp(name, "subscriptions") == 0)
+		handle_subscriptions(service, iq, op, account);
+	else if (!owner && !set && strcmp(name, "items") == 0)
+		handle_items(service, iq, ps, op, account);
+	else if ((feature = unsupported_feature(name, owner)) != NULL)
+		reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, feature);
+	else
+		reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
+	free(account);
+}

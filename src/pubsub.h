@@ -1,0 +1,21 @@
+/* XEP-0060 subscriber use cases (section 6): subscribe, unsubscribe,
+ * retrieve subscriptions, retrieve items; everything a publisher or owner
+ * would do is refused with the error section 7/8 names, because items come
+ * from the mail store only. */
+#ifndef MAILPUBSUB_PUBSUB_H
+#define MAILPUBSUB_PUBSUB_H
+
+#include <strophe.h>
+
+struct service;
+
+#define PUBSUB_NS "http://jabber.org/protocol/pubsub"
+
+/* iq is a get/set whose child <pubsub/> (either namespace) is `pubsub`. */
+void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *pubsub);
+
+/* Sends node's last item to jid, marked with urn:xmpp:delay. */
+void pubsub_send_last_item(struct service *service, const char *account,
+			   const char *node, const char *jid);
+
+#endif

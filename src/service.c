@@ -1,0 +1,114 @@
+#include "service.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "disco.h"
+#include "jid.h"
+#include "log.h"
+#include "pubsub.h"
+#include "pubsub_error.h"
+
+long long service_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+char *service_account_for_jid(const struct service *service, const char *jid)
+{
+	const struct config *config = service->config;
+	char *bare = jid_bare(jid);
+	char *domain, *local, *account = NULL;
+
+	if (bare == NULL)
+		return NULL;
+	if (strcmp(bare, config->shared_service) == 0) {
+		free(bare);
+		return strdup("");
+	}
+	domain = jid_domain(bare);
+	local = jid_local(bare);
+	if (domain != NULL && local != NULL && *local != '\0' &&
+	    strcmp(domain, config->component_domain) == 0)
+		account = jid_unescape_local(local);
+	free(domain);
+	free(local);
+	free(bare);
+	return account;
+}
+
+char *service_jid_for_account(const struct service *service, const char *account)
+{
+	char *local, *out;
+
+	if (*account == '\0')
+		return strdup(service->config->shared_service);
+	local = jid_escape_local(account);
+	if (local == NULL)
+		return NULL;
+	if (asprintf(&out, "%s@%s", local, service->config->component_domain) < 0)
+		out = NULL;
+	free(local);
+	return out;
+}
+
+void service_send_release(struct service *service, xmpp_stanza_t *reply)
+{
+	const char *type = xmpp_stanza_get_type(reply);
+
+	if (type != NULL && strcmp(type, "error") == 0)
+		service->stats.iq_errors++;
+	component_send(service->component, reply);
+	xmpp_stanza_release(reply);
+}
+
+static void handle_iq(struct service *service, xmpp_stanza_t *iq)
+{
+	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
+	const char *type = xmpp_stanza_get_type(iq);
+	xmpp_stanza_t *child = xmpp_stanza_get_children(iq);
+	const char *ns;
+
+	if (type == NULL || strcmp(type, "result") == 0 || strcmp(type, "error") == 0)
+		return;
+	service->stats.iq_requests++;
+	while (child != NULL && !xmpp_stanza_is_tag(child))
+		child = xmpp_stanza_get_next(child);
+	ns = child != NULL ? xmpp_stanza_get_ns(child) : NULL;
+	if (ns == NULL ||
+	    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
+		service_send_release(service, pubsub_error_stanza_reply(ctx, iq,
+				"modify", "bad-request"));
+		return;
+	}
+	if (strncmp(ns, DISCO_NS_PREFIX, strlen(DISCO_NS_PREFIX)) == 0) {
+		disco_handle(service, iq, child);
+		return;
+	}
+	if (strncmp(ns, PUBSUB_NS, strlen(PUBSUB_NS)) == 0) {
+		pubsub_handle(service, iq, child);
+		return;
+	}
+	service_send_release(service, pubsub_error_stanza_reply(ctx, iq,
+			"cancel", "service-unavailable"));
+}
+
+void service_handle_stanza(void *context, xmpp_stanza_t *stanza)
+{
+	struct service *service = context;
+	const char *name = xmpp_stanza_get_name(stanza);
+
+	if (strcmp(name, "iq") == 0)
+		handle_iq(service, stanza);
+	/* messages and presence to the service carry nothing we act on; an
+	 * error <message/> bouncing back from a gone subscriber is logged */
+	else if (strcmp(name, "message") == 0 &&
+		 xmpp_stanza_get_type(stanza) != NULL &&
+		 strcmp(xmpp_stanza_get_type(stanza), "error") == 0)
+		log_debug("service: notification bounced from %s",
+			  xmpp_stanza_get_from(stanza));
+}

@@ -1,0 +1,46 @@
+/* The pubsub service as a whole: addressing (which account a JID names),
+ * the stanza router, and what the handlers share. */
+#ifndef MAILPUBSUB_SERVICE_H
+#define MAILPUBSUB_SERVICE_H
+
+#include <strophe.h>
+
+#include "authz.h"
+#include "component.h"
+#include "config.h"
+#include "store.h"
+
+struct service_stats {
+	unsigned long long datagrams;
+	unsigned long long malformed;
+	unsigned long long dropped;     /* ingest queue full */
+	unsigned long long journaled;
+	unsigned long long published;
+	unsigned long long notifications;
+	unsigned long long iq_requests;
+	unsigned long long iq_errors;
+};
+
+struct service {
+	const struct config *config;
+	struct store *store;
+	struct component *component;
+	struct authz *authz;
+	struct service_stats stats;
+};
+
+/* The account a service JID names: "" for the shared service, NULL when the
+ * JID is not one of ours. Newly allocated. */
+char *service_account_for_jid(const struct service *service, const char *jid);
+/* The service JID of an account. Newly allocated. */
+char *service_jid_for_account(const struct service *service, const char *account);
+
+/* The component's on_stanza callback (context: struct service). */
+void service_handle_stanza(void *context, xmpp_stanza_t *stanza);
+
+/* Sends and releases reply. */
+void service_send_release(struct service *service, xmpp_stanza_t *reply);
+
+long long service_now_us(void);
+
+#endif

@@ -1,0 +1,231 @@
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+
+#define STORE_STMT_CACHE 64
+
+struct store {
+	sqlite3 *db;
+	unsigned txn_depth;
+	bool txn_failed;
+	unsigned nstmts;
+	struct {
+		const char *sql;
+		sqlite3_stmt *stmt;
+	} stmts[STORE_STMT_CACHE];
+};
+
+/* Version 1 schema. `account` is the mailbox owner as the store names it
+ * ("" for shared folders); `node` the '/' separated node name. */
+static const char schema_sql[] =
+	"CREATE TABLE IF NOT EXISTS meta ("
+	"  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS journal ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  received_us INTEGER NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  type TEXT NOT NULL,"
+	"  account TEXT,"
+	"  node TEXT,"
+	"  json TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS nodes ("
+	"  account TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  mailbox_id TEXT,"
+	"  uidvalidity INTEGER,"
+	"  created_us INTEGER NOT NULL,"
+	"  PRIMARY KEY (account, node)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS subscriptions ("
+	"  account TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  jid TEXT NOT NULL,"
+	"  subid TEXT NOT NULL,"
+	"  created_us INTEGER NOT NULL,"
+	"  PRIMARY KEY (account, node, jid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS subscriptions_jid ON subscriptions (jid);"
+	"CREATE TABLE IF NOT EXISTS items ("
+	"  account TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL,"
+	"  published_us INTEGER NOT NULL,"
+	"  payload TEXT NOT NULL,"
+	"  PRIMARY KEY (account, node, seq)) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1);";
+
+static int exec_sql(sqlite3 *db, const char *sql, const char **error_r)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	log_error("store: %s", msg != NULL ? msg : sqlite3_errmsg(db));
+	sqlite3_free(msg);
+	*error_r = "cannot initialise the store (see log)";
+	return -1;
+}
+
+int store_open(const char *path, bool full_sync, struct store **store_r,
+	       const char **error_r)
+{
+	struct store *store = calloc(1, sizeof(*store));
+	mode_t old_umask;
+	int rc;
+
+	if (store == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	/* The journal holds mail metadata: readable by us alone. */
+	old_umask = umask(077);
+	rc = sqlite3_open_v2(path, &store->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	umask(old_umask);
+	if (rc != SQLITE_OK) {
+		log_error("store: cannot open %s: %s", path,
+			  store->db != NULL ? sqlite3_errmsg(store->db) : "out of memory");
+		*error_r = "cannot open the store";
+		goto fail;
+	}
+	sqlite3_busy_timeout(store->db, 5000);
+	if (exec_sql(store->db, "PRAGMA journal_mode=WAL;", error_r) < 0 ||
+	    exec_sql(store->db, full_sync ? "PRAGMA synchronous=FULL;"
+					  : "PRAGMA synchronous=NORMAL;", error_r) < 0 ||
+	    exec_sql(store->db, "PRAGMA foreign_keys=OFF;", error_r) < 0 ||
+	    exec_sql(store->db, schema_sql, error_r) < 0)
+		goto fail;
+	*store_r = store;
+	return 0;
+fail:
+	store_close(&store);
+	return -1;
+}
+
+void store_close(struct store **storep)
+{
+	struct store *store = *storep;
+
+	if (store == NULL)
+		return;
+	for (unsigned i = 0; i < store->nstmts; i++)
+		sqlite3_finalize(store->stmts[i].stmt);
+	sqlite3_close(store->db);
+	free(store);
+	*storep = NULL;
+}
+
+sqlite3 *store_db(struct store *store)
+{
+	return store->db;
+}
+
+sqlite3_stmt *store_stmt(struct store *store, const char *sql)
+{
+	sqlite3_stmt *stmt;
+
+	for (unsigned i = 0; i < store->nstmts; i++) {
+		if (store->stmts[i].sql == sql) {
+			stmt = store->stmts[i].stmt;
+			sqlite3_reset(stmt);
+			sqlite3_clear_bindings(stmt);
+			return stmt;
+		}
+	}
+	if (store->nstmts == STORE_STMT_CACHE) {
+		log_error("store: statement cache full");
+		return NULL;
+	}
+	if (sqlite3_prepare_v3(store->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+			       &stmt, NULL) != SQLITE_OK) {
+		log_error("store: cannot prepare \"%s\": %s", sql,
+			  sqlite3_errmsg(store->db));
+		return NULL;
+	}
+	store->stmts[store->nstmts].sql = sql;
+	store->stmts[store->nstmts].stmt = stmt;
+	store->nstmts++;
+	return stmt;
+}
+
+int store_exec_stmt(struct store *store, sqlite3_stmt *stmt)
+{
+	int rc = sqlite3_step(stmt);
+
+	sqlite3_reset(stmt);
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return 0;
+	log_error("store: %s", sqlite3_errmsg(store->db));
+	store->txn_failed = true;
+	return -1;
+}
+
+int store_begin(struct store *store)
+{
+	const char *error;
+
+	if (store->txn_depth++ > 0)
+		return 0;
+	store->txn_failed = false;
+	if (exec_sql(store->db, "BEGIN IMMEDIATE;", &error) < 0) {
+		store->txn_depth = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int store_commit(struct store *store)
+{
+	const char *error;
+
+	if (store->txn_depth == 0 || --store->txn_depth > 0)
+		return 0;
+	if (exec_sql(store->db, "COMMIT;", &error) < 0) {
+		exec_sql(store->db, "ROLLBACK;", &error);
+		return -1;
+	}
+	return 0;
+}
+
+void store_rollback(struct store *store)
+{
+	const char *error;
+
+	if (store->txn_depth == 0)
+		return;
+	store->txn_depth = 0;
+	exec_sql(store->db, "ROLLBACK;", &error);
+}
+
+int store_meta_get_i64(struct store *store, const char *key, long long *value_r)
+{
+	static const char sql[] = "SELECT value FROM meta WHERE key = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		*value_r = sqlite3_column_int64(stmt, 0);
+	sqlite3_reset(stmt);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int store_meta_set_i64(struct store *store, const char *key, long long value)
+{
+	static const char sql[] =
+		"INSERT INTO meta (key, value) VALUES (?, ?) "
+		"ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, value);
+	return store_exec_stmt(store, stmt);
+}

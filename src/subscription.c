@@ -1,0 +1,180 @@
+#include "subscription.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "log.h"
+
+static void new_subid(char *out)
+{
+	unsigned char raw[SUBSCRIPTION_SUBID_LEN / 2];
+
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+		/* never fatal: a subid must only be unique per node and JID */
+		for (size_t i = 0; i < sizeof(raw); i++)
+			raw[i] = (unsigned char)(i * 37 + 11);
+	}
+	for (size_t i = 0; i < sizeof(raw); i++)
+		snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+int subscription_find(struct store *store, const char *account,
+		      const char *node, const char *jid, char *subid_r)
+{
+	static const char sql[] =
+		"SELECT subid FROM subscriptions WHERE account = ? AND node = ? AND jid = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW && subid_r != NULL)
+		snprintf(subid_r, SUBSCRIPTION_SUBID_LEN + 1, "%s",
+			 (const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_reset(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int subscription_add(struct store *store, const char *account, const char *node,
+		     const char *jid, long long now_us, char *subid_r,
+		     bool *created_r)
+{
+	static const char sql[] =
+		"INSERT INTO subscriptions (account, node, jid, subid, created_us)"
+		" VALUES (?, ?, ?, ?, ?)";
+	sqlite3_stmt *stmt;
+	int found = subscription_find(store, account, node, jid, subid_r);
+
+	*created_r = false;
+	if (found != 0)
+		return found < 0 ? -1 : 0;
+	stmt = store_stmt(store, sql);
+	if (stmt == NULL)
+		return -1;
+	new_subid(subid_r);
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, subid_r, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 5, now_us);
+	if (store_exec_stmt(store, stmt) < 0)
+		return -1;
+	*created_r = true;
+	return 0;
+}
+
+int subscription_remove(struct store *store, const char *account,
+			const char *node, const char *jid, const char *subid)
+{
+	static const char sql[] =
+		"DELETE FROM subscriptions WHERE account = ? AND node = ? AND jid = ?"
+		" AND (?4 IS NULL OR subid = ?4)";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	if (subid != NULL)
+		sqlite3_bind_text(stmt, 4, subid, -1, SQLITE_STATIC);
+	if (store_exec_stmt(store, stmt) < 0)
+		return -1;
+	return sqlite3_changes(store_db(store)) > 0 ? 1 : 0;
+}
+
+size_t subscription_count_for_jid(struct store *store, const char *jid)
+{
+	static const char sql[] = "SELECT count(*) FROM subscriptions WHERE jid = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	size_t n = 0;
+
+	if (stmt == NULL)
+		return 0;
+	sqlite3_bind_text(stmt, 1, jid, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = (size_t)sqlite3_column_int64(stmt, 0);
+	sqlite3_reset(stmt);
+	return n;
+}
+
+static int iterate(struct store *store, sqlite3_stmt *stmt, subscription_cb *cb,
+		   void *context)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		struct subscription sub = {
+			.account = (const char *)sqlite3_column_text(stmt, 0),
+			.node = (const char *)sqlite3_column_text(stmt, 1),
+			.jid = (const char *)sqlite3_column_text(stmt, 2),
+			.subid = (const char *)sqlite3_column_text(stmt, 3),
+		};
+
+		if (cb(context, &sub) != 0)
+			break;
+	}
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_error("subscription: %s", sqlite3_errmsg(store_db(store)));
+		return -1;
+	}
+	return 0;
+}
+
+int subscription_each_on_node(struct store *store, const char *account,
+			      const char *node, subscription_cb *cb, void *context)
+{
+	static const char sql[] =
+		"SELECT account, node, jid, subid FROM subscriptions"
+		" WHERE account = ? AND node = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	return iterate(store, stmt, cb, context);
+}
+
+/* A bare JID's full JIDs are the keys in ("b/", "b0"), as in node_tree.c. */
+int subscription_each_of_jid(struct store *store, const char *account,
+			     const char *node, const char *bare_jid,
+			     subscription_cb *cb, void *context)
+{
+	static const char sql[] =
+		"SELECT account, node, jid, subid FROM subscriptions"
+		" WHERE (jid = ?2 OR (jid > ?2 || '/' AND jid < ?2 || '0'))"
+		" AND account = ?1 AND (?3 IS NULL OR node = ?3) ORDER BY node, jid";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, bare_jid, -1, SQLITE_STATIC);
+	if (node != NULL)
+		sqlite3_bind_text(stmt, 3, node, -1, SQLITE_STATIC);
+	return iterate(store, stmt, cb, context);
+}
+
+static int found_one(void *context, const struct subscription *sub)
+{
+	*(bool *)context = true;
+	return 1;
+}
+
+bool subscription_any_for_bare(struct store *store, const char *account,
+			       const char *node, const char *bare_jid)
+{
+	bool found = false;
+
+	subscription_each_of_jid(store, account, node, bare_jid, found_one, &found);
+	return found;
+}

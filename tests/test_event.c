@@ -1,0 +1,156 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cyrus_wire.h"
+#include "event.h"
+#include "testdata.h"
+
+static struct event *decode_ok(const char *json)
+{
+	struct event *ev = NULL;
+	const char *err = NULL;
+
+	if (event_decode(json, strlen(json), '/', &ev, &err) < 0)
+		fail_msg("%s: %s", json, err);
+	return ev;
+}
+
+/* Every RFC 5423 type (and the Kolab and Cyrus ones) decodes. */
+static void test_every_type(void **state)
+{
+	for (unsigned t = 0; t < EVENT_TYPE_COUNT; t++) {
+		const struct event_type_info *info = event_type_info((enum event_type)t);
+		char json[512];
+		struct event *ev;
+
+		if (info->mailbox)
+			snprintf(json, sizeof(json),
+				 "{\"event\":\"%s\",\"uri\":\"imap://h/user/alice/X;UIDVALIDITY=3\","
+				 "\"oldMailboxID\":\"imap://h/user/alice/Y;UIDVALIDITY=3\"}",
+				 info->name);
+		else
+			snprintf(json, sizeof(json),
+				 "{\"event\":\"%s\",\"uri\":\"imap://alice@h/\",\"clientIP\":\"::1\"}",
+				 info->name);
+		ev = decode_ok(json);
+		assert_int_equal(ev->type, t);
+		assert_string_equal(ev->mailbox.account, "alice");
+		if (info->mailbox)
+			assert_string_equal(ev->mailbox.node, "INBOX/X");
+		else
+			assert_null(ev->mailbox.node);
+		event_free(&ev);
+		assert_null(ev);
+	}
+}
+
+static void test_parameters(void **state)
+{
+	struct event *ev = decode_ok(
+		"{\"event\":\"MessageNew\",\"uri\":\"imap://h/user/bob;UIDVALIDITY=7/;UID=12\","
+		"\"messages\":4,\"vnd.cmu.unseenMessages\":2,\"modseq\":\"99\","
+		"\"flagNames\":\"\\\\Seen $Junk\",\"user\":\"bob\",\"vnd.x.custom\":{\"a\":1}}");
+	uint64_t v;
+	char buf[32];
+
+	assert_int_equal(ev->mailbox.uid, 12);
+	assert_int_equal(ev->mailbox.uidvalidity, 7);
+	assert_int_equal(event_param_u64(ev, "messages", &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(event_param_u64(ev, "modseq", &v), 0);
+	assert_int_equal(v, 99);
+	assert_string_equal(event_param_string(ev, "messages", buf, sizeof(buf)), "4");
+	assert_string_equal(ev->acting_user, "bob");
+	/* unknown vendor parameters are kept */
+	assert_non_null(json_object_get(ev->json, "vnd.x.custom"));
+	event_free(&ev);
+}
+
+static void test_rename_needs_old(void **state)
+{
+	static const char json[] =
+		"{\"event\":\"MailboxRename\",\"uri\":\"imap://h/user/a/N;UIDVALIDITY=1\"}";
+	struct event *ev = NULL;
+	const char *err = NULL;
+
+	assert_int_equal(event_decode(json, strlen(json), '/', &ev, &err), -1);
+	assert_non_null(err);
+}
+
+static void test_malformed(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"{",
+		"[]",
+		"{\"uri\":\"imap://h/user/a;UIDVALIDITY=1\"}",
+		"{\"event\":\"NoSuchEvent\",\"uri\":\"imap://h/user/a\"}",
+		"{\"event\":\"MessageNew\"}",
+		"{\"event\":\"MessageNew\",\"uri\":\"imap://h/\"}",
+		"{\"event\":\"MessageNew\",\"uri\":\"imap://h/user/a\",\"messages\":\"many\"}",
+		"{\"event\":\"MessageNew\",\"uri\":\"imap://h/user/a\",\"messages\":-1}",
+		"{\"event\":\"MessageNew\",\"uri\":5}",
+		"{\"event\":\"MessageNew\",\"event\":\"MessageNew\",\"uri\":\"imap://h/user/a\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct event *ev = NULL;
+		const char *err = NULL;
+
+		if (event_decode(bad[i], strlen(bad[i]), '/', &ev, &err) == 0)
+			fail_msg("accepted %s", bad[i]);
+		assert_null(ev);
+		assert_non_null(err);
+	}
+}
+
+/* Real payloads captured from Cyrus 3.6 (tests/data/cyrus/README.md). */
+static void test_captured(void **state)
+{
+	struct testdata_file *files;
+	size_t n = testdata_load(TEST_DATA_DIR "/cyrus", ".dgram", &files);
+	unsigned seen[EVENT_TYPE_COUNT] = { 0 };
+
+	assert_true(n >= 10);
+	for (size_t i = 0; i < n; i++) {
+		struct cyrus_wire w;
+		struct event *ev;
+		const char *err;
+		char sep = strstr(files[i].name, "-dot") != NULL ? '.' : '/';
+
+		if (cyrus_wire_parse(files[i].data, files[i].len, &w, &err) < 0)
+			fail_msg("%s: %s", files[i].name, err);
+		assert_string_equal(w.class, "EVENT");
+		if (event_decode(w.message, w.message_len, sep, &ev, &err) < 0)
+			fail_msg("%s: %s", files[i].name, err);
+		/* the file is named after the event it holds */
+		assert_non_null(strstr(files[i].name, event_type_info(ev->type)->name));
+		if (event_type_info(ev->type)->mailbox) {
+			assert_non_null(ev->mailbox.node);
+			assert_int_equal(strncmp(ev->mailbox.node, "INBOX", 5), 0);
+		}
+		seen[ev->type]++;
+		event_free(&ev);
+	}
+	assert_true(seen[EVENT_MESSAGE_NEW] > 0);
+	assert_true(seen[EVENT_MESSAGE_READ] > 0);
+	assert_true(seen[EVENT_MAILBOX_RENAME] > 0);
+	testdata_free(files, n);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_every_type),
+		cmocka_unit_test(test_parameters),
+		cmocka_unit_test(test_rename_needs_old),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_captured),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
