@@ -27,6 +27,10 @@ count unit-asan env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 echo "== integration tests (private Cyrus + Prosody + mailpubsubd)"
 count integration make -s -C build check-integration
 
+echo "== integration tests with mailpubsubd under ASan + UBSan"
+count integration-asan env ASAN_OPTIONS=detect_leaks=1 \
+	make -s -C build-asan check-integration
+
 echo
 cat "$summary"
 passed=$(grep -c ' pass$' "$summary" || true)

@@ -143,6 +143,68 @@ static void test_captured(void **state)
 	testdata_free(files, n);
 }
 
+static struct event *decode_file(const char *name)
+{
+	struct testdata_file *files;
+	size_t n = testdata_load(TEST_DATA_DIR "/cyrus", ".dgram", &files);
+	struct event *ev = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		struct cyrus_wire w;
+		const char *err;
+
+		if (strcmp(files[i].name, name) != 0)
+			continue;
+		assert_int_equal(cyrus_wire_parse(files[i].data, files[i].len, &w, &err), 0);
+		if (event_decode(w.message, w.message_len, '/', &ev, &err) < 0)
+			fail_msg("%s: %s", name, err);
+	}
+	testdata_free(files, n);
+	if (ev == NULL)
+		fail_msg("no file %s", name);
+	return ev;
+}
+
+/* The same actions under both Cyrus separators map to the same nodes. */
+static void test_captured_mapping(void **state)
+{
+	static const struct {
+		const char *file;
+		enum event_type type;
+		const char *node;
+		const char *old_node;
+		unsigned uid;
+	} golden[] = {
+		{ "08-MessageNew", EVENT_MESSAGE_NEW, "INBOX", NULL, 1 },
+		{ "10-MessageNew", EVENT_MESSAGE_NEW, "INBOX/Sub", NULL, 1 },
+		{ "24-MailboxCreate", EVENT_MAILBOX_CREATE, "INBOX/Projects", NULL, 0 },
+		{ "27-MailboxRename", EVENT_MAILBOX_RENAME, "INBOX/Archive", "INBOX/Projects", 0 },
+		{ "36-MailboxCreate", EVENT_MAILBOX_CREATE, "INBOX/Entw\xc3\xbcrfe", NULL, 0 },
+		{ "37-MailboxCreate", EVENT_MAILBOX_CREATE,
+		  "INBOX/Entw\xc3\xbcrfe/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", NULL, 0 },
+		{ "39-MailboxRename", EVENT_MAILBOX_RENAME, "INBOX/\xc3\x9c" "n\xc3\xaf" "code & Co",
+		  "INBOX/My Folder", 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(golden) / sizeof(golden[0]); i++) {
+		for (int dot = 0; dot < 2; dot++) {
+			char name[64];
+			struct event *ev;
+
+			snprintf(name, sizeof(name), "%s%s.dgram", golden[i].file, dot ? "-dot" : "");
+			ev = decode_file(name);
+			assert_int_equal(ev->type, golden[i].type);
+			assert_string_equal(ev->mailbox.account, "alice");
+			assert_string_equal(ev->mailbox.node, golden[i].node);
+			assert_int_equal(ev->mailbox.uid, golden[i].uid);
+			assert_true(ev->mailbox.uidvalidity > 0);
+			if (golden[i].old_node != NULL)
+				assert_string_equal(ev->old_mailbox.node, golden[i].old_node);
+			event_free(&ev);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -151,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_rename_needs_old),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_captured),
+		cmocka_unit_test(test_captured_mapping),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

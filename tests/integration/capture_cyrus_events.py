@@ -17,12 +17,10 @@ Run as root:  /usr/bin/python3 tests/integration/capture_cyrus_events.py
 import argparse
 import glob
 import imaplib
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,8 +71,11 @@ def session(cyrus, step):
     step('LMTP delivery to alice+Sub (subfolder)',
          lambda: cyrus.deliver('alice', make_message('for the subfolder',
                                                      to='alice+Sub@localhost'),
-                               mailbox='Sub'))
+                               mailbox='Sub', grant_post=False))
 
+    step('LMTP delivery to alice, Subject in raw 8-bit UTF-8 "Grüße 日本"',
+         lambda: cyrus.deliver('alice', make_message('Grüße 日本',
+                                                     to='alice@localhost')))
     al = []
     step('alice LOGIN (IMAP)', lambda: al.append(cyrus.imap('alice')))
     m = al[0]
@@ -242,6 +243,47 @@ session ids, UIDVALIDITYs, mailboxIDs and ports differ between runs.
 '''
 
 
+README_TAIL = '''## What these captures show (Cyrus 3.6.1, settings above)
+
+- Every datagram splits on NUL into exactly 8 fields:
+  `pubsub, EVENT, "", "", "", "0", <JSON>, ""`; no trailing fname.
+  The JSON is pure ASCII (non-ASCII mailbox names are percent-encoded UTF-8
+  in `uri`; raw 8-bit header bytes were munged to `X` by Cyrus'
+  default `munge8bit`, see the "Grüße" delivery).
+- `MailboxModseq` (user always "") comes with most changes, before the
+  event (LMTP, APPEND, EXPUNGE, COPY/MOVE, ACL; its timestamp is still a
+  little later) or after it (STORE): do not rely on its position.
+- `MessageNew`/`MessageAppend`: `uri` is `...;UIDVALIDITY=v/;UID=n` (note
+  the `/` before `;UID=`), `messageSize`, `vnd.cmu.envelope`,
+  `vnd.cmu.midset`; no `bodyStructure` (not in `event_extra_params`).
+  `MessageAppend` with flags carries `flagNames` in lower case (`\\seen`).
+- LMTP: `user` is the recipient for INBOX, "" for `user+Folder`;
+  `service` is the cyrus.conf service name (`lmtp`, `lmtpunix`).
+  `user+Folder` only lands in Folder if "anyone" has `p` there; otherwise
+  Cyrus silently delivers to INBOX.
+- `MessageRead` (FETCH BODY[] setting \\Seen), `MessageTrash`,
+  `MessageExpunge`, `FlagsSet`, `FlagsClear`: `uri` without UID, `uidset`;
+  `flagNames` (space separated, e.g. `\\Answered $Label1`) only on
+  FlagsSet/FlagsClear. Clearing `\\Seen` is a plain `FlagsClear`.
+- `vnd.cmu.MessageCopy`/`vnd.cmu.MessageMove`: `uri`/`mailboxID`/`uidset`
+  of the target, `oldMailboxID` (a URL) and `vnd.cmu.oldUidset` of the
+  source; MOVE is followed by a `MessageExpunge` in the source.
+- `MailboxRename`: `oldMailboxID` is the old URL, `mailboxID` is kept;
+  no `vnd.cmu.oldUidset`. Renaming a parent sends one event (children
+  move silently, only `MailboxModseq`s).
+- `CREATE a/b/c` sends one `MailboxCreate` per missing ancestor, top down.
+- `MailboxSubscribe`/`MailboxUnSubscribe` (capital S): `uri` without
+  `;UIDVALIDITY`, no `vnd.cmu.mailboxACL`/`vnd.cmu.mbtype`.
+- `AclChange`: `aclRights` without the +/- (SETACL bob -s gives
+  `"aclRights":"s"`), DELETEACL has no `aclRights` at all;
+  `vnd.cmu.mailboxACL` (tab separated) is the resulting ACL.
+- `Login`/`Logout`: `uri` is `imap://localhost`, no `mailboxID`; a proxy
+  login (authzid bob, authcid proxy) reports only `bob`; a client that
+  just disconnects still produces `Logout`.
+- Deleting a user (`user/carol`) sends a single `MailboxDelete`.
+'''
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     ap.add_argument('--out', default=DEFAULT_OUT)
@@ -271,6 +313,7 @@ def main():
         types = sorted({r[1] for r in rows})
         readme.append('Event types in this run: %s.\n\n'
                       % ', '.join('`%s`' % t for t in types))
+    readme.append(README_TAIL)
     with open(os.path.join(args.out, 'README.md'), 'w') as f:
         f.write(''.join(readme))
     print('wrote', args.out)

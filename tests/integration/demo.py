@@ -18,6 +18,7 @@ from stack import (NS_ITEM, NS_PUBSUB, Stack, child_text, event_items,  # noqa: 
 
 def show(msg, t0):
     node, items = event_items(msg)
+    delayed = msg.find('{urn:xmpp:delay}delay') is not None
     for item_id, p in items:
         box = mailbox_of(p)
         extra = []
@@ -30,9 +31,10 @@ def show(msg, t0):
         flags = [f.text for f in p.iter('{%s}flag' % NS_ITEM)]
         if flags:
             extra.append('flags=%s' % ','.join(flags))
-        print('  +%6.1f ms  %-14s node=%-16s item=%s %s' % (
-            (time.monotonic() - t0) * 1000, p.get('type'), node, item_id,
-            ' '.join(extra)), flush=True)
+        when = ('last item' if delayed else
+                '+%6.1f ms' % ((time.monotonic() - t0) * 1000))
+        print('  %-10s %-14s node=%-16s item=%s %s' % (
+            when, p.get('type'), node, item_id, ' '.join(extra)), flush=True)
 
 
 def step(alice, what, action, expect):

@@ -20,7 +20,6 @@ import os
 import pwd
 import queue
 import re
-import shutil
 import signal
 import smtplib
 import socket
@@ -343,13 +342,14 @@ EVENTS {
                 out.append(pid)
         return out
 
-    def stop(self, timeout=3.0):
+    def stop(self, timeout=2.0):
         """Stop master (by recorded PID) and any leftover process started
         with our imapd.conf.  Idempotent; a no-op if never started.
 
-        master usually exits at once on SIGTERM (after terminating its
-        children), but now and then it keeps spinning in shutdown with no
-        children left: after `timeout` seconds it gets SIGKILL."""
+        master exits at once on SIGTERM (after terminating its children),
+        except that a SIGTERM right after a client session ended makes it
+        spin at 100% CPU forever in about 1 stop of 3: so wait 0.2 s first
+        (no spin seen then), and SIGKILL it after `timeout` seconds."""
         if not self._started:
             return
         if self.pid is None:      # start() failed before reading the pidfile
@@ -360,6 +360,7 @@ EVENTS {
                 pass
         try:
             if self.pid and self._ours(self.pid):
+                time.sleep(0.2)
                 kill_and_wait([self.pid], timeout)
         finally:
             # children (imapd, lmtpd, ctl_cyrusdb) started with *our* config

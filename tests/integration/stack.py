@@ -103,11 +103,16 @@ level = debug
         return self.daemon
 
     def stop_daemon(self):
-        if self.daemon is not None:
-            status = self.daemon.stop()
-            self.daemon = None
-            return status
-        return None
+        if self.daemon is None:
+            return None
+        status = self.daemon.stop()
+        log = self.daemon.log()
+        self.daemon = None
+        # under --enable-sanitizers a report fails the test that caused it
+        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+                       'runtime error:'):
+            assert marker not in log, 'sanitizer report in mailpubsubd log'
+        return status
 
     def client(self, user):
         c = XmppClient()

@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import sys
-import xml.etree.ElementTree as ET
 
 import pytest
 

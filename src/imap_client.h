@@ -1,0 +1,107 @@
+/* Asynchronous IMAP client for the libuv loop: asks the mail server what
+ * it alone can answer (ACL rights, mailbox lists, counters).
+ *
+ * The protocol is libetpan's blocking mailimap API run in libuv's
+ * threadpool (uv_queue_work); every callback runs on the loop thread.
+ * Sessions are pooled by SASL authorization identity: the admin itself
+ * (key "") and one per user we ask rights for (proxy authorization, Cyrus's
+ * `proxyservers`/`admins`), at most max_sessions, least recently used ones
+ * logged out beyond that. One command per session at a time; further calls
+ * queue. A broken session is dropped and the next call reconnects; after
+ * consecutive failures new connections back off exponentially (100 ms up to
+ * 30 s) and calls needing one fail fast with IMAP_TEMPFAIL meanwhile.
+ * Every network step is bounded by timeout_ms.
+ *
+ * TLS is OpenSSL on our own libetpan stream driver (libetpan's GnuTLS code
+ * does not verify certificates); verification is on unless verify is false.
+ * Passwords are never logged; each command is logged at debug level with
+ * its duration. */
+#ifndef MAILPUBSUB_IMAP_CLIENT_H
+#define MAILPUBSUB_IMAP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+enum imap_tls {
+	IMAP_TLS_NONE,     /* plain text (trusted networks, tests) */
+	IMAP_TLS_STARTTLS, /* plain connect, STARTTLS before authenticating */
+	IMAP_TLS_IMAPS,    /* TLS from the first byte (port 993) */
+};
+
+struct imap_settings {
+	const char *host;          /* name or address; also checked against the certificate */
+	unsigned short port;       /* 0: 143, or 993 for IMAP_TLS_IMAPS */
+	enum imap_tls tls;
+	const char *ca_file;       /* PEM trust anchors; NULL: OpenSSL's default paths */
+	bool verify;               /* verify the server certificate and host name */
+	const char *admin_user;    /* SASL authentication identity */
+	const char *password;
+	const char *mechanism;     /* SASL mechanism; NULL: "PLAIN". Any libsasl2 client
+	                            * mechanism the server offers, e.g. "SCRAM-SHA-256" */
+	unsigned timeout_ms;       /* per network step; 0: 10000 */
+	unsigned max_sessions;     /* pooled sessions; 0: 8 */
+};
+
+enum imap_result {
+	IMAP_OK,
+	IMAP_NO,       /* server said NO: e.g. no such mailbox, or no rights to see it */
+	IMAP_TEMPFAIL, /* could not ask: connection, timeout, auth, TLS */
+};
+
+struct imap_status {
+	uint32_t messages, unseen, uidnext, uidvalidity;
+	uint64_t highestmodseq; /* 0 unless the server has CONDSTORE */
+};
+
+struct imap_client;
+
+/* Copies the settings (strings included). Fails for bad settings or an
+ * unreadable ca_file; connects lazily on the first call. */
+int imap_client_new(uv_loop_t *loop, const struct imap_settings *s,
+		    struct imap_client **client_r, const char **error_r);
+
+/* Clears *client at once. Calls still queued get IMAP_TEMPFAIL, commands
+ * in progress are cut short (their sockets shut down), open sessions log
+ * out; once no threadpool work is left everything is freed and done(context)
+ * is called from the loop (done may be NULL). Every callback of an earlier
+ * call runs before done. */
+void imap_client_close(struct imap_client **client, void (*done)(void *),
+		       void *context);
+
+/* The rights (RFC 4314 letters, e.g. "lrswipkxtecdan") that identity holds
+ * on mailbox (account, node), as the server evaluates them: MYRIGHTS in a
+ * session authenticated as admin_user with authorization identity
+ * `identity`, on the name under which identity sees the mailbox. rights is
+ * valid during the callback only, NULL unless IMAP_OK. IMAP_NO also for a
+ * node that cannot name a mailbox. */
+void imap_client_myrights(struct imap_client *c, const char *identity,
+			  const char *account, const char *node,
+			  void (*cb)(void *ctx, enum imap_result r, const char *rights),
+			  void *ctx);
+
+/* Every mailbox of account (account "" lists the shared ones) as node
+ * names ("INBOX", "INBOX/A", ...), sorted, as the admin sees them (Cyrus
+ * shows admins every mailbox whatever its ACL). nodes is valid during the
+ * callback only. */
+void imap_client_list(struct imap_client *c, const char *account,
+		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
+		      void *ctx);
+
+/* STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY, plus HIGHESTMODSEQ when the
+ * server has CONDSTORE) of (account, node). Cyrus requires the "r" right for
+ * STATUS and admins only have "la" on users' mailboxes, so this runs in a
+ * session authorized as the owner (the admin's for shared mailboxes).
+ * st is valid during the callback only, NULL unless IMAP_OK. */
+void imap_client_status(struct imap_client *c, const char *account,
+			const char *node,
+			void (*cb)(void *ctx, enum imap_result r, const struct imap_status *st),
+			void *ctx);
+
+/* Why the most recent IMAP_TEMPFAIL happened ("" if none yet): for logs
+ * and diagnostics, valid until the next call into this module. */
+const char *imap_client_last_error(const struct imap_client *c);
+
+#endif
