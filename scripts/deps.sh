@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
 autoconf automake libtool make gcc pkg-config
 libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
-libinih-dev libsasl2-dev libssl-dev libcmocka-dev
+libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
 libxml2-utils sqlite3
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody

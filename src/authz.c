@@ -1,25 +1,68 @@
 #include "authz.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jid.h"
 #include "log.h"
 
 struct authz {
 	const struct config *config;
+	struct store *store;
+	struct imap_client *imap;
+	/* bumped by every invalidation: an answer that was asked for before
+	 * may describe the old ACL and is asked again instead of cached */
+	unsigned long long generation;
 };
 
-int authz_new(const struct config *config, struct authz **authz_r,
+struct pending {
+	struct authz *authz;
+	char *jid, *identity, *account, *node;
+	authz_cb *cb;
+	void *context;
+	unsigned long long generation;
+	long long started_us;
+	bool retried;
+};
+
+static long long mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int authz_new(const struct config *config, struct store *store,
+	      struct imap_client *imap, struct authz **authz_r,
 	      const char **error_r)
 {
 	struct authz *authz = calloc(1, sizeof(*authz));
+	char *msg = NULL;
 
 	if (authz == NULL) {
 		*error_r = "out of memory";
 		return -1;
 	}
+	/* TEMP: a cache, never worth keeping across restarts */
+	if (sqlite3_exec(store_db(store),
+			 "CREATE TEMP TABLE IF NOT EXISTS acl_cache ("
+			 " identity TEXT NOT NULL, account TEXT NOT NULL,"
+			 " node TEXT NOT NULL, rights TEXT NOT NULL,"
+			 " expires_us INTEGER NOT NULL,"
+			 " PRIMARY KEY (account, node, identity)) WITHOUT ROWID",
+			 NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("authz: %s", msg);
+		sqlite3_free(msg);
+		free(authz);
+		*error_r = "cannot create the ACL cache";
+		return -1;
+	}
 	authz->config = config;
+	authz->store = store;
+	authz->imap = imap;
 	*authz_r = authz;
 	return 0;
 }
@@ -56,23 +99,209 @@ char *authz_identity(const struct authz *authz, const char *jid)
 	return identity;
 }
 
+static bool rights_allow_read(const char *rights)
+{
+	return strchr(rights, 'l') != NULL && strchr(rights, 'r') != NULL;
+}
+
+static void log_decision(const char *jid, const char *identity,
+			 const char *account, const char *node,
+			 const char *rights, enum authz_result result,
+			 const char *how)
+{
+	static const char *const names[] = { "granted", "denied", "temporary failure" };
+
+	log_info("authz: jid=%s identity=%s mailbox=%s%s%s rights=%s -> %s (%s)",
+		 jid, identity != NULL ? identity : "(unmapped)",
+		 *account != '\0' ? account : "(shared)", node != NULL ? "/" : "",
+		 node != NULL ? node : "", rights != NULL ? rights : "-",
+		 names[result], how);
+}
+
+static int cache_get(struct authz *authz, const char *identity,
+		     const char *account, const char *node, char *rights,
+		     size_t size)
+{
+	static const char sql[] =
+		"SELECT rights FROM temp.acl_cache WHERE account = ? AND node = ?"
+		" AND identity = ? AND expires_us > ?";
+	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+	int found = 0;
+
+	if (stmt == NULL)
+		return 0;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 4, mono_us());
+	if (sqlite3_step(stmt) == SQLITE_ROW) {
+		snprintf(rights, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
+		found = 1;
+	}
+	sqlite3_reset(stmt);
+	return found;
+}
+
+static void cache_put(struct authz *authz, const char *identity,
+		      const char *account, const char *node, const char *rights)
+{
+	static const char sql[] =
+		"INSERT OR REPLACE INTO temp.acl_cache"
+		" (identity, account, node, rights, expires_us) VALUES (?, ?, ?, ?, ?)";
+	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+
+	if (stmt == NULL)
+		return;
+	sqlite3_bind_text(stmt, 1, identity, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 4, rights, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 5, mono_us() + (long long)authz->config->acl_cache_ttl * 1000000);
+	store_exec_stmt(authz->store, stmt);
+}
+
+static void cache_drop(struct authz *authz, const char *identity,
+		       const char *account, const char *node)
+{
+	static const char sql[] =
+		"DELETE FROM temp.acl_cache WHERE account = ? AND node = ? AND identity = ?";
+	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+
+	if (stmt == NULL)
+		return;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
+	store_exec_stmt(authz->store, stmt);
+}
+
+void authz_invalidate(struct authz *authz, const char *account,
+		      const char *node, bool subtree)
+{
+	static const char node_sql[] =
+		"DELETE FROM temp.acl_cache WHERE account = ?1 AND node = ?2";
+	static const char subtree_sql[] =
+		"DELETE FROM temp.acl_cache WHERE account = ?1 AND (node = ?2"
+		" OR (node > ?2 || '/' AND node < ?2 || '0'))";
+	sqlite3_stmt *stmt = store_stmt(authz->store, subtree ? subtree_sql : node_sql);
+
+	authz->generation++;
+	if (stmt == NULL)
+		return;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	store_exec_stmt(authz->store, stmt);
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->jid);
+	free(p->identity);
+	free(p->account);
+	free(p->node);
+	free(p);
+}
+
+static void ask_store(struct pending *p);
+
+static void rights_answered(void *ctx, enum imap_result r, const char *rights)
+{
+	struct pending *p = ctx;
+	struct authz *authz = p->authz;
+	enum authz_result result;
+	char how[64];
+
+	if (r == IMAP_OK && p->generation != authz->generation && !p->retried) {
+		/* the ACL changed while we asked: the answer may be the old one */
+		p->retried = true;
+		ask_store(p);
+		return;
+	}
+	snprintf(how, sizeof(how), "imap %.1f ms",
+		 (double)(mono_us() - p->started_us) / 1000.0);
+	if (r == IMAP_OK) {
+		cache_put(authz, p->identity, p->account, p->node, rights);
+		result = rights_allow_read(rights) ? AUTHZ_GRANTED : AUTHZ_DENIED;
+	} else if (r == IMAP_NO) {
+		/* no such mailbox, or not even `l`: both mean no */
+		cache_put(authz, p->identity, p->account, p->node, "");
+		rights = "";
+		result = AUTHZ_DENIED;
+	} else {
+		cache_drop(authz, p->identity, p->account, p->node);
+		rights = NULL;
+		result = AUTHZ_TEMPFAIL;
+		snprintf(how, sizeof(how), "imap: %s", imap_client_last_error(authz->imap));
+	}
+	log_decision(p->jid, p->identity, p->account, p->node, rights, result, how);
+	p->cb(p->context, result);
+	pending_free(p);
+}
+
+static void ask_store(struct pending *p)
+{
+	p->generation = p->authz->generation;
+	p->started_us = mono_us();
+	imap_client_myrights(p->authz->imap, p->identity, p->account, p->node,
+			     rights_answered, p);
+}
+
+static void check_with_store(struct authz *authz, const char *jid,
+			     char *identity, const char *account,
+			     const char *node, authz_cb *cb, void *context)
+{
+	struct pending *p;
+	char rights[64];
+
+	if (cache_get(authz, identity, account, node, rights, sizeof(rights))) {
+		enum authz_result result = rights_allow_read(rights) ?
+					   AUTHZ_GRANTED : AUTHZ_DENIED;
+
+		log_decision(jid, identity, account, node, rights, result, "cached");
+		free(identity);
+		cb(context, result);
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		free(identity);
+		cb(context, AUTHZ_TEMPFAIL);
+		return;
+	}
+	p->authz = authz;
+	p->jid = strdup(jid);
+	p->identity = identity;
+	p->account = strdup(account);
+	p->node = strdup(node);
+	p->cb = cb;
+	p->context = context;
+	ask_store(p);
+}
+
 void authz_check(struct authz *authz, const char *jid, const char *account,
 		 const char *node, authz_cb *cb, void *context)
 {
 	char *identity = authz_identity(authz, jid);
 	enum authz_result result;
+	const char *how;
 
-	if (identity == NULL)
+	if (identity == NULL) {
 		result = AUTHZ_DENIED;
-	else if (*account != '\0' && strcmp(identity, account) == 0)
-		result = AUTHZ_GRANTED;
-	else
-		result = AUTHZ_DENIED;
-	log_info("authz: jid=%s identity=%s account=%s mailbox=%s rights=%s -> %s",
-		 jid, identity != NULL ? identity : "(unmapped)",
-		 *account != '\0' ? account : "(shared)", node != NULL ? node : "",
-		 result == AUTHZ_GRANTED ? "owner" : "none",
-		 result == AUTHZ_GRANTED ? "granted" : "denied");
+		how = "JID not mapped to an IMAP identity";
+	} else if (node == NULL) {
+		/* the account service's own listing: its owner's */
+		result = *account != '\0' && strcmp(identity, account) == 0 ?
+			 AUTHZ_GRANTED : AUTHZ_DENIED;
+		how = "account listing";
+	} else if (authz->imap != NULL) {
+		check_with_store(authz, jid, identity, account, node, cb, context);
+		return;
+	} else {
+		result = *account != '\0' && strcmp(identity, account) == 0 ?
+			 AUTHZ_GRANTED : AUTHZ_DENIED;
+		how = "owner-only policy";
+	}
+	log_decision(jid, identity, account, node, NULL, result, how);
 	free(identity);
 	cb(context, result);
 }

@@ -1,14 +1,25 @@
-/* Who may subscribe to what: the single entry point every pubsub access
- * goes through (subscribe, items, last item, disco listings).
+/* Who may read what: the single entry point every pubsub access goes
+ * through (subscribe, items, last item, disco, re-checks).
  *
- * Today's policy: a JID maps to an IMAP identity ([accounts] jid_domains,
- * [account_map]); it may read the mailboxes of that account only. The IMAP
- * ACL lookup (RFC 4314, MYRIGHTS as the identity) replaces the decision
- * behind the same asynchronous interface. */
+ * A JID maps to an IMAP identity ([accounts] jid_domains by localpart,
+ * [account_map] per JID; unmapped JIDs are refused). With [imap] host set,
+ * the identity may read a mailbox iff the store says it holds both `l` and
+ * `r` there (RFC 4314): MYRIGHTS in a session proxy-authorized as the
+ * identity, so negative rights, groups, `anyone` and `authenticated` come
+ * out exactly as the server evaluates them. Answers are cached for
+ * acl_cache_ttl; ACL changes, renames and deletes the store reports drop
+ * them at once. When the store cannot be asked the answer is
+ * AUTHZ_TEMPFAIL: never a grant.
+ *
+ * Without [imap] host, the identity may read its own account only. */
 #ifndef MAILPUBSUB_AUTHZ_H
 #define MAILPUBSUB_AUTHZ_H
 
+#include <stdbool.h>
+
 #include "config.h"
+#include "imap_client.h"
+#include "store.h"
 
 enum authz_result {
 	AUTHZ_GRANTED,
@@ -21,15 +32,23 @@ struct authz;
 /* Called exactly once, possibly before authz_check returns. */
 typedef void authz_cb(void *context, enum authz_result result);
 
-int authz_new(const struct config *config, struct authz **authz_r,
+/* imap may be NULL (owner-only policy); it is borrowed, as is store. */
+int authz_new(const struct config *config, struct store *store,
+	      struct imap_client *imap, struct authz **authz_r,
 	      const char **error_r);
 void authz_free(struct authz **authz);
 
 /* The IMAP identity a JID maps to (newly allocated), or NULL if unmapped. */
 char *authz_identity(const struct authz *authz, const char *jid);
 
-/* May jid read mailbox node of account? */
+/* May jid read mailbox node of account? node NULL asks about the account
+ * service itself (its top-level listing): its owner only. */
 void authz_check(struct authz *authz, const char *jid, const char *account,
 		 const char *node, authz_cb *cb, void *context);
+
+/* Forget cached answers about node of account (and, with subtree, about
+ * its descendants): its ACL changed, it moved or it is gone. */
+void authz_invalidate(struct authz *authz, const char *account,
+		      const char *node, bool subtree);
 
 #endif

@@ -59,6 +59,30 @@ static const struct config_option options[] = {
 	    "Subscriptions one JID may hold."),
 	OPT("pubsub", "max_items_per_request", CONFIG_UINT, max_items_per_request, "100",
 	    "Most items returned by one items request."),
+	OPT("imap", "host", CONFIG_STRING, imap_host, "",
+	    "IMAP server asked for ACL rights (RFC 4314 MYRIGHTS); empty: a JID may use its own account's nodes only."),
+	OPT("imap", "port", CONFIG_UINT, imap_port, "0",
+	    "IMAP port; 0: 143, or 993 with tls = imaps."),
+	OPT("imap", "tls", CONFIG_STRING, imap_tls, "starttls",
+	    "none, starttls or imaps."),
+	OPT("imap", "ca_file", CONFIG_STRING, imap_ca_file, "",
+	    "PEM file of trusted CAs; empty: the system's."),
+	OPT("imap", "verify", CONFIG_BOOL, imap_verify, "yes",
+	    "Verify the server certificate and host name."),
+	OPT("imap", "admin_user", CONFIG_STRING, imap_admin_user, "",
+	    "SASL identity allowed to authorize as other users (Cyrus: in admins or proxyservers)."),
+	OPT("imap", "password", CONFIG_STRING, imap_password, "",
+	    "Its password. Prefer password_file."),
+	OPT("imap", "password_file", CONFIG_STRING, imap_password_file, "",
+	    "File holding the password (first line); keep it mode 0600."),
+	OPT("imap", "mechanism", CONFIG_STRING, imap_mechanism, "PLAIN",
+	    "SASL mechanism (libsasl2), e.g. PLAIN or SCRAM-SHA-256."),
+	OPT("imap", "timeout_ms", CONFIG_UINT, imap_timeout_ms, "5000",
+	    "Bound on every IMAP network step."),
+	OPT("imap", "max_sessions", CONFIG_UINT, imap_max_sessions, "16",
+	    "Authenticated IMAP sessions kept open (one per identity asked about)."),
+	OPT("imap", "acl_cache_ttl", CONFIG_UINT, acl_cache_ttl, "300",
+	    "Seconds a rights answer is reused; ACL changes Cyrus reports invalidate it at once."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",
@@ -173,15 +197,15 @@ static int config_ini_line(void *user, const char *section, const char *name,
 	return 0;
 }
 
-static int read_secret_file(struct config *config, const char **error_r)
+/* Replaces *value with the first line of path. */
+static int read_secret_file(const char *path, char **value, const char **error_r)
 {
 	static char msg[300];
 	char line[512];
-	FILE *f = fopen(config->component_secret_file, "r");
+	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
-		snprintf(msg, sizeof(msg), "cannot read secret_file %s: %s",
-			 config->component_secret_file, strerror(errno));
+		snprintf(msg, sizeof(msg), "cannot read %s: %s", path, strerror(errno));
 		*error_r = msg;
 		return -1;
 	}
@@ -189,16 +213,31 @@ static int read_secret_file(struct config *config, const char **error_r)
 		line[0] = '\0';
 	fclose(f);
 	line[strcspn(line, "\r\n")] = '\0';
-	free(config->component_secret);
-	config->component_secret = strdup(line);
+	free(*value);
+	*value = strdup(line);
 	return 0;
 }
 
 static int validate(struct config *config, const char **error_r)
 {
 	if (*config->component_secret_file != '\0' &&
-	    read_secret_file(config, error_r) < 0)
+	    read_secret_file(config->component_secret_file,
+			     &config->component_secret, error_r) < 0)
 		return -1;
+	if (*config->imap_password_file != '\0' &&
+	    read_secret_file(config->imap_password_file,
+			     &config->imap_password, error_r) < 0)
+		return -1;
+	if (strcmp(config->imap_tls, "none") != 0 &&
+	    strcmp(config->imap_tls, "starttls") != 0 &&
+	    strcmp(config->imap_tls, "imaps") != 0) {
+		*error_r = "[imap] tls must be none, starttls or imaps";
+		return -1;
+	}
+	if (*config->imap_host != '\0' && *config->imap_admin_user == '\0') {
+		*error_r = "[imap] admin_user is required with host";
+		return -1;
+	}
 	if (*config->component_domain == '\0') {
 		*error_r = "[component] domain is required";
 		return -1;
@@ -288,7 +327,9 @@ void config_dump(const struct config *config, FILE *out)
 			fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);
 		}
 		fprintf(out, "# %s\n", opt->help);
-		if (opt->type == CONFIG_STRING && opt->offset == offsetof(struct config, component_secret))
+		if (opt->type == CONFIG_STRING &&
+		    (opt->offset == offsetof(struct config, component_secret) ||
+		     opt->offset == offsetof(struct config, imap_password)))
 			fprintf(out, "%s = %s\n", opt->name,
 				**(char *const *)field != '\0' ? "(set, not shown)" : "");
 		else if (opt->type == CONFIG_STRING)

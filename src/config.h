@@ -37,6 +37,19 @@ struct config {
 	char *suppress_events;      /* space separated event names */
 	unsigned max_subscriptions_per_jid;
 	unsigned max_items_per_request;
+	/* [imap] */
+	char *imap_host;            /* empty: no IMAP, owner-only authorization */
+	unsigned imap_port;
+	char *imap_tls;             /* none, starttls, imaps */
+	char *imap_ca_file;
+	bool imap_verify;
+	char *imap_admin_user;
+	char *imap_password;
+	char *imap_password_file;
+	char *imap_mechanism;
+	unsigned imap_timeout_ms;
+	unsigned imap_max_sessions;
+	unsigned acl_cache_ttl;     /* seconds */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	struct config_account_map *account_map;

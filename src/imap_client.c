@@ -55,7 +55,7 @@ struct conn {
 	bool broken;             /* no TLS close_notify on a failed connection */
 	char error[200];         /* last I/O failure */
 	uv_mutex_t *fd_lock;
-	const atomic_bool *aborting;
+	const atomic_bool *aborting; /* client's; NULL for a retired session */
 };
 
 struct op;
@@ -75,6 +75,10 @@ struct session {
 	struct conn *conn;
 	struct imap_namespaces ns;
 	bool condstore;
+	/* refused authorizations as this identity: backs off this session
+	 * only, one odd identity must not stall everybody */
+	unsigned authz_failures;
+	uint64_t authz_retry_at;
 };
 
 enum op_kind { OP_MYRIGHTS, OP_LIST, OP_STATUS };
@@ -126,6 +130,7 @@ struct imap_client {
 	unsigned works;                /* uv_work_t in flight */
 
 	unsigned failures;             /* consecutive failed connection attempts */
+	char conn_error[320];          /* why the last one failed */
 	uint64_t retry_at;             /* uv_now() before which we do not connect */
 
 	uv_mutex_t fd_lock;
@@ -186,7 +191,7 @@ static int conn_arm(struct conn *c)
 	struct timeval tv;
 	char eb[128];
 
-	if (atomic_load(c->aborting)) {
+	if (c->aborting != NULL && atomic_load(c->aborting)) {
 		fmt_to(c->error, sizeof(c->error), "client is closing");
 		return -1;
 	}
@@ -232,6 +237,10 @@ static ssize_t sock_recv(struct conn *c, void *buf, size_t count)
 
 	if (conn_arm(c) < 0)
 		return -1;
+	/* ack at once: Cyrus writes TLS session tickets and its greeting
+	 * separately and its Nagle would hold the greeting for our delayed
+	 * ACK (40 ms); Linux leaves quick-ack mode by itself, so re-arm */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &(int){ 1 }, sizeof(int));
 	do
 		n = recv(c->fd, buf, count, 0);
 	while (n < 0 && errno == EINTR);
@@ -1316,6 +1325,8 @@ static void session_retire(struct session *s)
 
 	pool_unlink(c, s);
 	c->n_sessions--;
+	if (s->conn != NULL)
+		s->conn->aborting = NULL; /* LOGOUT even while closing */
 	if (s->imap != NULL && (r = calloc(1, sizeof(*r))) != NULL) {
 		r->client = c;
 		r->session = s;
@@ -1342,6 +1353,23 @@ static struct session *pool_lru_idle(struct imap_client *c)
 	return NULL;
 }
 
+/* Frees a pool slot if the pool is full, closing the least recently used
+ * idle session; false if every session is busy. */
+static bool pool_make_room(struct imap_client *c)
+{
+	struct session *victim;
+
+	if (c->n_sessions < c->max_sessions)
+		return true;
+	victim = pool_lru_idle(c);
+	if (victim == NULL)
+		return false;
+	log_debug("imap: pool full (%u sessions), closing the one %s%s", c->n_sessions,
+		  victim->key[0] != '\0' ? "as " : "of the admin", victim->key);
+	session_retire(victim);
+	return true;
+}
+
 static void op_after_work(uv_work_t *work, int status);
 
 /* Starts the session's next op, or fails it fast during backoff. */
@@ -1352,8 +1380,21 @@ static void session_kick(struct session *s)
 
 	while (!s->busy && (op = queue_pop(&s->queue)) != NULL) {
 		if (s->imap == NULL && uv_now(c->loop) < c->retry_at) {
-			op_fail_later(c, op, c->last_error[0] != '\0' ? c->last_error :
-				      "IMAP server unavailable (backing off)");
+			char why[sizeof(op->error)];
+
+			fmt_to(why, sizeof(why), "backing off for %llu ms after %u failures: %s",
+			       (unsigned long long)(c->retry_at - uv_now(c->loop)),
+			       c->failures, c->conn_error);
+			op_fail_later(c, op, why);
+			continue;
+		}
+		if (s->imap == NULL && uv_now(c->loop) < s->authz_retry_at) {
+			char why[sizeof(op->error)];
+
+			fmt_to(why, sizeof(why), "backing off for %llu ms: the server refused "
+			       "to authorize %s %u times", (unsigned long long)
+			       (s->authz_retry_at - uv_now(c->loop)), s->key, s->authz_failures);
+			op_fail_later(c, op, why);
 			continue;
 		}
 		op->session = s;
@@ -1375,14 +1416,8 @@ static void serve_waiting(struct imap_client *c)
 		struct session *s = session_find(c, op->key);
 
 		if (s == NULL) {
-			struct session *victim;
-
-			if (c->n_sessions >= c->max_sessions) {
-				victim = pool_lru_idle(c);
-				if (victim == NULL)
-					return;
-				session_retire(victim);
-			}
+			if (!pool_make_room(c))
+				return;
 			s = session_new(c, op->key);
 		}
 		queue_pop(&c->waiting);
@@ -1405,17 +1440,10 @@ static void dispatch(struct imap_client *c, struct op *op)
 	}
 	s = session_find(c, op->key);
 	if (s == NULL) {
-		if (c->n_sessions >= c->max_sessions) {
-			struct session *victim = pool_lru_idle(c);
-
-			if (victim == NULL) {
-				/* every session is busy: wait for one */
-				queue_push(&c->waiting, op);
-				return;
-			}
-			log_debug("imap: pool full, closing the session %s%s",
-				  victim->key[0] != '\0' ? "as " : "of the admin", victim->key);
-			session_retire(victim);
+		if (!pool_make_room(c)) {
+			/* every session is busy: wait for one */
+			queue_push(&c->waiting, op);
+			return;
 		}
 		s = session_new(c, op->key);
 		if (s == NULL) {
@@ -1430,16 +1458,32 @@ static void dispatch(struct imap_client *c, struct op *op)
 	session_kick(s);
 }
 
-static void backoff_failed(struct imap_client *c, const struct op *op)
+/* 100 ms, 200 ms, ... 30 s for the n-th failure in a row */
+static unsigned backoff_delay(unsigned failures)
 {
 	unsigned delay = BACKOFF_MIN_MS;
 
-	c->failures++;
-	for (unsigned i = 1; i < c->failures && delay < BACKOFF_MAX_MS; i++)
+	for (unsigned i = 1; i < failures && delay < BACKOFF_MAX_MS; i++)
 		delay *= 2;
-	if (delay > BACKOFF_MAX_MS)
-		delay = BACKOFF_MAX_MS;
+	return delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS;
+}
+
+static void backoff_failed(struct imap_client *c, struct session *s,
+			   const struct op *op)
+{
+	unsigned delay;
+
 	uv_update_time(c->loop);
+	if (op->fail == FAIL_AUTHZ) {
+		delay = backoff_delay(++s->authz_failures);
+		s->authz_retry_at = uv_now(c->loop) + delay;
+		log_warn("imap: %s (failure %u in a row for this identity, next try in %u ms)",
+			 op->error, s->authz_failures, delay);
+		return;
+	}
+	c->failures++;
+	memcpy(c->conn_error, op->error, sizeof(c->conn_error));
+	delay = backoff_delay(c->failures);
 	c->retry_at = uv_now(c->loop) + delay;
 	log_warn("imap: %s (failure %u in a row, next connection in %u ms)", op->error,
 		 c->failures, delay);
@@ -1456,14 +1500,13 @@ static void op_after_work(uv_work_t *work, int status)
 	c->works--;
 	s->busy = false;
 	op->session = NULL;
-	if (op->fail == FAIL_CONNECT && !c->closing) {
-		backoff_failed(c, op);
+	if (op->fail != FAIL_NONE && !c->closing) {
+		backoff_failed(c, s, op);
 	} else if (s->imap != NULL) {
 		c->failures = 0;
 		c->retry_at = 0;
+		s->authz_failures = 0;
 	}
-	if (op->fail == FAIL_AUTHZ)
-		log_warn("imap: %s", op->error);
 	if (op->result == IMAP_TEMPFAIL && op->error[0] != '\0') {
 		memcpy(c->last_error, op->error, sizeof(c->last_error));
 		if (op->fail == FAIL_NONE)
@@ -1488,8 +1531,10 @@ static void on_done_timer(uv_timer_t *t)
 	struct imap_client *c = t->data;
 	struct op *op;
 
-	while ((op = queue_pop(&c->done)) != NULL)
+	while ((op = queue_pop(&c->done)) != NULL) {
+		memcpy(c->last_error, op->error, sizeof(c->last_error));
 		op_complete(op);
+	}
 	if (c->closing)
 		close_maybe_finish(c);
 	else
@@ -1666,8 +1711,7 @@ void imap_client_close(struct imap_client **client, void (*done)(void *),
 			shutdown(s->conn->fd, SHUT_RDWR);
 	}
 	uv_mutex_unlock(&c->fd_lock);
-	/* LOGOUT would fail at once now that `aborting` is set: retired
-	 * sessions just close */
+	/* idle sessions log out (bounded by LOGOUT_TIMEOUT_MS) */
 	for (s = c->sessions; s != NULL; s = next) {
 		next = s->next;
 		if (!s->busy)

@@ -14,6 +14,7 @@
 
 #include "authz.h"
 #include "component.h"
+#include "imap_client.h"
 #include "ingest_cyrus.h"
 #include "log.h"
 #include "publisher.h"
@@ -26,6 +27,7 @@ struct daemon_state {
 	struct service service;
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest;
+	struct imap_client *imap;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 };
@@ -83,6 +85,14 @@ static void component_closed(void *context)
 	uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
+/* Last: pending IMAP answers may still send replies through it. */
+static void imap_closed(void *context)
+{
+	struct daemon_state *st = context;
+
+	component_close(&st->service.component, component_closed, st);
+}
+
 static void shutdown_daemon(struct daemon_state *st)
 {
 	log_info("shutting down");
@@ -90,7 +100,10 @@ static void shutdown_daemon(struct daemon_state *st)
 	ingest_cyrus_close(&st->ingest);
 	publisher_close(&st->publisher);
 	log_stats(&st->service.stats);
-	component_close(&st->service.component, component_closed, st);
+	if (st->imap != NULL)
+		imap_client_close(&st->imap, imap_closed, st);
+	else
+		imap_closed(st);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -136,6 +149,27 @@ static int start_component(struct daemon_state *st, const char **error_r)
 	return 0;
 }
 
+static int start_imap(struct daemon_state *st, const char **error_r)
+{
+	const struct config *c = st->config;
+	struct imap_settings set = {
+		.host = c->imap_host,
+		.port = (unsigned short)c->imap_port,
+		.tls = strcmp(c->imap_tls, "none") == 0 ? IMAP_TLS_NONE :
+		       strcmp(c->imap_tls, "imaps") == 0 ? IMAP_TLS_IMAPS :
+		       IMAP_TLS_STARTTLS,
+		.ca_file = *c->imap_ca_file != '\0' ? c->imap_ca_file : NULL,
+		.verify = c->imap_verify,
+		.admin_user = c->imap_admin_user,
+		.password = c->imap_password,
+		.mechanism = c->imap_mechanism,
+		.timeout_ms = c->imap_timeout_ms,
+		.max_sessions = c->imap_max_sessions,
+	};
+
+	return imap_client_new(st->loop, &set, &st->imap, error_r);
+}
+
 static int start(struct daemon_state *st, const char **error_r)
 {
 	const struct config *c = st->config;
@@ -143,7 +177,9 @@ static int start(struct daemon_state *st, const char **error_r)
 	st->service.config = c;
 	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
 		return -1;
-	if (authz_new(c, &st->service.authz, error_r) < 0)
+	if (*c->imap_host != '\0' && start_imap(st, error_r) < 0)
+		return -1;
+	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
 		return -1;
 	if (start_component(st, error_r) < 0)
 		return -1;

@@ -9,6 +9,7 @@
 #include "journal.h"
 #include "log.h"
 #include "node_tree.h"
+#include "pubsub.h"
 #include "service.h"
 #include "subscription.h"
 
@@ -178,6 +179,35 @@ static void apply_tree(struct service *service, const struct event *ev,
 				mb->uidvalidity, now_us);
 }
 
+/* Rights may have changed: cached answers go, subscriptions are checked
+ * again. Cyrus sends the whole new ACL (vnd.cmu.mailboxACL) with AclChange
+ * but evaluating it ourselves would miss groups and the server's own rules,
+ * so the store is asked. A rename keeps the ACL in Cyrus, but the names
+ * rights were cached under are gone. */
+static void recheck_rights(struct service *service, const struct event *ev)
+{
+	const struct mailbox_uri *mb = &ev->mailbox;
+
+	switch (ev->type) {
+	case EVENT_ACL_CHANGE:
+		authz_invalidate(service->authz, mb->account, mb->node, false);
+		pubsub_recheck(service, mb->account, mb->node, false);
+		break;
+	case EVENT_MAILBOX_RENAME:
+		authz_invalidate(service->authz, ev->old_mailbox.account,
+				 ev->old_mailbox.node, true);
+		authz_invalidate(service->authz, mb->account, mb->node, true);
+		pubsub_recheck(service, mb->account, mb->node, true);
+		break;
+	case EVENT_MAILBOX_DELETE:
+		authz_invalidate(service->authz, mb->account, mb->node,
+				 strcmp(mb->node, "INBOX") == 0);
+		break;
+	default:
+		break;
+	}
+}
+
 static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		     struct event *ev)
 {
@@ -191,6 +221,7 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	if (mb->node == NULL)
 		return;   /* Login/Logout: no mailbox node to publish on */
 	apply_tree(service, ev, now);
+	recheck_rights(service, ev);
 	if (suppressed)
 		return;
 	payload = item_payload_build(component_xmpp_ctx(service->component), ev,

@@ -5,6 +5,7 @@
 #ifndef MAILPUBSUB_PUBSUB_H
 #define MAILPUBSUB_PUBSUB_H
 
+#include <stdbool.h>
 #include <strophe.h>
 
 struct service;
@@ -17,5 +18,12 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *pu
 /* Sends node's last item to jid, marked with urn:xmpp:delay. */
 void pubsub_send_last_item(struct service *service, const char *account,
 			   const char *node, const char *jid);
+
+/* The ACL of node (with subtree: of node and its descendants) may have
+ * changed: re-check every subscription there and end those the store no
+ * longer allows, telling the subscriber (XEP-0060 subscription state
+ * `none`). A temporary failure keeps the subscription. */
+void pubsub_recheck(struct service *service, const char *account,
+		    const char *node, bool subtree);
 
 #endif

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "authz.h"
 #include "config.h"
 
 static char *write_tmp(const char *text)
@@ -33,8 +32,6 @@ static void test_load(void **state)
 		"[account_map]\nboss@corp.example = alice\n");
 	struct config *c;
 	const char *err;
-	struct authz *authz;
-	char *id;
 
 	assert_int_equal(config_load(path, &c, &err), 0);
 	unlink(path);
@@ -44,15 +41,11 @@ static void test_load(void **state)
 	assert_string_equal(c->shared_service, "events.localhost");
 	assert_true(c->store_full_sync);
 	assert_true(config_list_contains(c->suppress_events, "MailboxModseq"));
-	assert_int_equal(authz_new(c, &authz, &err), 0);
-	id = authz_identity(authz, "alice@localhost/phone");
-	assert_string_equal(id, "alice");
-	free(id);
-	id = authz_identity(authz, "boss@corp.example");
-	assert_string_equal(id, "alice");
-	free(id);
-	assert_null(authz_identity(authz, "mallory@evil.example"));
-	authz_free(&authz);
+	assert_int_equal(c->account_map_count, 1);
+	assert_string_equal(c->account_map[0].jid, "boss@corp.example");
+	assert_string_equal(c->account_map[0].account, "alice");
+	assert_true(config_list_contains(c->jid_domains, "example.org"));
+	assert_false(config_list_contains(c->jid_domains, "example"));
 	config_free(&c);
 	assert_null(c);
 }
@@ -67,6 +60,9 @@ static void test_errors(void **state)
 		"[component]\ndomain = d\nsecret = x\n[store]\nfull_sync = maybe\n",
 		"[component]\ndomain = d\nsecret = x\n[cyrus]\nhierarchy_separator = :\n",
 		"[component]\ndomain = d\nsecret = x\n[account_map]\nnot-a-jid = a\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\ntls = ssl\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\n",   /* no admin_user */
+		"[component]\ndomain = d\nsecret = x\n[imap]\npassword_file = /nonexistent\n",
 		"garbage line\n",
 	};
 

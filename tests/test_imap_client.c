@@ -40,6 +40,7 @@ static void roundtrip(const char *utf8, const char *mutf7)
 
 static void test_mutf7_roundtrip(void **state)
 {
+	(void)state;
 	roundtrip("", "");
 	roundtrip("INBOX", "INBOX");
 	roundtrip("Entw\xc3\xbcrfe", "Entw&APw-rfe");
@@ -79,6 +80,7 @@ static void bad_dec(const char *mutf7)
 
 static void test_mutf7_invalid(void **state)
 {
+	(void)state;
 	bad_enc("\xc3");              /* truncated */
 	bad_enc("\xc0\x80");          /* overlong NUL */
 	bad_enc("\xed\xa0\x80");      /* UTF-8 encoded surrogate */
@@ -143,6 +145,7 @@ static void to_node(const struct imap_namespaces *ns, const char *self,
 
 static void test_node_to_name_unix_sep(void **state)
 {
+	(void)state;
 	struct imap_namespaces user = ns_make("INBOX/", "user/", "", '/');
 	struct imap_namespaces admin = ns_make(NULL, "user/", "", '/');
 
@@ -177,6 +180,7 @@ static void test_node_to_name_unix_sep(void **state)
 
 static void test_node_to_name_dot_sep(void **state)
 {
+	(void)state;
 	struct imap_namespaces user = ns_make("INBOX.", "user.", "", '.');
 
 	from_node(&user, "alice", "alice", "INBOX/A/B", "INBOX.A.B");
@@ -191,6 +195,7 @@ static void test_node_to_name_dot_sep(void **state)
 
 static void test_node_to_name_altnamespace(void **state)
 {
+	(void)state;
 	struct imap_namespaces alt = ns_make("", "Other Users/", "Shared Folders/", '/');
 	struct imap_namespaces none = ns_make("", NULL, NULL, '/');
 
@@ -207,6 +212,7 @@ static void test_node_to_name_altnamespace(void **state)
 
 static void test_name_to_node(void **state)
 {
+	(void)state;
 	struct imap_namespaces admin = ns_make(NULL, "user/", "", '/');
 	struct imap_namespaces user = ns_make("INBOX/", "user/", "", '/');
 	struct imap_namespaces dot = ns_make(NULL, "user.", "", '.');
@@ -250,6 +256,7 @@ static void test_name_to_node(void **state)
 /* node -> name -> node gives the node back, for every view. */
 static void test_roundtrip_views(void **state)
 {
+	(void)state;
 	static const char *const nodes[] = {
 		"INBOX", "INBOX/Projects", "INBOX/Entw\xc3\xbcrfe/2024",
 		"INBOX/R&D", "INBOX/100%25", "INBOX/\xe6\x97\xa5\xe6\x9c\xac",

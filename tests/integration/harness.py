@@ -277,13 +277,20 @@ EVENTS {
            sock=self.lmtp_socket))
         _chown_tree(self.base, CYRUS_USER, CYRUS_GROUP)
 
+    def choose_ports(self):
+        """Picks the IMAP and LMTP ports now (kept by start() and by a
+        restart), for configs written before the server starts."""
+        if self._imap_port is None:
+            self._imap_port = free_port()
+            self._lmtp_port = free_port()
+            while self._lmtp_port == self._imap_port:
+                self._lmtp_port = free_port()
+        return self._imap_port, self._lmtp_port
+
     def start(self, timeout=20.0):
         os.makedirs(self.workdir, exist_ok=True)
         os.chmod(self.workdir, 0o755)
-        self._imap_port = free_port()
-        self._lmtp_port = free_port()
-        while self._lmtp_port == self._imap_port:
-            self._lmtp_port = free_port()
+        self.choose_ports()
         self._write_configs()
         self._started = True
         subprocess.run([os.path.join(CYRUS_BIN, 'master'),

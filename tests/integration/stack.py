@@ -68,6 +68,15 @@ path = {self.db}
 full_sync = no
 items_per_node = 5
 
+[imap]
+host = 127.0.0.1
+port = {self.cyrus.choose_ports()[0]}
+tls = none
+admin_user = {self.cyrus.admin}
+password = {self.cyrus.password}
+timeout_ms = 2000
+acl_cache_ttl = 60
+
 [accounts]
 jid_domains = localhost
 

@@ -1,0 +1,19 @@
+#ifndef MAILPUBSUB_FAKE_IMAP_H
+#define MAILPUBSUB_FAKE_IMAP_H
+
+#include <stdio.h>
+
+#include "imap_client.h"
+
+struct fake_imap {
+	enum imap_result result;
+	const char *rights;
+	unsigned calls;
+	char last_identity[64];
+	char last_mailbox[128];
+	void (*during_call)(void);  /* run once, before answering */
+};
+
+extern struct fake_imap fake_imap;
+
+#endif

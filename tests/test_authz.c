@@ -1,0 +1,232 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "authz.h"
+#include "fake_imap.h"
+
+struct fixture {
+	char dir[64], db[96], conf[96];
+	struct config *config;
+	struct store *store;
+	struct authz *authz;
+	enum authz_result last;
+	unsigned answers;
+};
+
+static struct fixture *current;
+
+static int setup_with(void **state, bool with_imap)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	const char *err;
+	FILE *c;
+
+	strcpy(f->dir, "/tmp/mps-authz-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->db, sizeof(f->db), "%s/db", f->dir);
+	snprintf(f->conf, sizeof(f->conf), "%s/conf", f->dir);
+	c = fopen(f->conf, "w");
+	fprintf(c, "[component]\ndomain = events.localhost\nsecret = s\n"
+		   "[accounts]\njid_domains = localhost example.org\n"
+		   "[account_map]\nboss@corp.example = alice\n");
+	fclose(c);
+	assert_int_equal(config_load(f->conf, &f->config, &err), 0);
+	assert_int_equal(store_open(f->db, false, &f->store, &err), 0);
+	/* the fake stands in for the client: any non-NULL pointer will do */
+	assert_int_equal(authz_new(f->config, f->store,
+				   with_imap ? (struct imap_client *)f : NULL,
+				   &f->authz, &err), 0);
+	memset(&fake_imap, 0, sizeof(fake_imap));
+	current = f;
+	*state = f;
+	return 0;
+}
+
+static int setup_imap(void **state) { return setup_with(state, true); }
+static int setup_owner_only(void **state) { return setup_with(state, false); }
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	authz_free(&f->authz);
+	store_close(&f->store);
+	config_free(&f->config);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void answered(void *context, enum authz_result result)
+{
+	struct fixture *f = context;
+
+	f->last = result;
+	f->answers++;
+}
+
+static enum authz_result check(struct fixture *f, const char *jid,
+			       const char *account, const char *node)
+{
+	unsigned before = f->answers;
+
+	authz_check(f->authz, jid, account, node, answered, f);
+	assert_int_equal(f->answers, before + 1);   /* exactly once */
+	return f->last;
+}
+
+static void test_identity_rules(void **state)
+{
+	struct fixture *f = *state;
+	char *id;
+
+	id = authz_identity(f->authz, "alice@localhost/phone");
+	assert_string_equal(id, "alice");
+	free(id);
+	id = authz_identity(f->authz, "bob@example.org");
+	assert_string_equal(id, "bob");
+	free(id);
+	/* the table wins over the domain rule */
+	id = authz_identity(f->authz, "boss@corp.example/x");
+	assert_string_equal(id, "alice");
+	free(id);
+	/* XEP-0106 escapes are undone */
+	id = authz_identity(f->authz, "a\\40b@localhost");
+	assert_string_equal(id, "a@b");
+	free(id);
+	assert_null(authz_identity(f->authz, "mallory@evil.example"));
+	assert_null(authz_identity(f->authz, "localhost"));
+	assert_null(authz_identity(f->authz, "not a jid@@"));
+}
+
+static void test_owner_only(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(check(f, "alice@localhost", "alice", "INBOX"), AUTHZ_GRANTED);
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "mallory@evil.example", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "alice@localhost", "", "Shared"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 0);
+}
+
+static void test_rights_decide(void **state)
+{
+	struct fixture *f = *state;
+	static const struct { const char *rights; enum authz_result want; } cases[] = {
+		{ "lrswipkxtecdan", AUTHZ_GRANTED },
+		{ "lr", AUTHZ_GRANTED },
+		{ "l", AUTHZ_DENIED },
+		{ "r", AUTHZ_DENIED },
+		{ "", AUTHZ_DENIED },
+	};
+
+	fake_imap.result = IMAP_OK;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fake_imap.rights = cases[i].rights;
+		authz_invalidate(f->authz, "alice", "INBOX/P", false);
+		assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), cases[i].want);
+	}
+	assert_string_equal(fake_imap.last_identity, "bob");
+	assert_string_equal(fake_imap.last_mailbox, "alice/INBOX/P");
+	/* unmapped JIDs never reach the store */
+	fake_imap.calls = 0;
+	assert_int_equal(check(f, "mallory@evil.example", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 0);
+}
+
+static void test_cache(void **state)
+{
+	struct fixture *f = *state;
+
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "lr";
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_GRANTED);
+	assert_int_equal(check(f, "bob@localhost/other", "alice", "INBOX/P"), AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 1);
+	/* per identity and per mailbox */
+	assert_int_equal(check(f, "carol@localhost", "alice", "INBOX/P"), AUTHZ_GRANTED);
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/Q"), AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 3);
+	/* an ACL change on the node drops its answers, not the sibling's */
+	fake_imap.rights = "l";
+	authz_invalidate(f->authz, "alice", "INBOX/P", false);
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/Q"), AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 4);
+	/* a subtree invalidation (rename, delete) reaches descendants only */
+	check(f, "bob@localhost", "alice", "INBOX/P/Sub");
+	check(f, "bob@localhost", "alice", "INBOX/P0");
+	fake_imap.calls = 0;
+	authz_invalidate(f->authz, "alice", "INBOX/P", true);
+	check(f, "bob@localhost", "alice", "INBOX/P");
+	check(f, "bob@localhost", "alice", "INBOX/P/Sub");
+	check(f, "bob@localhost", "alice", "INBOX/P0");
+	assert_int_equal(fake_imap.calls, 2);
+}
+
+static void invalidate_now(void)
+{
+	authz_invalidate(current->authz, "alice", "INBOX/P", false);
+}
+
+/* An AclChange arriving while the store is asked: the answer may describe
+ * the old ACL, so it is asked again rather than cached. */
+static void test_change_while_asking(void **state)
+{
+	struct fixture *f = *state;
+
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "lr";
+	fake_imap.during_call = invalidate_now;
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 2);
+}
+
+static void test_fail_closed(void **state)
+{
+	struct fixture *f = *state;
+
+	fake_imap.result = IMAP_TEMPFAIL;
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_TEMPFAIL);
+	/* not cached: asked again */
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_TEMPFAIL);
+	assert_int_equal(fake_imap.calls, 2);
+	/* NO (no such mailbox, or not even l) is a definite no, and cached */
+	fake_imap.result = IMAP_NO;
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 3);
+}
+
+static void test_account_listing(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(check(f, "alice@localhost", "alice", NULL), AUTHZ_GRANTED);
+	assert_int_equal(check(f, "bob@localhost", "alice", NULL), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_only, setup_owner_only, teardown),
+		cmocka_unit_test_setup_teardown(test_rights_decide, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_cache, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_change_while_asking, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_fail_closed, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_account_listing, setup_imap, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
