@@ -16,7 +16,8 @@
  *
  * Options: --tls none|starttls|imaps, --ca FILE, --no-verify, --mech MECH,
  * --timeout MS, --max-sessions N, --repeat N (repeat the command list,
- * durations on stderr), --parallel, -v (debug log on stderr). */
+ * durations on stderr), --parallel, --close-after MS (close the client
+ * then, whatever is still running), -v (debug log on stderr). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,9 @@ static struct {
 	size_t n_cmds, next, pending;
 	unsigned repeat, round;
 	bool parallel, timing;
-	uv_timer_t sleep_timer;
+	uv_timer_t sleep_timer, close_timer;
+	uint64_t close_after;
+	bool closed;
 	int exit_code;
 } P;
 
@@ -52,7 +55,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: imap_probe [--tls none|starttls|imaps] [--ca FILE] [--no-verify]\n"
 		"                  [--mech MECH] [--timeout MS] [--max-sessions N]\n"
-		"                  [--repeat N] [--parallel] [-v]\n"
+		"                  [--repeat N] [--parallel] [--close-after MS] [-v]\n"
 		"                  HOST PORT ADMIN PASSWORD COMMAND...\n"
 		"COMMAND: myrights IDENTITY ACCOUNT NODE | list ACCOUNT |\n"
 		"         status ACCOUNT NODE | sleep MS\n");
@@ -151,6 +154,21 @@ static void on_closed(void *ctx)
 {
 	(void)ctx;
 	uv_close((uv_handle_t *)&P.sleep_timer, NULL);
+	uv_close((uv_handle_t *)&P.close_timer, NULL);
+}
+
+static void close_client(void)
+{
+	if (P.closed)
+		return;
+	P.closed = true;
+	imap_client_close(&P.client, on_closed, NULL);
+}
+
+static void on_close_timer(uv_timer_t *t)
+{
+	(void)t;
+	close_client();
 }
 
 static void start_cmd(struct cmd *cmd)
@@ -177,13 +195,15 @@ static void start_cmd(struct cmd *cmd)
 
 static void start_next(void)
 {
+	if (P.closed)
+		return;
 	if (P.next == P.n_cmds) {
 		if (P.pending > 0)
 			return;
 		if (++P.round < P.repeat) {
 			P.next = 0;
 		} else {
-			imap_client_close(&P.client, on_closed, NULL);
+			close_client();
 			return;
 		}
 	}
@@ -238,6 +258,8 @@ int main(int argc, char **argv)
 			set.mechanism = val;
 		} else if (strcmp(opt, "--timeout") == 0) {
 			set.timeout_ms = (unsigned)strtoul(val, NULL, 10);
+		} else if (strcmp(opt, "--close-after") == 0) {
+			P.close_after = strtoull(val, NULL, 10);
 		} else if (strcmp(opt, "--max-sessions") == 0) {
 			set.max_sessions = (unsigned)strtoul(val, NULL, 10);
 		} else if (strcmp(opt, "--repeat") == 0) {
@@ -294,10 +316,13 @@ int main(int argc, char **argv)
 	log_open("imap_probe", false, level);
 	P.loop = uv_default_loop();
 	uv_timer_init(P.loop, &P.sleep_timer);
+	uv_timer_init(P.loop, &P.close_timer);
 	if (imap_client_new(P.loop, &set, &P.client, &error) < 0) {
 		fprintf(stderr, "imap_probe: %s\n", error);
 		return 2;
 	}
+	if (P.close_after > 0)
+		uv_timer_start(&P.close_timer, on_close_timer, P.close_after, 0);
 	start_next();
 	uv_run(P.loop, UV_RUN_DEFAULT);
 	uv_loop_close(P.loop);
@@ -307,7 +332,7 @@ int main(int argc, char **argv)
 
 		if (cmd->kind == CMD_SLEEP)
 			continue;
-		printf("%s\n", cmd->line != NULL ? cmd->line : "TEMPFAIL out of memory");
+		printf("%s\n", cmd->line != NULL ? cmd->line : "TEMPFAIL not run");
 		if (cmd->result == IMAP_TEMPFAIL)
 			P.exit_code = 2;
 		else if (cmd->result == IMAP_NO && P.exit_code == 0)

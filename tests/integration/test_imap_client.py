@@ -422,3 +422,17 @@ def test_scram_with_proxy_authorization(scram_cyrus):
     assert 'authentication failure' in lines[0], proc
     assert 'backing off' in lines[1], proc
     assert 'Wr0ng-Secret' not in proc.stderr + proc.stdout   # never logged
+
+
+def test_close_cuts_commands_short(workdir):
+    """imap_client_close() with a command blocked on a silent server: the
+    callback gets TEMPFAIL at once, not after the 10 s timeout."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        s.listen(16)
+        port = s.getsockname()[1]
+        p = probe(port, 'myrights', 'bob', 'alice', 'INBOX', 'list', 'alice',
+                  opts=['--parallel', '--close-after', '300'], timeout_ms=10000)
+    assert p.rc == 2, p
+    assert all(l.startswith('TEMPFAIL') for l in p.lines) and len(p.lines) == 2, p
+    assert p.elapsed < 2.0, p
