@@ -465,8 +465,12 @@ static int tcp_connect(struct imap_client *cl, struct conn *c, char *err,
 				if (now >= c->deadline || atomic_load(&cl->aborting)) {
 					pr = 0;
 				} else {
-					pr = poll(&pfd, 1, (int)(c->deadline - now));
-					if (pr < 0 && errno == EINTR)
+					/* slices: imap_client_close() cannot shut
+					 * down a socket that is still connecting */
+					uint64_t left = c->deadline - now;
+
+					pr = poll(&pfd, 1, left < 100 ? (int)left : 100);
+					if (pr == 0 || (pr < 0 && errno == EINTR))
 						continue;
 				}
 				if (pr <= 0) {

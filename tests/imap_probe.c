@@ -76,7 +76,8 @@ static void set_line(struct cmd *cmd, enum imap_result r, char *ok_line)
 	if (r == IMAP_NO) {
 		cmd->line = strdup("NO");
 	} else {
-		const char *why = P.client != NULL ? imap_client_last_error(P.client) : "";
+		const char *why = P.client != NULL ? imap_client_last_error(P.client) :
+				  "client closed";
 
 		if (asprintf(&cmd->line, "TEMPFAIL %s", why) < 0)
 			cmd->line = NULL;
