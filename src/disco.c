@@ -22,6 +22,8 @@ static const char *const service_features[] = {
 	PUBSUB_NS "#last-published",
 	PUBSUB_NS "#persistent-items",
 	PUBSUB_NS "#meta-data",
+	PUBSUB_NS "#subscription-options",
+	PUBSUB_NS "#retrieve-default",
 	"urn:xmpp:ping",
 };
 

@@ -181,6 +181,8 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
 		return -1;
+	if (delivery_new(&st->service, &st->service.delivery, error_r) < 0)
+		return -1;
 	if (start_component(st, error_r) < 0)
 		return -1;
 	if (publisher_new(st->loop, &st->service, &st->publisher, error_r) < 0)
@@ -266,6 +268,7 @@ int main(int argc, char **argv)
 	log_info("mailpubsubd %s started: component %s", PACKAGE_VERSION,
 		 st.config->component_domain);
 	ret = uv_run(st.loop, UV_RUN_DEFAULT);
+	delivery_free(&st.service.delivery);
 	authz_free(&st.service.authz);
 	store_close(&st.service.store);
 	uv_loop_close(st.loop);

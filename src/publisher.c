@@ -12,6 +12,7 @@
 #include "pubsub.h"
 #include "service.h"
 #include "subscription.h"
+#include "subopts.h"
 
 /* Events per loop turn: keeps IQs and the ingest queue served during a
  * large backlog. */
@@ -90,34 +91,47 @@ void publisher_close(struct publisher **publisher)
 struct fanout {
 	struct service *service;
 	struct item_message msg;
-	unsigned sent;
+	const char *account;
+	const char *node;          /* where the event happened */
+	const char *type;          /* its RFC 5423 name; NULL: unfiltered */
 };
 
 static int notify_one(void *context, const struct subscription *sub)
 {
 	struct fanout *f = context;
 	size_t len;
-	char *text = item_message_for(&f->msg, sub->jid, &len);
+	char *text;
 
+	/* type NULL: the node's deletion, which every subscriber must learn */
+	if (f->type != NULL && !subopts_wants(&sub->opts, f->type))
+		return 0;
+	text = item_message_for(&f->msg, sub->jid, &len);
 	if (text == NULL)
 		return 0;
-	if (component_send_raw(f->service->component, text, len) == 0)
-		f->sent++;
+	/* a subscription on an ancestor was never checked against this node */
+	delivery_send(f->service->delivery, sub->jid, text, len,
+		      strcmp(sub->node, f->node) != 0, f->account, f->node);
 	free(text);
 	return 0;
 }
 
+/* covering: also to subscribers of ancestors (depth 1 / all); else to
+ * the node's own subscribers only. */
 static void fan_out(struct service *service, const char *account,
-		    const char *node, struct item_message *msg)
+		    const char *node, const char *type, struct item_message *msg,
+		    bool covering)
 {
-	struct fanout f = { .service = service, .msg = *msg };
+	struct fanout f = { service, *msg, account, node, type };
 
-	subscription_each_on_node(service->store, account, node, notify_one, &f);
-	service->stats.notifications += f.sent;
+	if (covering)
+		subscription_each_covering(service->store, account, node, notify_one, &f);
+	else
+		subscription_each_on_node(service->store, account, node, notify_one, &f);
 }
 
 static void publish_item(struct service *service, const char *account,
-			 const char *node, long long seq, const char *payload)
+			 const char *node, const char *type, long long seq,
+			 const char *payload, bool covering)
 {
 	char *from = service_jid_for_account(service, account);
 	struct item_message msg;
@@ -125,7 +139,7 @@ static void publish_item(struct service *service, const char *account,
 	if (from == NULL)
 		return;
 	if (item_message_build(from, node, seq, payload, 0, &msg) == 0) {
-		fan_out(service, account, node, &msg);
+		fan_out(service, account, node, type, &msg, covering);
 		item_message_clear(&msg);
 	}
 	free(from);
@@ -135,6 +149,7 @@ struct subtree_ctx {
 	struct service *service;
 	const char *account;
 	const char *root;
+	const char *type;
 	long long seq;
 	const char *payload;
 };
@@ -146,7 +161,8 @@ static int publish_to_descendant(void *context, const char *node)
 	struct subtree_ctx *sc = context;
 
 	if (strcmp(node, sc->root) != 0)
-		publish_item(sc->service, sc->account, node, sc->seq, sc->payload);
+		publish_item(sc->service, sc->account, node, sc->type, sc->seq,
+			     sc->payload, false);
 	return 0;
 }
 
@@ -159,7 +175,7 @@ static void notify_deleted(struct service *service, const char *account,
 	if (from == NULL)
 		return;
 	if (item_message_build_delete(from, node, &msg) == 0) {
-		fan_out(service, account, node, &msg);
+		fan_out(service, account, node, NULL, &msg, false);
 		item_message_clear(&msg);
 	}
 	free(from);
@@ -214,8 +230,8 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	struct service *service = pub->service;
 	const struct mailbox_uri *mb = &ev->mailbox;
 	long long now = service_now_us();
-	bool suppressed = config_list_contains(service->config->suppress_events,
-					       event_type_info(ev->type)->name);
+	const char *type = event_type_info(ev->type)->name;
+	bool suppressed = config_list_contains(service->config->suppress_events, type);
 	char *payload;
 
 	if (mb->node == NULL)
@@ -233,9 +249,9 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	if (ev->type != EVENT_MAILBOX_DELETE)
 		items_put(service->store, mb->account, mb->node, rec->seq, now,
 			  payload, service->config->items_per_node);
-	publish_item(service, mb->account, mb->node, rec->seq, payload);
+	publish_item(service, mb->account, mb->node, type, rec->seq, payload, true);
 	if (ev->type == EVENT_MAILBOX_RENAME) {
-		struct subtree_ctx sc = { service, mb->account, mb->node,
+		struct subtree_ctx sc = { service, mb->account, mb->node, type,
 					  rec->seq, payload };
 
 		node_tree_subtree(service->store, mb->account, mb->node,

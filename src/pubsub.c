@@ -11,6 +11,7 @@
 #include "pubsub_error.h"
 #include "request.h"
 #include "service.h"
+#include "subopts.h"
 #include "subscription.h"
 
 #define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
@@ -27,8 +28,6 @@ static const struct {
 	{ "delete", "delete-nodes" },
 	{ "retract", "retract-items" },
 	{ "purge", "purge-nodes" },
-	{ "options", "subscription-options" },
-	{ "default", "retrieve-default" },
 	{ "affiliations", "retrieve-affiliations" },
 };
 
@@ -79,7 +78,8 @@ static bool same_bare(const char *a, const char *b)
 
 struct last_item {
 	struct service *service;
-	const char *from, *node, *to;
+	const char *account, *from, *node, *to;
+	bool check;
 };
 
 static int send_item(void *context, long long seq, long long published_us,
@@ -94,21 +94,56 @@ static int send_item(void *context, long long seq, long long published_us,
 		return 1;
 	text = item_message_for(&msg, li->to, &len);
 	if (text != NULL)
-		component_send_raw(li->service->component, text, len);
+		delivery_send(li->service->delivery, li->to, text, len, li->check,
+			      li->account, li->node);
 	free(text);
 	item_message_clear(&msg);
 	return 1;
 }
 
-void pubsub_send_last_item(struct service *service, const char *account,
-			   const char *node, const char *jid)
+static void send_last_of(struct service *service, const char *account,
+			 const char *from, const char *node, const char *jid,
+			 bool check)
+{
+	struct last_item li = { service, account, from, node, jid, check };
+
+	items_each_newest(service->store, account, node, 1, send_item, &li);
+}
+
+struct covered {
+	struct service *service;
+	const char *account, *from, *root, *jid;
+	int depth;
+};
+
+static int send_last_covered(void *context, const char *node)
+{
+	struct covered *c = context;
+	size_t rlen = strlen(c->root);
+
+	if (strcmp(node, c->root) == 0)
+		return 0;
+	/* depth 1: direct children only */
+	if (c->depth == 1 && strchr(node + rlen + 1, '/') != NULL)
+		return 0;
+	send_last_of(c->service, c->account, c->from, node, c->jid, true);
+	return 0;
+}
+
+/* The state of every mailbox a subscription covers: a subtree subscriber
+ * (a message-waiting indicator for the whole account) learns all counts at
+ * once. Descendants are checked against the subscriber's rights. */
+static void send_last_items(struct service *service, const char *account,
+			    const char *node, const char *jid, int depth)
 {
 	char *from = service_jid_for_account(service, account);
-	struct last_item li = { service, from, node, jid };
+	struct covered c = { service, account, from, node, jid, depth };
 
 	if (from == NULL)
 		return;
-	items_each_newest(service->store, account, node, 1, send_item, &li);
+	send_last_of(service, account, from, node, jid, false);
+	if (depth != 0)
+		node_tree_subtree(service->store, account, node, send_last_covered, &c);
 	free(from);
 }
 
@@ -130,6 +165,22 @@ static void reply_subscription(struct request *req, const char *jid, const char 
 	service_send_release(req->service, reply);
 }
 
+/* The options submitted with a subscribe or options request, over the
+ * defaults. Returns -1 (reason in *error_r) for an invalid form. */
+static int requested_options(xmpp_stanza_t *options, struct subopts *opts,
+			     const char **error_r)
+{
+	xmpp_stanza_t *x;
+
+	subopts_defaults(opts);
+	if (options == NULL)
+		return 0;
+	x = xmpp_stanza_get_child_by_name_and_ns(options, "x", "jabber:x:data");
+	if (x == NULL)
+		return 0;
+	return subopts_apply_form(x, opts, error_r);
+}
+
 static void subscribe_decided(void *context, enum authz_result result)
 {
 	struct request *req = context;
@@ -137,7 +188,14 @@ static void subscribe_decided(void *context, enum authz_result result)
 	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "subscribe");
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
 	char subid[SUBSCRIPTION_SUBID_LEN + 1];
+	struct subopts opts;
+	const char *error;
 	bool created;
+
+	/* validated before asking; cannot fail now */
+	if (requested_options(xmpp_stanza_get_child_by_name(req->op, "options"),
+			      &opts, &error) < 0)
+		subopts_defaults(&opts);
 
 	if (result == AUTHZ_TEMPFAIL) {
 		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TEMPORARY, NULL);
@@ -148,14 +206,15 @@ static void subscribe_decided(void *context, enum authz_result result)
 		   subscription_find(service->store, req->account, req->node, jid, NULL) != 1) {
 		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TOO_MANY, NULL);
 	} else if (subscription_add(service->store, req->account, req->node, jid,
-				    service_now_us(), subid, &created) < 0) {
+				    &opts, service_now_us(), subid, &created) < 0) {
 		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 	} else {
 		log_info("pubsub: %s subscribed to %s/%s%s", jid,
 			 req->account, req->node, created ? "" : " (again)");
 		reply_subscription(req, jid, subid, "subscribed");
 		/* 6.1.7: the last published item follows the result */
-		pubsub_send_last_item(service, req->account, req->node, jid);
+		if (opts.deliver)
+			send_last_items(service, req->account, req->node, jid, opts.depth);
 	}
 	request_free(&req);
 }
@@ -167,6 +226,8 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 	const char *node = xmpp_stanza_get_attribute(op, "node");
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
 	struct request *req;
+	struct subopts opts;
+	const char *error;
 
 	if (node == NULL) {
 		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
@@ -176,8 +237,11 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID, NULL);
 		return;
 	}
-	if (xmpp_stanza_get_child_by_name(ps, "options") != NULL) {
-		reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, "subscription-options");
+	if (requested_options(xmpp_stanza_get_child_by_name(ps, "options"), &opts,
+			      &error) < 0) {
+		log_info("pubsub: %s: invalid subscription options: %s",
+			 xmpp_stanza_get_from(iq), error);
+		reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
 		return;
 	}
 	if (!node_tree_exists(service->store, account, node)) {
@@ -235,6 +299,82 @@ static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
 	}
 	log_info("pubsub: %s unsubscribed from %s/%s", jid, account, node);
 	service_send_release(service, pubsub_error_result(xctx(service), iq));
+}
+
+/* ---- subscription options (6.3, 6.4) ---- */
+
+static void reply_form(struct service *service, xmpp_stanza_t *iq,
+		       const char *element, const char *node, const char *jid,
+		       const struct subopts *opts)
+{
+	xmpp_ctx_t *ctx = xctx(service);
+	xmpp_stanza_t *reply = pubsub_error_result(ctx, iq);
+	xmpp_stanza_t *ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
+	xmpp_stanza_t *el = add_el(ctx, ps, element, NULL);
+
+	if (node != NULL)
+		xmpp_stanza_set_attribute(el, "node", node);
+	if (jid != NULL)
+		xmpp_stanza_set_attribute(el, "jid", jid);
+	xmpp_stanza_add_child_ex(el, subopts_form(ctx, opts), 0);
+	service_send_release(service, reply);
+}
+
+static void handle_options(struct service *service, xmpp_stanza_t *iq,
+			   xmpp_stanza_t *op, const char *account, bool set)
+{
+	const char *node = xmpp_stanza_get_attribute(op, "node");
+	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	struct subopts opts;
+	const char *error;
+	xmpp_stanza_t *x;
+	int found;
+
+	if (node == NULL) {
+		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		return;
+	}
+	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
+		reply_error(service, iq, PUBSUB_ERR_OPTIONS_FORBIDDEN, NULL);
+		return;
+	}
+	if (!node_tree_exists(service->store, account, node)) {
+		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+		return;
+	}
+	found = subscription_get_options(service->store, account, node, jid, &opts);
+	if (found <= 0) {
+		reply_error(service, iq, found < 0 ? PUBSUB_ERR_INTERNAL :
+			    PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED, NULL);
+		return;
+	}
+	if (!set) {
+		reply_form(service, iq, "options", node, jid, &opts);
+		return;
+	}
+	x = xmpp_stanza_get_child_by_name_and_ns(op, "x", "jabber:x:data");
+	if (x == NULL || subopts_apply_form(x, &opts, &error) < 0) {
+		log_info("pubsub: %s: invalid subscription options: %s",
+			 xmpp_stanza_get_from(iq), x == NULL ? "no form" : error);
+		reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
+		return;
+	}
+	if (subscription_set_options(service->store, account, node, jid, &opts) < 0) {
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return;
+	}
+	log_info("pubsub: %s changed its options on %s/%s", jid, account, node);
+	service_send_release(service, pubsub_error_result(xctx(service), iq));
+}
+
+static void handle_default(struct service *service, xmpp_stanza_t *iq,
+			   xmpp_stanza_t *op)
+{
+	struct subopts opts;
+
+	subopts_defaults(&opts);
+	reply_form(service, iq, "default", xmpp_stanza_get_attribute(op, "node"),
+		   NULL, &opts);
 }
 
 /* ---- retrieve subscriptions (5.6) ---- */
@@ -544,6 +684,10 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 		handle_subscriptions(service, iq, op, account);
 	else if (!owner && !set && strcmp(name, "items") == 0)
 		handle_items(service, iq, ps, op, account);
+	else if (!owner && strcmp(name, "options") == 0)
+		handle_options(service, iq, op, account, set);
+	else if (!owner && !set && strcmp(name, "default") == 0)
+		handle_default(service, iq, op);
 	else if ((feature = unsupported_feature(name, owner)) != NULL)
 		reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, feature);
 	else

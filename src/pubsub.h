@@ -15,10 +15,6 @@ struct service;
 /* iq is a get/set whose child <pubsub/> (either namespace) is `pubsub`. */
 void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *pubsub);
 
-/* Sends node's last item to jid, marked with urn:xmpp:delay. */
-void pubsub_send_last_item(struct service *service, const char *account,
-			   const char *node, const char *jid);
-
 /* The ACL of node (with subtree: of node and its descendants) may have
  * changed: re-check every subscription there and end those the store no
  * longer allows, telling the subscriber (XEP-0060 subscription state

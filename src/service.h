@@ -8,6 +8,7 @@
 #include "authz.h"
 #include "component.h"
 #include "config.h"
+#include "delivery.h"
 #include "store.h"
 
 struct service_stats {
@@ -26,6 +27,7 @@ struct service {
 	struct store *store;
 	struct component *component;
 	struct authz *authz;
+	struct delivery *delivery;
 	struct service_stats stats;
 };
 

@@ -37,6 +37,10 @@ static const char schema_sql[] =
 	"  node TEXT NOT NULL,"
 	"  mailbox_id TEXT,"
 	"  uidvalidity INTEGER,"
+	"  messages INTEGER,"                     /* last known counts, NULL: unknown */
+	"  unseen INTEGER,"
+	"  uidnext INTEGER,"
+	"  modseq INTEGER,"
 	"  created_us INTEGER NOT NULL,"
 	"  PRIMARY KEY (account, node)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS subscriptions ("
@@ -45,6 +49,10 @@ static const char schema_sql[] =
 	"  jid TEXT NOT NULL,"
 	"  subid TEXT NOT NULL,"
 	"  created_us INTEGER NOT NULL,"
+	"  depth INTEGER NOT NULL DEFAULT 0,"     /* 0 node, 1 children, -1 all */
+	"  events TEXT,"                          /* NULL: the default set */
+	"  deliver INTEGER NOT NULL DEFAULT 1,"
+	"  heartbeat INTEGER NOT NULL DEFAULT 0,"
 	"  PRIMARY KEY (account, node, jid)) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS subscriptions_jid ON subscriptions (jid);"
 	"CREATE TABLE IF NOT EXISTS items ("

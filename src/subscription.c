@@ -1,6 +1,7 @@
 #include "subscription.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -42,19 +43,84 @@ int subscription_find(struct store *store, const char *account,
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int subscription_add(struct store *store, const char *account, const char *node,
-		     const char *jid, long long now_us, char *subid_r,
-		     bool *created_r)
+static void bind_options(sqlite3_stmt *stmt, int first, const struct subopts *opts)
+{
+	sqlite3_bind_int(stmt, first, opts->depth);
+	if (strcmp(opts->events, SUBOPTS_DEFAULT_EVENTS) != 0)
+		sqlite3_bind_text(stmt, first + 1, opts->events, -1, SQLITE_STATIC);
+	sqlite3_bind_int(stmt, first + 2, opts->deliver);
+	sqlite3_bind_int(stmt, first + 3, opts->heartbeat);
+}
+
+static void column_options(sqlite3_stmt *stmt, int first, struct subopts *opts)
+{
+	const char *events = (const char *)sqlite3_column_text(stmt, first + 1);
+
+	subopts_defaults(opts);
+	opts->depth = sqlite3_column_int(stmt, first);
+	if (events != NULL)
+		snprintf(opts->events, sizeof(opts->events), "%s", events);
+	opts->deliver = sqlite3_column_int(stmt, first + 2) != 0;
+	opts->heartbeat = sqlite3_column_int(stmt, first + 3) != 0;
+}
+
+int subscription_get_options(struct store *store, const char *account,
+			     const char *node, const char *jid,
+			     struct subopts *opts_r)
 {
 	static const char sql[] =
-		"INSERT INTO subscriptions (account, node, jid, subid, created_us)"
-		" VALUES (?, ?, ?, ?, ?)";
+		"SELECT depth, events, deliver, heartbeat FROM subscriptions"
+		" WHERE account = ? AND node = ? AND jid = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		column_options(stmt, 0, opts_r);
+	sqlite3_reset(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int subscription_set_options(struct store *store, const char *account,
+			     const char *node, const char *jid,
+			     const struct subopts *opts)
+{
+	static const char sql[] =
+		"UPDATE subscriptions SET depth = ?4, events = ?5, deliver = ?6,"
+		" heartbeat = ?7 WHERE account = ?1 AND node = ?2 AND jid = ?3";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	bind_options(stmt, 4, opts);
+	return store_exec_stmt(store, stmt);
+}
+
+int subscription_add(struct store *store, const char *account, const char *node,
+		     const char *jid, const struct subopts *opts, long long now_us,
+		     char *subid_r, bool *created_r)
+{
+	static const char sql[] =
+		"INSERT INTO subscriptions (account, node, jid, subid, created_us,"
+		" depth, events, deliver, heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	sqlite3_stmt *stmt;
 	int found = subscription_find(store, account, node, jid, subid_r);
 
 	*created_r = false;
+	/* subscribing again with options replaces them (XEP-0060 6.3.7) */
 	if (found != 0)
-		return found < 0 ? -1 : 0;
+		return found < 0 ? -1 :
+		       subscription_set_options(store, account, node, jid, opts);
 	stmt = store_stmt(store, sql);
 	if (stmt == NULL)
 		return -1;
@@ -64,6 +130,7 @@ int subscription_add(struct store *store, const char *account, const char *node,
 	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 4, subid_r, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 5, now_us);
+	bind_options(stmt, 6, opts);
 	if (store_exec_stmt(store, stmt) < 0)
 		return -1;
 	*created_r = true;
@@ -118,6 +185,7 @@ static int iterate(struct store *store, sqlite3_stmt *stmt, subscription_cb *cb,
 			.subid = (const char *)sqlite3_column_text(stmt, 3),
 		};
 
+		column_options(stmt, 4, &sub.opts);
 		if (cb(context, &sub) != 0)
 			break;
 	}
@@ -133,7 +201,7 @@ int subscription_each_on_node(struct store *store, const char *account,
 			      const char *node, subscription_cb *cb, void *context)
 {
 	static const char sql[] =
-		"SELECT account, node, jid, subid FROM subscriptions"
+		"SELECT account, node, jid, subid, depth, events, deliver, heartbeat FROM subscriptions"
 		" WHERE account = ? AND node = ?";
 	sqlite3_stmt *stmt = store_stmt(store, sql);
 
@@ -150,7 +218,7 @@ int subscription_each_of_jid(struct store *store, const char *account,
 			     subscription_cb *cb, void *context)
 {
 	static const char sql[] =
-		"SELECT account, node, jid, subid FROM subscriptions"
+		"SELECT account, node, jid, subid, depth, events, deliver, heartbeat FROM subscriptions"
 		" WHERE (jid = ?2 OR (jid > ?2 || '/' AND jid < ?2 || '0'))"
 		" AND account = ?1 AND (?3 IS NULL OR node = ?3) ORDER BY node, jid";
 	sqlite3_stmt *stmt = store_stmt(store, sql);
@@ -161,6 +229,59 @@ int subscription_each_of_jid(struct store *store, const char *account,
 	sqlite3_bind_text(stmt, 2, bare_jid, -1, SQLITE_STATIC);
 	if (node != NULL)
 		sqlite3_bind_text(stmt, 3, node, -1, SQLITE_STATIC);
+	return iterate(store, stmt, cb, context);
+}
+
+int subscription_each_covering(struct store *store, const char *account,
+			       const char *node, subscription_cb *cb,
+			       void *context)
+{
+	static const char sql[] =
+		"SELECT account, node, jid, subid, depth, events, deliver, heartbeat"
+		" FROM subscriptions WHERE account = ?1 AND node = ?2"
+		" AND (?3 = 0 OR depth = -1 OR (?3 = 1 AND depth = 1))";
+	char *path = strdup(node);
+	int ret = 0;
+	int level = 0;
+
+	if (path == NULL)
+		return -1;
+	/* the node, then each ancestor from the nearest up */
+	for (;;) {
+		sqlite3_stmt *stmt = store_stmt(store, sql);
+		char *slash;
+
+		if (stmt == NULL) {
+			ret = -1;
+			break;
+		}
+		sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 2, path, -1, SQLITE_STATIC);
+		sqlite3_bind_int(stmt, 3, level);
+		if (iterate(store, stmt, cb, context) < 0) {
+			ret = -1;
+			break;
+		}
+		slash = strrchr(path, '/');
+		if (slash == NULL)
+			break;
+		*slash = '\0';
+		level++;
+	}
+	free(path);
+	return ret;
+}
+
+int subscription_each_heartbeat(struct store *store, subscription_cb *cb,
+				void *context)
+{
+	static const char sql[] =
+		"SELECT account, node, jid, subid, depth, events, deliver, heartbeat"
+		" FROM subscriptions WHERE heartbeat != 0 AND deliver != 0";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
 	return iterate(store, stmt, cb, context);
 }
 

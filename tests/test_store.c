@@ -14,6 +14,8 @@
 #include "store.h"
 #include "subscription.h"
 
+static struct subopts defaults = { .deliver = true, .events = "MessageNew" };
+
 struct fixture {
 	char dir[64];
 	char path[96];
@@ -96,7 +98,7 @@ static void test_rename_moves_subtree(void **state)
 
 	node_tree_touch(f->store, "alice", "INBOX/A/B", NULL, 0, 1);
 	node_tree_touch(f->store, "alice", "INBOX/A0", NULL, 0, 1);
-	assert_int_equal(subscription_add(f->store, "alice", "INBOX/A/B", "alice@x/r", 1,
+	assert_int_equal(subscription_add(f->store, "alice", "INBOX/A/B", "alice@x/r", &defaults, 1,
 					  subid, &created), 0);
 	assert_true(created);
 	assert_int_equal(items_put(f->store, "alice", "INBOX/A", 7, 1, "<x/>", 5), 0);
@@ -118,7 +120,7 @@ static void test_delete(void **state)
 	bool created;
 
 	node_tree_touch(f->store, "alice", "INBOX/A/B", NULL, 0, 1);
-	subscription_add(f->store, "alice", "INBOX/A", "alice@x", 1, subid, &created);
+	subscription_add(f->store, "alice", "INBOX/A", "alice@x", &defaults, 1, subid, &created);
 	assert_int_equal(node_tree_delete(f->store, "alice", "INBOX/A"), 0);
 	assert_false(node_tree_exists(f->store, "alice", "INBOX/A"));
 	assert_true(node_tree_exists(f->store, "alice", "INBOX/A/B"));
@@ -135,10 +137,10 @@ static void test_subscriptions(void **state)
 	bool created;
 
 	node_tree_touch(f->store, "alice", "INBOX", NULL, 0, 1);
-	assert_int_equal(subscription_add(f->store, "alice", "INBOX", "alice@x", 1, s1, &created), 0);
+	assert_int_equal(subscription_add(f->store, "alice", "INBOX", "alice@x", &defaults, 1, s1, &created), 0);
 	assert_true(created);
 	assert_int_equal(strlen(s1), SUBSCRIPTION_SUBID_LEN);
-	assert_int_equal(subscription_add(f->store, "alice", "INBOX", "alice@x", 1, s2, &created), 0);
+	assert_int_equal(subscription_add(f->store, "alice", "INBOX", "alice@x", &defaults, 1, s2, &created), 0);
 	assert_false(created);
 	assert_string_equal(s1, s2);
 	assert_true(subscription_any_for_bare(f->store, "alice", "INBOX", "alice@x"));

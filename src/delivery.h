@@ -1,0 +1,33 @@
+/* Sends notifications to subscribers, each after the check it needs, in
+ * the order they were queued per subscriber.
+ *
+ * A subscription to a node was authorized when it was made and is
+ * re-checked when the node's ACL changes: its notifications go out at
+ * once. A subscription to an ancestor (depth 1 or all) covers mailboxes it
+ * was never checked against, so each notification from another mailbox
+ * waits for the subscriber's rights on that mailbox (usually cached). Until
+ * that answer is in, later notifications to the same subscriber queue
+ * behind it, so nobody sees events out of order. */
+#ifndef MAILPUBSUB_DELIVERY_H
+#define MAILPUBSUB_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct service;
+struct delivery;
+
+int delivery_new(struct service *service, struct delivery **delivery_r,
+		 const char **error_r);
+/* Pending checks still answer; their notifications are dropped. */
+void delivery_free(struct delivery **delivery);
+
+/* Queues text (a complete stanza, copied) for jid. With check, it goes out
+ * only if jid may read (account, node). */
+void delivery_send(struct delivery *delivery, const char *jid, const char *text,
+		   size_t len, bool check, const char *account, const char *node);
+
+/* Notifications waiting for a decision. */
+size_t delivery_pending(const struct delivery *delivery);
+
+#endif
