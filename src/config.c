@@ -83,6 +83,8 @@ static const struct config_option options[] = {
 	    "Authenticated IMAP sessions kept open (one per identity asked about)."),
 	OPT("imap", "acl_cache_ttl", CONFIG_UINT, acl_cache_ttl, "300",
 	    "Seconds a rights answer is reused; ACL changes Cyrus reports invalidate it at once."),
+	OPT("pubsub", "heartbeat_interval", CONFIG_UINT, heartbeat_interval, "300",
+	    "Seconds between current-count items to subscribers that asked for a heartbeat; 0: none."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",

@@ -37,6 +37,7 @@ struct config {
 	char *suppress_events;      /* space separated event names */
 	unsigned max_subscriptions_per_jid;
 	unsigned max_items_per_request;
+	unsigned heartbeat_interval;  /* seconds; 0: none */
 	/* [imap] */
 	char *imap_host;            /* empty: no IMAP, owner-only authorization */
 	unsigned imap_port;

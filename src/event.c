@@ -29,6 +29,7 @@ static const struct event_type_info event_types[EVENT_TYPE_COUNT] = {
 	[EVENT_MAILBOX_UNSUBSCRIBE] = { "MailboxUnSubscribe", EVENT_GROUP_SUBSCRIPTION, true },
 	[EVENT_ACL_CHANGE] = { "AclChange", EVENT_GROUP_ACL, true },
 	[EVENT_MAILBOX_MODSEQ] = { "MailboxModseq", EVENT_GROUP_MESSAGE, true },
+	[EVENT_MAILBOX_STATUS] = { "vnd.mailpubsub.MailboxStatus", EVENT_GROUP_MESSAGE, true },
 };
 
 /* RFC 5423 section 5, plus Kolab's ACL parameters. Anything else (vnd.*)

@@ -34,6 +34,8 @@ enum event_type {
 	EVENT_MAILBOX_UNSUBSCRIBE,
 	EVENT_ACL_CHANGE,        /* Kolab */
 	EVENT_MAILBOX_MODSEQ,    /* Cyrus: a modseq bump with nothing else */
+	EVENT_MAILBOX_STATUS,    /* ours: a mailbox's current counts (resync,
+				  * heartbeat), vnd.mailpubsub.MailboxStatus */
 	EVENT_TYPE_COUNT
 };
 

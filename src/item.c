@@ -150,8 +150,18 @@ static void add_extensions(xmpp_ctx_t *ctx, xmpp_stanza_t *root,
 	}
 }
 
+static void add_number(xmpp_ctx_t *ctx, xmpp_stanza_t *root, const char *name,
+		       long long value)
+{
+	char num[32];
+
+	snprintf(num, sizeof(num), "%lld", value);
+	add_text_child(ctx, root, name, num);
+}
+
 char *item_payload_build(xmpp_ctx_t *ctx, const struct event *event,
-			 long long seq, long long received_us)
+			 long long seq, long long received_us,
+			 const struct node_counts *counts)
 {
 	xmpp_stanza_t *root = xmpp_stanza_new(ctx);
 	uint64_t unseen;
@@ -162,18 +172,23 @@ char *item_payload_build(xmpp_ctx_t *ctx, const struct event *event,
 	xmpp_stanza_set_name(root, "mailbox-event");
 	xmpp_stanza_set_ns(root, ITEM_NS);
 	xmpp_stanza_set_attribute(root, "type", event_type_info(event->type)->name);
-	snprintf(num, sizeof(num), "%lld", seq);
-	xmpp_stanza_set_attribute(root, "seq", num);
+	if (seq > 0) {
+		snprintf(num, sizeof(num), "%lld", seq);
+		xmpp_stanza_set_attribute(root, "seq", num);
+	}
 	item_format_time(received_us, stamp, sizeof(stamp));
 	xmpp_stanza_set_attribute(root, "received", stamp);
 	add_mailbox(ctx, root, "mailbox", &event->mailbox);
 	add_mailbox(ctx, root, "oldMailbox", &event->old_mailbox);
 	/* the unseen count under a neutral name: MWI clients need not know
 	 * which store sent it */
-	if (event_param_u64(event, "vnd.cmu.unseenMessages", &unseen) == 0) {
-		snprintf(num, sizeof(num), "%llu", (unsigned long long)unseen);
-		add_text_child(ctx, root, "unseen", num);
-	}
+	if (event_param_u64(event, "vnd.cmu.unseenMessages", &unseen) == 0)
+		add_number(ctx, root, "unseen", (long long)unseen);
+	else if (counts != NULL && counts->unseen >= 0)
+		add_number(ctx, root, "unseen", counts->unseen);
+	if (json_object_get(event->json, "messages") == NULL && counts != NULL &&
+	    counts->messages >= 0)
+		add_number(ctx, root, "messages", counts->messages);
 	add_params(ctx, root, event);
 	add_extensions(ctx, root, event);
 	if (xmpp_stanza_to_text(root, &text, &len) == XMPP_EOK)
@@ -255,9 +270,21 @@ int item_message_build(const char *from, const char *node, long long seq,
 		snprintf(delay, sizeof(delay),
 			 "<delay xmlns='urn:xmpp:delay' stamp='%s'/>", stamp);
 	}
-	n = asprintf(&body, "' id='mps-%lld%s'><event xmlns='" PUBSUB_EVENT_NS
-		     "'><items node='%s'><item id='%lld'>%s</item></items></event>%s</message>",
-		     seq, delay_us > 0 ? "-last" : "", enode, seq, payload, delay);
+	char id[40];
+
+	/* seq 0: a heartbeat, never journaled: a time-based id of its own */
+	if (seq > 0) {
+		snprintf(id, sizeof(id), "%lld", seq);
+	} else {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		snprintf(id, sizeof(id), "hb-%lld%03ld", (long long)ts.tv_sec,
+			 ts.tv_nsec / 1000000);
+	}
+	n = asprintf(&body, "' id='mps-%s%s'><event xmlns='" PUBSUB_EVENT_NS
+		     "'><items node='%s'><item id='%s'>%s</item></items></event>%s</message>",
+		     id, delay_us > 0 ? "-last" : "", enode, id, payload, delay);
 	free(enode);
 	if (n < 0)
 		return -1;

@@ -7,14 +7,18 @@
 #include <strophe.h>
 
 #include "event.h"
+#include "node_tree.h"
 
 #define ITEM_NS "urn:mailpubsub:event:0"
 #define PUBSUB_EVENT_NS "http://jabber.org/protocol/pubsub#event"
 
-/* Serializes the payload for event number seq. Returns a malloc()ed
- * string, or NULL. */
+/* Serializes the payload for event number seq (seq 0: not journaled, no
+ * seq attribute: a heartbeat). counts, when given, supplies the mailbox's
+ * messages/unseen where the event itself has none, so that every item
+ * about a mailbox carries them. Returns a malloc()ed string, or NULL. */
 char *item_payload_build(xmpp_ctx_t *ctx, const struct event *event,
-			 long long seq, long long received_us);
+			 long long seq, long long received_us,
+			 const struct node_counts *counts);
 
 /* A notification <message/> serialized up to and after its `to` value. */
 struct item_message {

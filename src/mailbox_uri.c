@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <strings.h>
 
 static int hexval(int c)
@@ -321,4 +322,69 @@ bool mailbox_uri_node_valid(const char *node)
 	    strstr(node, "//") != NULL)
 		return false;
 	return utf8_valid_name((const unsigned char *)node, len);
+}
+
+/* Appends src[0..len) percent-encoded for an IMAP URL path segment, with
+ * our %2F / %25 level escapes undone first. */
+static char *append_encoded(char *dst, const char *src, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c == '%' && len - i >= 3 && src[i + 1] == '2' &&
+		    (src[i + 2] == 'F' || src[i + 2] == '5')) {
+			c = src[i + 2] == 'F' ? '/' : '%';
+			i += 2;
+		}
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-._~!$'()*+,=:@", c) != NULL) {
+			*dst++ = (char)c;
+		} else {
+			*dst++ = '%';
+			*dst++ = hex[c >> 4];
+			*dst++ = hex[c & 15];
+		}
+	}
+	return dst;
+}
+
+char *mailbox_uri_build(const char *server, const char *account,
+			const char *node, char sep, uint32_t uidvalidity)
+{
+	size_t cap = strlen(server) + 3 * (strlen(account) + strlen(node)) + 64;
+	char *out = malloc(cap);
+	char *dst = out;
+	const char *p = node;
+
+	if (out == NULL || !mailbox_uri_node_valid(node))
+		goto fail;
+	dst += sprintf(dst, "imap://%s/", server);
+	if (*account != '\0') {
+		if (strncmp(node, "INBOX", 5) != 0 || (node[5] != '\0' && node[5] != '/'))
+			goto fail;   /* personal nodes all live under INBOX */
+		dst += sprintf(dst, "user%c", sep);
+		dst = append_encoded(dst, account, strlen(account));
+		p = node + 5;
+	}
+	while (*p != '\0') {
+		size_t len;
+
+		if (*p == '/') {
+			*dst++ = sep;
+			p++;
+			continue;
+		}
+		len = strcspn(p, "/");
+		dst = append_encoded(dst, p, len);
+		p += len;
+	}
+	if (uidvalidity > 0)
+		dst += sprintf(dst, ";UIDVALIDITY=%u", uidvalidity);
+	*dst = '\0';
+	return out;
+fail:
+	free(out);
+	return NULL;
 }

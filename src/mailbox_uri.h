@@ -38,6 +38,12 @@ void mailbox_uri_clear(struct mailbox_uri *uri);
 int mailbox_uri_decode(const char *src, size_t len, char **out_r,
 		       const char **error_r);
 
+/* The IMAP URL of node of account (the inverse of mailbox_uri_parse), with
+ * the store's separator sep, ";UIDVALIDITY=" when uidvalidity > 0. Newly
+ * allocated; NULL for a node that names no mailbox. */
+char *mailbox_uri_build(const char *server, const char *account,
+			const char *node, char sep, uint32_t uidvalidity);
+
 /* True if node is a valid node name: non-empty UTF-8 levels joined by '/'. */
 bool mailbox_uri_node_valid(const char *node);
 

@@ -14,6 +14,7 @@
 
 #include "authz.h"
 #include "component.h"
+#include "counts.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
 #include "log.h"
@@ -99,6 +100,8 @@ static void shutdown_daemon(struct daemon_state *st)
 	/* ingest first: what was received gets journaled before we stop */
 	ingest_cyrus_close(&st->ingest);
 	publisher_close(&st->publisher);
+	st->service.publisher = NULL;
+	counts_close(&st->service.counts);
 	log_stats(&st->service.stats);
 	if (st->imap != NULL)
 		imap_client_close(&st->imap, imap_closed, st);
@@ -186,6 +189,9 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (start_component(st, error_r) < 0)
 		return -1;
 	if (publisher_new(st->loop, &st->service, &st->publisher, error_r) < 0)
+		return -1;
+	st->service.publisher = st->publisher;
+	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
 		return -1;
 	if (*c->notify_socket != '\0' &&
 	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,

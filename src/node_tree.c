@@ -215,3 +215,75 @@ int node_tree_subtree(struct store *store, const char *account,
 	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	return iterate(store, stmt, cb, context);
 }
+
+static void bind_known(sqlite3_stmt *stmt, int col, long long v)
+{
+	if (v >= 0)
+		sqlite3_bind_int64(stmt, col, v);
+}
+
+int node_tree_set_counts(struct store *store, const char *account,
+			 const char *node, const struct node_counts *c)
+{
+	static const char sql[] =
+		"UPDATE nodes SET messages = coalesce(?3, messages),"
+		" unseen = coalesce(?4, unseen), uidnext = coalesce(?5, uidnext),"
+		" modseq = coalesce(?6, modseq) WHERE account = ?1 AND node = ?2";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	bind_known(stmt, 3, c->messages);
+	bind_known(stmt, 4, c->unseen);
+	bind_known(stmt, 5, c->uidnext);
+	bind_known(stmt, 6, c->modseq);
+	return store_exec_stmt(store, stmt);
+}
+
+static long long column_or_unknown(sqlite3_stmt *stmt, int col)
+{
+	return sqlite3_column_type(stmt, col) == SQLITE_NULL ? -1 :
+	       sqlite3_column_int64(stmt, col);
+}
+
+int node_tree_get_counts(struct store *store, const char *account,
+			 const char *node, struct node_counts *c)
+{
+	static const char sql[] =
+		"SELECT messages, unseen, uidnext, modseq FROM nodes"
+		" WHERE account = ? AND node = ? AND messages IS NOT NULL";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int found = 0;
+
+	if (stmt == NULL)
+		return 0;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) == SQLITE_ROW) {
+		c->messages = column_or_unknown(stmt, 0);
+		c->unseen = column_or_unknown(stmt, 1);
+		c->uidnext = column_or_unknown(stmt, 2);
+		c->modseq = column_or_unknown(stmt, 3);
+		found = 1;
+	}
+	sqlite3_reset(stmt);
+	return found;
+}
+
+int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *context)
+{
+	static const char sql[] = "SELECT DISTINCT account FROM nodes ORDER BY account";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		if (cb(context, (const char *)sqlite3_column_text(stmt, 0)) != 0)
+			break;
+	}
+	sqlite3_reset(stmt);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}

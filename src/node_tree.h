@@ -23,6 +23,22 @@ int node_tree_rename(struct store *store, const char *old_account,
 		     const char *old_node, const char *new_account,
 		     const char *new_node);
 
+/* A mailbox's last known counts. */
+struct node_counts {
+	long long messages, unseen, uidnext, modseq;   /* -1: unknown */
+};
+
+/* Records what is known (fields < 0 keep the stored value). */
+int node_tree_set_counts(struct store *store, const char *account,
+			 const char *node, const struct node_counts *counts);
+/* Returns 1 and fills *counts_r when messages is known, 0 if not. */
+int node_tree_get_counts(struct store *store, const char *account,
+			 const char *node, struct node_counts *counts_r);
+
+/* Distinct accounts with any node. */
+typedef int node_tree_account_cb(void *context, const char *account);
+int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *context);
+
 /* Return non-zero to stop. */
 typedef int node_tree_cb(void *context, const char *node);
 /* Direct children of parent (NULL: the account's top-level nodes). */

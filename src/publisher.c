@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "counts.h"
 #include "event.h"
 #include "item.h"
 #include "items.h"
@@ -231,6 +232,7 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	const struct mailbox_uri *mb = &ev->mailbox;
 	long long now = service_now_us();
 	const char *type = event_type_info(ev->type)->name;
+	struct node_counts known;
 	bool suppressed = config_list_contains(service->config->suppress_events, type);
 	char *payload;
 
@@ -238,10 +240,11 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		return;   /* Login/Logout: no mailbox node to publish on */
 	apply_tree(service, ev, now);
 	recheck_rights(service, ev);
+	counts_for_event(service->counts, ev, &known);
 	if (suppressed)
 		return;
 	payload = item_payload_build(component_xmpp_ctx(service->component), ev,
-				     rec->seq, rec->received_us);
+				     rec->seq, rec->received_us, &known);
 	if (payload == NULL) {
 		log_error("publisher: cannot build item %lld", rec->seq);
 		return;

@@ -11,6 +11,9 @@
 #include "delivery.h"
 #include "store.h"
 
+struct counts;
+struct publisher;
+
 struct service_stats {
 	unsigned long long datagrams;
 	unsigned long long malformed;
@@ -28,6 +31,8 @@ struct service {
 	struct component *component;
 	struct authz *authz;
 	struct delivery *delivery;
+	struct counts *counts;
+	struct publisher *publisher;
 	struct service_stats stats;
 };
 

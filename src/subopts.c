@@ -7,7 +7,6 @@
 #include "event.h"
 
 #define DATA_NS "jabber:x:data"
-#define STATUS_TYPE "vnd.mailpubsub.MailboxStatus"
 
 enum field_kind { FIELD_BOOLEAN, FIELD_LIST_SINGLE, FIELD_LIST_MULTI, FIELD_HIDDEN };
 
@@ -64,7 +63,7 @@ static bool known_event(const char *name)
 {
 	enum event_type type;
 
-	return event_type_parse(name, &type) == 0 || strcmp(name, STATUS_TYPE) == 0;
+	return event_type_parse(name, &type) == 0;
 }
 
 /* Collects the field's <value/> texts; returns their number, -1 if more
@@ -230,7 +229,6 @@ static void add_event_options(xmpp_ctx_t *ctx, xmpp_stanza_t *field)
 {
 	for (unsigned t = 0; t < EVENT_TYPE_COUNT; t++)
 		add_option(ctx, field, event_type_info((enum event_type)t)->name);
-	add_option(ctx, field, STATUS_TYPE);
 }
 
 static void add_event_values(xmpp_ctx_t *ctx, xmpp_stanza_t *field,

@@ -21,7 +21,7 @@ static void test_payload(void **state)
 	char *xml;
 
 	assert_int_equal(event_decode(json, strlen(json), '/', &ev, &err), 0);
-	xml = item_payload_build(ctx, ev, 42, 1700000000123456LL);
+	xml = item_payload_build(ctx, ev, 42, 1700000000123456LL, NULL);
 	assert_non_null(xml);
 	assert_int_equal(strncmp(xml, "<mailbox-event ", 15), 0);
 	assert_non_null(strstr(xml, "xmlns=\"" ITEM_NS "\""));

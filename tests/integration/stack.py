@@ -35,8 +35,10 @@ def daemon_binary():
 
 
 class Stack:
-    def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True):
+    def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
+                 config=None):
         self.workdir = workdir
+        self.extra_config = config or {}
         self.users = users
         self.notify_socket = os.path.join(workdir, 'notify.sock')
         self.cyrus = Cyrus(workdir, self.notify_socket,
@@ -83,7 +85,9 @@ jid_domains = localhost
 [log]
 level = debug
 """
-        for section, values in extra.items():
+        merged = dict(self.extra_config)
+        merged.update(extra)
+        for section, values in merged.items():
             text += '\n[%s]\n' % section
             for k, v in values.items():
                 text += '%s = %s\n' % (k, v)
@@ -151,9 +155,32 @@ def service_jid(account):
     return '%s@%s' % (account, COMPONENT)
 
 
-def subscribe_iq(to, node, jid):
+def options_form(fields, ftype='submit'):
+    """An XEP-0004 subscribe_options form; fields: var -> value or list."""
+    out = [f"<x xmlns='jabber:x:data' type='{ftype}'>",
+           "<field var='FORM_TYPE' type='hidden'><value>"
+           "http://jabber.org/protocol/pubsub#subscribe_options</value></field>"]
+    for var, value in fields.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        out.append(f"<field var='{var}'>" +
+                   ''.join(f'<value>{v}</value>' for v in values) + '</field>')
+    out.append('</x>')
+    return ''.join(out)
+
+
+def subscribe_iq(to, node, jid, options=None):
+    opts = f'<options>{options_form(options)}</options>' if options else ''
     return (f"<iq type='set' to='{to}'><pubsub xmlns='{NS_PUBSUB}'>"
-            f"<subscribe node='{node}' jid='{jid}'/></pubsub></iq>")
+            f"<subscribe node='{node}' jid='{jid}'/>{opts}</pubsub></iq>")
+
+
+def options_iq(to, node, jid, options=None):
+    if options is None:
+        return (f"<iq type='get' to='{to}'><pubsub xmlns='{NS_PUBSUB}'>"
+                f"<options node='{node}' jid='{jid}'/></pubsub></iq>")
+    return (f"<iq type='set' to='{to}'><pubsub xmlns='{NS_PUBSUB}'>"
+            f"<options node='{node}' jid='{jid}'>{options_form(options)}</options>"
+            f"</pubsub></iq>")
 
 
 def unsubscribe_iq(to, node, jid, subid=None):
