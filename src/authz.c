@@ -20,6 +20,7 @@ struct authz {
 struct pending {
 	struct authz *authz;
 	char *jid, *identity, *account, *node;
+	char required[16];
 	authz_cb *cb;
 	void *context;
 	unsigned long long generation;
@@ -99,9 +100,13 @@ char *authz_identity(const struct authz *authz, const char *jid)
 	return identity;
 }
 
-static bool rights_allow_read(const char *rights)
+static bool rights_allow(const char *rights, const char *required)
 {
-	return strchr(rights, 'l') != NULL && strchr(rights, 'r') != NULL;
+	for (const char *r = required; *r != '\0'; r++) {
+		if (strchr(rights, *r) == NULL)
+			return false;
+	}
+	return true;
 }
 
 static void log_decision(const char *jid, const char *identity,
@@ -221,7 +226,7 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 		 (double)(mono_us() - p->started_us) / 1000.0);
 	if (r == IMAP_OK) {
 		cache_put(authz, p->identity, p->account, p->node, rights);
-		result = rights_allow_read(rights) ? AUTHZ_GRANTED : AUTHZ_DENIED;
+		result = rights_allow(rights, p->required) ? AUTHZ_GRANTED : AUTHZ_DENIED;
 	} else if (r == IMAP_NO) {
 		/* no such mailbox, or not even `l`: both mean no */
 		cache_put(authz, p->identity, p->account, p->node, "");
@@ -248,13 +253,14 @@ static void ask_store(struct pending *p)
 
 static void check_with_store(struct authz *authz, const char *jid,
 			     char *identity, const char *account,
-			     const char *node, authz_cb *cb, void *context)
+			     const char *node, const char *required,
+			     authz_cb *cb, void *context)
 {
 	struct pending *p;
 	char rights[64];
 
 	if (cache_get(authz, identity, account, node, rights, sizeof(rights))) {
-		enum authz_result result = rights_allow_read(rights) ?
+		enum authz_result result = rights_allow(rights, required) ?
 					   AUTHZ_GRANTED : AUTHZ_DENIED;
 
 		log_decision(jid, identity, account, node, rights, result, "cached");
@@ -273,6 +279,7 @@ static void check_with_store(struct authz *authz, const char *jid,
 	p->identity = identity;
 	p->account = strdup(account);
 	p->node = strdup(node);
+	snprintf(p->required, sizeof(p->required), "%s", required);
 	p->cb = cb;
 	p->context = context;
 	ask_store(p);
@@ -280,6 +287,13 @@ static void check_with_store(struct authz *authz, const char *jid,
 
 void authz_check(struct authz *authz, const char *jid, const char *account,
 		 const char *node, authz_cb *cb, void *context)
+{
+	authz_check_rights(authz, jid, account, node, "lr", cb, context);
+}
+
+void authz_check_rights(struct authz *authz, const char *jid,
+			const char *account, const char *node,
+			const char *required, authz_cb *cb, void *context)
 {
 	char *identity = authz_identity(authz, jid);
 	enum authz_result result;
@@ -294,7 +308,8 @@ void authz_check(struct authz *authz, const char *jid, const char *account,
 			 AUTHZ_GRANTED : AUTHZ_DENIED;
 		how = "account listing";
 	} else if (authz->imap != NULL) {
-		check_with_store(authz, jid, identity, account, node, cb, context);
+		check_with_store(authz, jid, identity, account, node, required, cb,
+				 context);
 		return;
 	} else {
 		result = *account != '\0' && strcmp(identity, account) == 0 ?

@@ -41,10 +41,15 @@ void authz_free(struct authz **authz);
 /* The IMAP identity a JID maps to (newly allocated), or NULL if unmapped. */
 char *authz_identity(const struct authz *authz, const char *jid);
 
-/* May jid read mailbox node of account? node NULL asks about the account
- * service itself (its top-level listing): its owner only. */
+/* May jid read mailbox node of account (rights l and r)? node NULL asks
+ * about the account service itself: its owner only. */
 void authz_check(struct authz *authz, const char *jid, const char *account,
 		 const char *node, authz_cb *cb, void *context);
+/* Does jid hold every right in `required` (RFC 4314 letters, e.g. "l" to
+ * see that the mailbox exists) on node of account? */
+void authz_check_rights(struct authz *authz, const char *jid,
+			const char *account, const char *node,
+			const char *required, authz_cb *cb, void *context);
 
 /* Forget cached answers about node of account (and, with subtree, about
  * its descendants): its ACL changed, it moved or it is gone. */

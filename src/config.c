@@ -85,6 +85,8 @@ static const struct config_option options[] = {
 	    "Seconds a rights answer is reused; ACL changes Cyrus reports invalidate it at once."),
 	OPT("pubsub", "heartbeat_interval", CONFIG_UINT, heartbeat_interval, "300",
 	    "Seconds between current-count items to subscribers that asked for a heartbeat; 0: none."),
+	OPT("imap", "list_interval", CONFIG_UINT, imap_list_interval, "3600",
+	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",

@@ -51,6 +51,7 @@ struct config {
 	unsigned imap_timeout_ms;
 	unsigned imap_max_sessions;
 	unsigned acl_cache_ttl;     /* seconds */
+	unsigned imap_list_interval; /* seconds */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	struct config_account_map *account_map;

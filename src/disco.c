@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "discovery.h"
 #include "item.h"
 #include "log.h"
 #include "node_tree.h"
@@ -93,17 +94,12 @@ static void add_meta_data(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *node)
 	add_field(ctx, form, "pubsub#description", NULL, "IMAP mailbox events (RFC 5423)");
 }
 
-static void reply_info(struct request *req, bool node_visible)
+static void reply_info(struct request *req)
 {
 	struct service *service = req->service;
 	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
 	xmpp_stanza_t *reply, *q;
 
-	if (req->node != NULL && !node_visible) {
-		service_send_release(service, pubsub_error_reply(ctx, req->iq,
-				PUBSUB_ERR_NODE_NOT_FOUND, NULL));
-		return;
-	}
 	reply = pubsub_error_result(ctx, req->iq);
 	q = new_query(ctx, reply, DISCO_INFO_NS, req->node);
 	if (req->node == NULL) {
@@ -116,28 +112,57 @@ static void reply_info(struct request *req, bool node_visible)
 	service_send_release(service, reply);
 }
 
-struct items_ctx {
-	xmpp_ctx_t *ctx;
-	xmpp_stanza_t *query;
-	const char *jid;
+/* ---- items: children the asker may see (right l on each) ---- */
+
+struct listing;
+
+struct listed {
+	struct listing *listing;
+	char *node;
+	bool visible;
 };
 
-static int add_node_item(void *context, const char *node)
+struct listing {
+	struct request *req;
+	struct listed *nodes;
+	size_t n, cap, pending;
+};
+
+static int collect_child(void *context, const char *node)
 {
-	struct items_ctx *ic = context;
-	xmpp_stanza_t *it = add_el(ic->ctx, ic->query, "item");
+	struct listing *l = context;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct listed *nodes = realloc(l->nodes, cap * sizeof(*nodes));
+
+		if (nodes == NULL)
+			return 1;
+		l->nodes = nodes;
+		l->cap = cap;
+	}
+	l->nodes[l->n].listing = l;
+	l->nodes[l->n].node = strdup(node);
+	l->nodes[l->n].visible = false;
+	l->n++;
+	return 0;
+}
+
+static void add_node_item(xmpp_ctx_t *ctx, xmpp_stanza_t *query, const char *jid,
+			  const char *node)
+{
+	xmpp_stanza_t *it = add_el(ctx, query, "item");
 	const char *slash = strrchr(node, '/');
 
-	xmpp_stanza_set_attribute(it, "jid", ic->jid);
+	xmpp_stanza_set_attribute(it, "jid", jid);
 	xmpp_stanza_set_attribute(it, "node", node);
 	xmpp_stanza_set_attribute(it, "name", slash != NULL ? slash + 1 : node);
-	return 0;
 }
 
 /* The component domain lists the asker's own account service, so a client
  * can find its mailboxes from the domain alone. */
-static void add_own_service(struct service *service, struct items_ctx *ic,
-			    const char *from)
+static void add_own_service(struct service *service, xmpp_ctx_t *ctx,
+			    xmpp_stanza_t *query, const char *from)
 {
 	char *identity = authz_identity(service->authz, from);
 	char *jid;
@@ -146,7 +171,7 @@ static void add_own_service(struct service *service, struct items_ctx *ic,
 		return;
 	jid = service_jid_for_account(service, identity);
 	if (jid != NULL) {
-		xmpp_stanza_t *it = add_el(ic->ctx, ic->query, "item");
+		xmpp_stanza_t *it = add_el(ctx, query, "item");
 
 		xmpp_stanza_set_attribute(it, "jid", jid);
 		xmpp_stanza_set_attribute(it, "name", identity);
@@ -155,42 +180,86 @@ static void add_own_service(struct service *service, struct items_ctx *ic,
 	free(identity);
 }
 
-static void reply_items(struct request *req, bool visible)
+static void listing_reply(struct listing *l)
 {
+	struct request *req = l->req;
 	struct service *service = req->service;
 	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
 	const char *to = xmpp_stanza_get_to(req->iq);
-	xmpp_stanza_t *reply;
-	struct items_ctx ic = { .ctx = ctx, .jid = to };
+	xmpp_stanza_t *reply = pubsub_error_result(ctx, req->iq);
+	xmpp_stanza_t *query = new_query(ctx, reply, DISCO_ITEMS_NS, req->node);
 
-	if (req->node != NULL && !visible) {
-		service_send_release(service, pubsub_error_reply(ctx, req->iq,
-				PUBSUB_ERR_NODE_NOT_FOUND, NULL));
-		return;
-	}
-	reply = pubsub_error_result(ctx, req->iq);
-	ic.query = new_query(ctx, reply, DISCO_ITEMS_NS, req->node);
 	if (req->node == NULL && strcmp(to, service->config->component_domain) == 0)
-		add_own_service(service, &ic, req->from);
-	if (visible && req->account != NULL)
-		node_tree_children(service->store, req->account, req->node,
-				   add_node_item, &ic);
+		add_own_service(service, ctx, query, req->from);
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->nodes[i].visible)
+			add_node_item(ctx, query, to, l->nodes[i].node);
+		free(l->nodes[i].node);
+	}
 	service_send_release(service, reply);
+	free(l->nodes);
+	request_free(&l->req);
+	free(l);
 }
 
-static void authorized(void *context, enum authz_result result)
+static void child_decided(void *context, enum authz_result result)
+{
+	struct listed *item = context;
+	struct listing *l = item->listing;
+
+	item->visible = result == AUTHZ_GRANTED;
+	if (--l->pending == 0)
+		listing_reply(l);
+}
+
+static void reply_items(struct request *req)
+{
+	struct service *service = req->service;
+	struct listing *l = calloc(1, sizeof(*l));
+
+	if (l == NULL) {
+		request_free(&req);
+		return;
+	}
+	l->req = req;
+	if (req->account != NULL)
+		node_tree_children(service->store, req->account, req->node,
+				   collect_child, l);
+	/* an account we know nothing of yet: learn it from the store for the
+	 * next ask */
+	if (req->account != NULL && *req->account != '\0' && l->n == 0 &&
+	    req->node == NULL)
+		discovery_account(service->discovery, req->account);
+	/* one extra count so that answers given at once cannot finish early */
+	l->pending = l->n + 1;
+	for (size_t i = 0; i < l->n; i++)
+		authz_check_rights(service->authz, req->from, req->account,
+				   l->nodes[i].node, "l", child_decided, &l->nodes[i]);
+	if (--l->pending == 0)
+		listing_reply(l);
+}
+
+/* disco on a node needs right l on it: without, it does not exist. */
+static void node_decided(void *context, enum authz_result result)
 {
 	struct request *req = context;
+	struct service *service = req->service;
 	const char *ns = xmpp_stanza_get_ns(req->op);
-	bool visible = result == AUTHZ_GRANTED &&
-		       (req->node == NULL ||
-			node_tree_exists(req->service->store, req->account, req->node));
 
-	if (strcmp(ns, DISCO_INFO_NS) == 0)
-		reply_info(req, visible);
-	else
-		reply_items(req, visible);
-	request_free(&req);
+	if (result != AUTHZ_GRANTED ||
+	    !node_tree_exists(service->store, req->account, req->node)) {
+		service_send_release(service, pubsub_error_reply(
+			component_xmpp_ctx(service->component), req->iq,
+			PUBSUB_ERR_NODE_NOT_FOUND, NULL));
+		request_free(&req);
+		return;
+	}
+	if (strcmp(ns, DISCO_INFO_NS) == 0) {
+		reply_info(req);
+		request_free(&req);
+		return;
+	}
+	reply_items(req);
 }
 
 void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query)
@@ -216,11 +285,20 @@ void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *que
 				PUBSUB_ERR_INTERNAL, NULL));
 		return;
 	}
-	if (req->account == NULL) {
-		/* the component domain when it is not the shared service: it
-		 * holds no nodes, so there is nothing to decide */
-		authorized(req, node == NULL ? AUTHZ_GRANTED : AUTHZ_DENIED);
+	if (node != NULL && req->account != NULL) {
+		authz_check_rights(service->authz, req->from, req->account, node, "l",
+				   node_decided, req);
 		return;
 	}
-	authz_check(service->authz, req->from, req->account, node, authorized, req);
+	if (node != NULL) {
+		/* the component domain, when not the shared service, has no nodes */
+		node_decided(req, AUTHZ_DENIED);
+		return;
+	}
+	if (strcmp(ns, DISCO_INFO_NS) == 0) {
+		reply_info(req);
+		request_free(&req);
+		return;
+	}
+	reply_items(req);
 }

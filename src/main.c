@@ -15,6 +15,7 @@
 #include "authz.h"
 #include "component.h"
 #include "counts.h"
+#include "discovery.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
 #include "log.h"
@@ -102,6 +103,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	publisher_close(&st->publisher);
 	st->service.publisher = NULL;
 	counts_close(&st->service.counts);
+	discovery_close(&st->service.discovery);
 	log_stats(&st->service.stats);
 	if (st->imap != NULL)
 		imap_client_close(&st->imap, imap_closed, st);
@@ -192,6 +194,10 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	st->service.publisher = st->publisher;
 	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
+		return -1;
+	if (st->imap != NULL &&
+	    discovery_new(st->loop, &st->service, st->imap, &st->service.discovery,
+			  error_r) < 0)
 		return -1;
 	if (*c->notify_socket != '\0' &&
 	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,

@@ -287,3 +287,15 @@ int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *cont
 	sqlite3_reset(stmt);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
+
+int node_tree_all(struct store *store, const char *account, node_tree_cb *cb,
+		  void *context)
+{
+	static const char sql[] = "SELECT node FROM nodes WHERE account = ? ORDER BY node";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	return iterate(store, stmt, cb, context);
+}

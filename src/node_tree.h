@@ -44,6 +44,9 @@ typedef int node_tree_cb(void *context, const char *node);
 /* Direct children of parent (NULL: the account's top-level nodes). */
 int node_tree_children(struct store *store, const char *account,
 		       const char *parent, node_tree_cb *cb, void *context);
+/* Every node of account. */
+int node_tree_all(struct store *store, const char *account, node_tree_cb *cb,
+		  void *context);
 /* node and every descendant of it. */
 int node_tree_subtree(struct store *store, const char *account,
 		      const char *node, node_tree_cb *cb, void *context);

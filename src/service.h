@@ -12,6 +12,7 @@
 #include "store.h"
 
 struct counts;
+struct discovery;
 struct publisher;
 
 struct service_stats {
@@ -32,6 +33,7 @@ struct service {
 	struct authz *authz;
 	struct delivery *delivery;
 	struct counts *counts;
+	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
 	struct service_stats stats;
 };

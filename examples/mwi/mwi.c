@@ -65,8 +65,6 @@ static void quit(struct app *app, int status)
 	xmpp_disconnect(app->conn);
 }
 
-/* ---- mailbox state ------------------------------------------------------ */
-
 /* True if node is root or below it ("INBOX/Sub" is below "INBOX"). */
 static bool in_subtree(const char *node, const char *root)
 {
@@ -150,8 +148,6 @@ static void rename_subtree(struct app *app, const char *account, const char *fro
 		print_box(b);
 	}
 }
-
-/* ---- notifications ------------------------------------------------------ */
 
 /* The number in payload's child element `name`; false if absent or bad. */
 static bool number(xmpp_stanza_t *payload, const char *name, unsigned long *out)
@@ -240,57 +236,33 @@ static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *msg, void *data)
 	return 1;
 }
 
-/* ---- subscribing -------------------------------------------------------- */
-
-/* Adds <name xmlns=ns>text</name> to parent, which takes the reference. */
-static xmpp_stanza_t *add(xmpp_stanza_t *parent, const char *name, const char *ns,
-			  const char *text)
-{
-	xmpp_ctx_t *ctx = xmpp_stanza_get_context(parent);
-	xmpp_stanza_t *el = xmpp_stanza_new(ctx), *t;
-
-	xmpp_stanza_set_name(el, name);
-	if (ns != NULL)
-		xmpp_stanza_set_ns(el, ns);
-	if (text != NULL) {
-		t = xmpp_stanza_new(ctx);
-		xmpp_stanza_set_text(t, text);
-		xmpp_stanza_add_child_ex(el, t, 0);
-	}
-	xmpp_stanza_add_child_ex(parent, el, 0);
-	return el;
-}
-
-static void add_field(xmpp_stanza_t *form, const char *var, const char *value)
-{
-	xmpp_stanza_t *f = add(form, "field", NULL, NULL);
-
-	xmpp_stanza_set_attribute(f, "var", var);
-	add(f, "value", NULL, value);
-}
-
 static int on_subscribed(xmpp_conn_t *conn, xmpp_stanza_t *reply, void *data);
 
 /* XEP-0060 6.3.7 "subscribe and configure": with depth=all, one subscription
  * covers every folder below NODE, also those created later. */
+static const char subscribe_xml[] =
+	"<iq type='set'><pubsub xmlns='" NS_PUBSUB "'><subscribe/></pubsub></iq>";
+static const char subscribe_options_xml[] =
+	"<iq type='set'><pubsub xmlns='" NS_PUBSUB "'><subscribe/>"
+	"<options><x xmlns='jabber:x:data' type='submit'>"
+	"<field var='FORM_TYPE' type='hidden'><value>" NS_PUBSUB "#subscribe_options</value></field>"
+	"<field var='pubsub#subscription_depth'><value>all</value></field>"
+	"</x></options></pubsub></iq>";
+
 static void subscribe(struct app *app, bool with_options)
 {
 	const char *id = with_options ? "mwi-sub-options" : "mwi-sub";
-	xmpp_stanza_t *iq = xmpp_iq_new(app->ctx, "set", id);
-	xmpp_stanza_t *ps = add(iq, "pubsub", NS_PUBSUB, NULL);
-	xmpp_stanza_t *sub = add(ps, "subscribe", NULL, NULL);
+	xmpp_stanza_t *iq = xmpp_stanza_new_from_string(app->ctx, with_options
+							? subscribe_options_xml : subscribe_xml);
+	xmpp_stanza_t *sub = xmpp_stanza_get_child_by_name(
+		xmpp_stanza_get_child_by_name(iq, "pubsub"), "subscribe");
 	char *me = xmpp_jid_bare(app->ctx, xmpp_conn_get_bound_jid(app->conn));
 
+	/* set with the API, so that libstrophe escapes them */
+	xmpp_stanza_set_id(iq, id);
 	xmpp_stanza_set_to(iq, app->service);
 	xmpp_stanza_set_attribute(sub, "node", app->node);
 	xmpp_stanza_set_attribute(sub, "jid", me);
-	if (with_options) {
-		xmpp_stanza_t *x = add(add(ps, "options", NULL, NULL), "x", "jabber:x:data", NULL);
-
-		xmpp_stanza_set_type(x, "submit");
-		add_field(x, "FORM_TYPE", NS_PUBSUB "#subscribe_options");
-		add_field(x, "pubsub#subscription_depth", "all");
-	}
 	xmpp_id_handler_add(app->conn, on_subscribed, id, app);
 	xmpp_send(app->conn, iq);
 	xmpp_stanza_release(iq);
@@ -335,8 +307,6 @@ static int on_subscribed(xmpp_conn_t *conn, xmpp_stanza_t *reply, void *data)
 	quit(app, 1);
 	return 0;
 }
-
-/* ---- connection --------------------------------------------------------- */
 
 /* libstrophe 0.12 keeps the SASL <failure/> condition and connect()'s errno
  * to itself: its debug log is the only place they show. */
@@ -421,7 +391,7 @@ int main(int argc, char **argv)
 			host = optarg;
 		else if (opt == 'p' && (port = strtol(optarg, &end, 10)) > 0 &&
 			 port <= 65535 && *end == '\0')
-			continue;
+			continue;   /* a valid port */
 		else if (opt == 'P')
 			flags |= XMPP_CONN_FLAG_DISABLE_TLS;   /* test servers only */
 		else
@@ -453,6 +423,7 @@ int main(int argc, char **argv)
 	}
 
 	forget_subtree(&app, NULL, NULL);
+	xmpp_global_timed_handler_delete(app.ctx, check_signal);   /* ctx_free leaks it */
 	xmpp_free(app.ctx, app.service_bare);
 	xmpp_conn_release(app.conn);
 	xmpp_ctx_free(app.ctx);

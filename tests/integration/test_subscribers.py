@@ -270,3 +270,40 @@ def test_heartbeat(stack):
         assert beat.get('seq') is None
     assert beats[0] != beats[1] and all(b.startswith('hb-') for b in beats)
     # bob's subscription did not ask: no heartbeat for him
+
+
+def test_discovery_from_imap_list(stack):
+    from stack import NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB_EVENT, disco_iq
+    alice = stack.client('alice')
+    bob = stack.client('bob')
+    imap = stack.cyrus.imap('alice')
+    imap.create('INBOX/Gone')
+    wait_node(alice, 'INBOX/Gone')
+    subscribe(alice, 'INBOX/Gone')
+    drain(alice)
+    stack.stop_daemon()
+    # while nobody listens: two new folders, one deleted, rights for bob
+    imap.create('INBOX/Quiet')
+    imap.create('INBOX/Hidden')
+    imap.delete('INBOX/Gone')
+    imap.setacl('INBOX', 'bob', 'l')
+    imap.setacl('INBOX/Quiet', 'bob', 'l')
+    stack.start_daemon()
+    stack.daemon.wait_log(r'discovery: alice: \d+ mailboxes listed, 1 gone', timeout=10)
+
+    def children(client, node=None):
+        reply = client.iq(disco_iq(ALICE_SVC, NS_DISCO_ITEMS, node))
+        return sorted(i.get('node') for i in reply.iter('{%s}item' % NS_DISCO_ITEMS))
+
+    assert children(alice, 'INBOX') == ['INBOX/Hidden', 'INBOX/Quiet']
+    # bob sees what he may list (l), nothing else
+    assert children(bob) == ['INBOX']
+    assert children(bob, 'INBOX') == ['INBOX/Quiet']
+    assert error_of(bob.iq(disco_iq(ALICE_SVC, NS_DISCO_INFO, 'INBOX/Hidden')))[1] == \
+        'item-not-found'
+    # the folder deleted meanwhile is gone, and its subscriber was told
+    assert error_of(alice.iq(disco_iq(ALICE_SVC, NS_DISCO_INFO, 'INBOX/Gone')))[1] == \
+        'item-not-found'
+    alice.wait_message(lambda m: m.find('{%s}event/{%s}delete' % (
+        NS_PUBSUB_EVENT, NS_PUBSUB_EVENT)) is not None, 10)
+    imap.logout()
