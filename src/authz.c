@@ -320,3 +320,21 @@ void authz_check_rights(struct authz *authz, const char *jid,
 	free(identity);
 	cb(context, result);
 }
+
+enum authz_result authz_cached(struct authz *authz, const char *jid,
+			       const char *account, const char *node)
+{
+	char *identity = authz_identity(authz, jid);
+	enum authz_result result = AUTHZ_TEMPFAIL;
+	char rights[64];
+
+	if (identity == NULL)
+		return AUTHZ_DENIED;
+	if (authz->imap == NULL)
+		result = *account != '\0' && strcmp(identity, account) == 0 ?
+			 AUTHZ_GRANTED : AUTHZ_DENIED;
+	else if (cache_get(authz, identity, account, node, rights, sizeof(rights)))
+		result = rights_allow(rights, "lr") ? AUTHZ_GRANTED : AUTHZ_DENIED;
+	free(identity);
+	return result;
+}

@@ -51,6 +51,12 @@ void authz_check_rights(struct authz *authz, const char *jid,
 			const char *account, const char *node,
 			const char *required, authz_cb *cb, void *context);
 
+/* The answer from the cache alone, without asking the store: for a
+ * mailbox that is gone (a MailboxDelete), whose rights can no longer be
+ * asked. AUTHZ_TEMPFAIL when nothing is cached. */
+enum authz_result authz_cached(struct authz *authz, const char *jid,
+			       const char *account, const char *node);
+
 /* Forget cached answers about node of account (and, with subtree, about
  * its descendants): its ACL changed, it moved or it is gone. */
 void authz_invalidate(struct authz *authz, const char *account,

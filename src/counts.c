@@ -262,8 +262,8 @@ static int beat_one(void *context, const struct subscription *sub)
 	    item_message_build(from, sub->node, 0, payload, 0, &msg) == 0) {
 		text = item_message_for(&msg, sub->jid, &len);
 		if (text != NULL)
-			delivery_send(service->delivery, sub->jid, text, len, false,
-				      sub->account, sub->node);
+			delivery_send(service->delivery, sub->jid, text, len,
+				      DELIVERY_NOW, sub->account, sub->node);
 		free(text);
 		item_message_clear(&msg);
 	}

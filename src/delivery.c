@@ -106,10 +106,18 @@ static void decided(void *context, enum authz_result result)
 }
 
 void delivery_send(struct delivery *d, const char *jid, const char *text,
-		   size_t len, bool check, const char *account, const char *node)
+		   size_t len, enum delivery_check mode, const char *account,
+		   const char *node)
 {
 	struct queue *q = find_queue(d, jid);
 	struct entry *e;
+	bool check = mode == DELIVERY_CHECK;
+
+	if (mode == DELIVERY_CACHED) {
+		if (authz_cached(d->service->authz, jid, account, node) != AUTHZ_GRANTED)
+			return;
+		mode = DELIVERY_NOW;
+	}
 
 	if (q == NULL && !check) {
 		if (component_send_raw(d->service->component, text, len) == 0)

@@ -22,10 +22,17 @@ int delivery_new(struct service *service, struct delivery **delivery_r,
 /* Pending checks still answer; their notifications are dropped. */
 void delivery_free(struct delivery **delivery);
 
-/* Queues text (a complete stanza, copied) for jid. With check, it goes out
- * only if jid may read (account, node). */
+enum delivery_check {
+	DELIVERY_NOW,      /* authorized already */
+	DELIVERY_CHECK,    /* only if jid may read (account, node) */
+	DELIVERY_CACHED,   /* same, decided from cached answers alone (the
+			    * mailbox is gone); unknown means no */
+};
+
+/* Queues text (a complete stanza, copied) for jid, after the check. */
 void delivery_send(struct delivery *delivery, const char *jid, const char *text,
-		   size_t len, bool check, const char *account, const char *node);
+		   size_t len, enum delivery_check check, const char *account,
+		   const char *node);
 
 /* Notifications waiting for a decision. */
 size_t delivery_pending(const struct delivery *delivery);

@@ -95,6 +95,7 @@ struct fanout {
 	const char *account;
 	const char *node;          /* where the event happened */
 	const char *type;          /* its RFC 5423 name; NULL: unfiltered */
+	bool gone;                 /* the mailbox was deleted */
 };
 
 static int notify_one(void *context, const struct subscription *sub)
@@ -109,9 +110,12 @@ static int notify_one(void *context, const struct subscription *sub)
 	text = item_message_for(&f->msg, sub->jid, &len);
 	if (text == NULL)
 		return 0;
-	/* a subscription on an ancestor was never checked against this node */
+	/* a subscription on an ancestor was never checked against this node;
+	 * a deleted mailbox can only be judged by what was known of it */
 	delivery_send(f->service->delivery, sub->jid, text, len,
-		      strcmp(sub->node, f->node) != 0, f->account, f->node);
+		      strcmp(sub->node, f->node) == 0 ? DELIVERY_NOW :
+		      f->gone ? DELIVERY_CACHED : DELIVERY_CHECK,
+		      f->account, f->node);
 	free(text);
 	return 0;
 }
@@ -122,7 +126,8 @@ static void fan_out(struct service *service, const char *account,
 		    const char *node, const char *type, struct item_message *msg,
 		    bool covering)
 {
-	struct fanout f = { service, *msg, account, node, type };
+	struct fanout f = { service, *msg, account, node, type,
+			    type != NULL && strcmp(type, "MailboxDelete") == 0 };
 
 	if (covering)
 		subscription_each_covering(service->store, account, node, notify_one, &f);
@@ -216,42 +221,28 @@ static void recheck_rights(struct service *service, const struct event *ev)
 		authz_invalidate(service->authz, mb->account, mb->node, true);
 		pubsub_recheck(service, mb->account, mb->node, true);
 		break;
-	case EVENT_MAILBOX_DELETE:
-		authz_invalidate(service->authz, mb->account, mb->node,
-				 strcmp(mb->node, "INBOX") == 0);
-		break;
 	default:
 		break;
 	}
 }
 
-static void dispatch(struct publisher *pub, const struct journal_record *rec,
-		     struct event *ev)
+/* The item: stored as the node's last, sent to every subscriber covering
+ * the node (and, for a rename, to those of the moved descendants). */
+static void publish_event(struct service *service, const struct journal_record *rec,
+			  const struct event *ev, const struct node_counts *known)
 {
-	struct service *service = pub->service;
 	const struct mailbox_uri *mb = &ev->mailbox;
-	long long now = service_now_us();
 	const char *type = event_type_info(ev->type)->name;
-	struct node_counts known;
-	bool suppressed = config_list_contains(service->config->suppress_events, type);
-	char *payload;
+	char *payload = item_payload_build(component_xmpp_ctx(service->component), ev,
+					   rec->seq, rec->received_us, known);
 
-	if (mb->node == NULL)
-		return;   /* Login/Logout: no mailbox node to publish on */
-	apply_tree(service, ev, now);
-	recheck_rights(service, ev);
-	counts_for_event(service->counts, ev, &known);
-	if (suppressed)
-		return;
-	payload = item_payload_build(component_xmpp_ctx(service->component), ev,
-				     rec->seq, rec->received_us, &known);
 	if (payload == NULL) {
 		log_error("publisher: cannot build item %lld", rec->seq);
 		return;
 	}
 	if (ev->type != EVENT_MAILBOX_DELETE)
-		items_put(service->store, mb->account, mb->node, rec->seq, now,
-			  payload, service->config->items_per_node);
+		items_put(service->store, mb->account, mb->node, rec->seq,
+			  service_now_us(), payload, service->config->items_per_node);
 	publish_item(service, mb->account, mb->node, type, rec->seq, payload, true);
 	if (ev->type == EVENT_MAILBOX_RENAME) {
 		struct subtree_ctx sc = { service, mb->account, mb->node, type,
@@ -260,12 +251,34 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		node_tree_subtree(service->store, mb->account, mb->node,
 				  publish_to_descendant, &sc);
 	}
-	if (ev->type == EVENT_MAILBOX_DELETE) {
+	if (ev->type == EVENT_MAILBOX_DELETE)
 		notify_deleted(service, mb->account, mb->node);
-		node_tree_delete(service->store, mb->account, mb->node);
-	}
 	service->stats.published++;
 	free(payload);
+}
+
+static void dispatch(struct publisher *pub, const struct journal_record *rec,
+		     struct event *ev)
+{
+	struct service *service = pub->service;
+	const struct mailbox_uri *mb = &ev->mailbox;
+	const char *type = event_type_info(ev->type)->name;
+	struct node_counts known;
+
+	if (mb->node == NULL)
+		return;   /* Login/Logout: no mailbox node to publish on */
+	apply_tree(service, ev, service_now_us());
+	recheck_rights(service, ev);
+	counts_for_event(service->counts, ev, &known);
+	/* suppressed events change the tree and rights all the same */
+	if (!config_list_contains(service->config->suppress_events, type))
+		publish_event(service, rec, ev, &known);
+	if (ev->type == EVENT_MAILBOX_DELETE) {
+		node_tree_delete(service->store, mb->account, mb->node);
+		/* only now: the notices above were judged by these answers */
+		authz_invalidate(service->authz, mb->account, mb->node,
+				 strcmp(mb->node, "INBOX") == 0);
+	}
 }
 
 static int publish_record(void *context, const struct journal_record *rec)

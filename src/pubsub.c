@@ -94,8 +94,9 @@ static int send_item(void *context, long long seq, long long published_us,
 		return 1;
 	text = item_message_for(&msg, li->to, &len);
 	if (text != NULL)
-		delivery_send(li->service->delivery, li->to, text, len, li->check,
-			      li->account, li->node);
+		delivery_send(li->service->delivery, li->to, text, len,
+			      li->check ? DELIVERY_CHECK : DELIVERY_NOW, li->account,
+			      li->node);
 	free(text);
 	item_message_clear(&msg);
 	return 1;

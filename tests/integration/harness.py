@@ -911,6 +911,9 @@ class Daemon:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
+        # the log is appended to across restarts: wait_log looks at what
+        # this run writes
+        self._pos = len(self.log())
         with open(self.logfile, 'ab') as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
