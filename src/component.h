@@ -52,7 +52,8 @@ xmpp_ctx_t *component_xmpp_ctx(struct component *component);
  * is flushed, also when called outside a libstrophe handler.
  * Returns 0, or -1 when not connected (nothing queued). */
 int component_send(struct component *component, xmpp_stanza_t *stanza);
-/* Same for already serialized XML (one or more complete stanzas). */
+/* Same for already serialized XML (one or more complete stanzas). data[len]
+ * must be '\0': libstrophe reads it as a string when logging. */
 int component_send_raw(struct component *component, const char *data,
 		       size_t len);
 

@@ -124,12 +124,13 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 			d->service->stats.notifications++;
 		return;
 	}
-	e = malloc(sizeof(*e) + len);
+	e = malloc(sizeof(*e) + len + 1);
 	if (e == NULL)
 		return;
 	e->next = NULL;
 	e->len = len;
 	memcpy(e->text, text, len);
+	e->text[len] = '\0';   /* component_send_raw wants a C string */
 	e->state = check ? ENTRY_WAITING : ENTRY_SEND;
 	if (q == NULL) {
 		q = calloc(1, sizeof(*q));
