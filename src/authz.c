@@ -94,6 +94,15 @@ char *authz_identity(const struct authz *authz, const char *jid)
 	if (domain != NULL && local != NULL && *local != '\0' &&
 	    config_list_contains(config->jid_domains, domain))
 		identity = jid_unescape_local(local);
+	/* the domain rewrite: example.org JIDs are alice@mail.example.org */
+	if (identity != NULL && *config->identity_domain != '\0') {
+		char *rewritten;
+
+		if (asprintf(&rewritten, "%s@%s", identity, config->identity_domain) < 0)
+			rewritten = NULL;
+		free(identity);
+		identity = rewritten;
+	}
 	free(domain);
 	free(local);
 	free(bare);

@@ -89,6 +89,8 @@ static const struct config_option options[] = {
 	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
+	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
+	    "Rewrite for jid_domains: a JID's localpart becomes localpart@identity_domain (Cyrus with virtdomains); empty: the bare localpart."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",
 	    "debug, info, warning or error."),
 };

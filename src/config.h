@@ -54,6 +54,7 @@ struct config {
 	unsigned imap_list_interval; /* seconds */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
+	char *identity_domain;      /* appended to mapped localparts: user@domain */
 	struct config_account_map *account_map;
 	unsigned account_map_count;
 	/* [log] */

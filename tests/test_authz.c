@@ -108,6 +108,22 @@ static void test_identity_rules(void **state)
 	assert_null(authz_identity(f->authz, "not a jid@@"));
 }
 
+static void test_domain_rewrite(void **state)
+{
+	struct fixture *f = *state;
+	char *id;
+
+	free(f->config->identity_domain);
+	f->config->identity_domain = strdup("mail.example.org");
+	id = authz_identity(f->authz, "alice@example.org/r");
+	assert_string_equal(id, "alice@mail.example.org");
+	free(id);
+	/* the explicit table is taken as written */
+	id = authz_identity(f->authz, "boss@corp.example");
+	assert_string_equal(id, "alice");
+	free(id);
+}
+
 static void test_owner_only(void **state)
 {
 	struct fixture *f = *state;
@@ -221,6 +237,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_domain_rewrite, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_only, setup_owner_only, teardown),
 		cmocka_unit_test_setup_teardown(test_rights_decide, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup_imap, teardown),
