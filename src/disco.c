@@ -239,12 +239,22 @@ static void reply_items(struct request *req)
 		listing_reply(l);
 }
 
+/* Takes req. */
+static void answer(struct request *req)
+{
+	if (strcmp(xmpp_stanza_get_ns(req->op), DISCO_INFO_NS) == 0) {
+		reply_info(req);
+		request_free(&req);
+		return;
+	}
+	reply_items(req);
+}
+
 /* disco on a node needs right l on it: without, it does not exist. */
 static void node_decided(void *context, enum authz_result result)
 {
 	struct request *req = context;
 	struct service *service = req->service;
-	const char *ns = xmpp_stanza_get_ns(req->op);
 
 	if (result != AUTHZ_GRANTED ||
 	    !node_tree_exists(service->store, req->account, req->node)) {
@@ -254,12 +264,7 @@ static void node_decided(void *context, enum authz_result result)
 		request_free(&req);
 		return;
 	}
-	if (strcmp(ns, DISCO_INFO_NS) == 0) {
-		reply_info(req);
-		request_free(&req);
-		return;
-	}
-	reply_items(req);
+	answer(req);
 }
 
 void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query)
@@ -295,10 +300,5 @@ void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *que
 		node_decided(req, AUTHZ_DENIED);
 		return;
 	}
-	if (strcmp(ns, DISCO_INFO_NS) == 0) {
-		reply_info(req);
-		request_free(&req);
-		return;
-	}
-	reply_items(req);
+	answer(req);
 }

@@ -1,4 +1,5 @@
 #include "mailbox_uri.h"
+#include "utf8.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,46 +18,17 @@ static int hexval(int c)
 	return -1;
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, max U+10FFFF) without control
- * characters: mailbox names end up in XML attributes and log lines. */
+/* UTF-8 without control characters: mailbox names end up in XML
+ * attributes and log lines. */
 static bool utf8_valid_name(const unsigned char *s, size_t len)
 {
 	size_t i = 0;
 
 	while (i < len) {
-		unsigned char c = s[i];
-		size_t n;
-		uint32_t cp;
+		int32_t cp = utf8_next(s, len, &i);
 
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+		if (cp < 0x20 || cp == 0x7f)
 			return false;
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
 	}
 	return true;
 }

@@ -20,29 +20,6 @@ static void new_subid(char *out)
 		snprintf(out + 2 * i, 3, "%02x", raw[i]);
 }
 
-int subscription_find(struct store *store, const char *account,
-		      const char *node, const char *jid, char *subid_r)
-{
-	static const char sql[] =
-		"SELECT subid FROM subscriptions WHERE account = ? AND node = ? AND jid = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
-	int rc;
-
-	if (stmt == NULL)
-		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
-	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW && subid_r != NULL)
-		snprintf(subid_r, SUBSCRIPTION_SUBID_LEN + 1, "%s",
-			 (const char *)sqlite3_column_text(stmt, 0));
-	sqlite3_reset(stmt);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static void bind_options(sqlite3_stmt *stmt, int first, const struct subopts *opts)
 {
 	sqlite3_bind_int(stmt, first, opts->depth);
@@ -64,12 +41,12 @@ static void column_options(sqlite3_stmt *stmt, int first, struct subopts *opts)
 	opts->heartbeat = sqlite3_column_int(stmt, first + 3) != 0;
 }
 
-int subscription_get_options(struct store *store, const char *account,
-			     const char *node, const char *jid,
-			     struct subopts *opts_r)
+/* One row by key: its subid and options, each copied when asked for. */
+static int lookup(struct store *store, const char *account, const char *node,
+		  const char *jid, char *subid_r, struct subopts *opts_r)
 {
 	static const char sql[] =
-		"SELECT depth, events, deliver, heartbeat FROM subscriptions"
+		"SELECT subid, depth, events, deliver, heartbeat FROM subscriptions"
 		" WHERE account = ? AND node = ? AND jid = ?";
 	sqlite3_stmt *stmt = store_stmt(store, sql);
 	int rc;
@@ -80,12 +57,28 @@ int subscription_get_options(struct store *store, const char *account,
 	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
-	if (rc == SQLITE_ROW)
-		column_options(stmt, 0, opts_r);
+	if (rc == SQLITE_ROW && subid_r != NULL)
+		snprintf(subid_r, SUBSCRIPTION_SUBID_LEN + 1, "%s",
+			 (const char *)sqlite3_column_text(stmt, 0));
+	if (rc == SQLITE_ROW && opts_r != NULL)
+		column_options(stmt, 1, opts_r);
 	sqlite3_reset(stmt);
 	if (rc == SQLITE_ROW)
 		return 1;
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int subscription_find(struct store *store, const char *account,
+		      const char *node, const char *jid, char *subid_r)
+{
+	return lookup(store, account, node, jid, subid_r, NULL);
+}
+
+int subscription_get_options(struct store *store, const char *account,
+			     const char *node, const char *jid,
+			     struct subopts *opts_r)
+{
+	return lookup(store, account, node, jid, NULL, opts_r);
 }
 
 int subscription_set_options(struct store *store, const char *account,
