@@ -41,6 +41,21 @@ static void column_options(sqlite3_stmt *stmt, int first, struct subopts *opts)
 	opts->heartbeat = sqlite3_column_int(stmt, first + 3) != 0;
 }
 
+/* sql's parameters 1-3 are the key: account, node, jid. */
+static sqlite3_stmt *keyed_stmt(struct store *store, const char *sql,
+				const char *account, const char *node,
+				const char *jid)
+{
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return NULL;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
+	return stmt;
+}
+
 /* One row by key: its subid and options, each copied when asked for. */
 static int lookup(struct store *store, const char *account, const char *node,
 		  const char *jid, char *subid_r, struct subopts *opts_r)
@@ -48,14 +63,11 @@ static int lookup(struct store *store, const char *account, const char *node,
 	static const char sql[] =
 		"SELECT subid, depth, events, deliver, heartbeat FROM subscriptions"
 		" WHERE account = ? AND node = ? AND jid = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = keyed_stmt(store, sql, account, node, jid);
 	int rc;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(stmt);
 	if (rc == SQLITE_ROW && subid_r != NULL)
 		snprintf(subid_r, SUBSCRIPTION_SUBID_LEN + 1, "%s",
@@ -88,13 +100,10 @@ int subscription_set_options(struct store *store, const char *account,
 	static const char sql[] =
 		"UPDATE subscriptions SET depth = ?4, events = ?5, deliver = ?6,"
 		" heartbeat = ?7 WHERE account = ?1 AND node = ?2 AND jid = ?3";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = keyed_stmt(store, sql, account, node, jid);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	bind_options(stmt, 4, opts);
 	return store_exec_stmt(store, stmt);
 }
@@ -114,13 +123,10 @@ int subscription_add(struct store *store, const char *account, const char *node,
 	if (found != 0)
 		return found < 0 ? -1 :
 		       subscription_set_options(store, account, node, jid, opts);
-	stmt = store_stmt(store, sql);
+	stmt = keyed_stmt(store, sql, account, node, jid);
 	if (stmt == NULL)
 		return -1;
 	new_subid(subid_r);
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 4, subid_r, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 5, now_us);
 	bind_options(stmt, 6, opts);
@@ -136,13 +142,10 @@ int subscription_remove(struct store *store, const char *account,
 	static const char sql[] =
 		"DELETE FROM subscriptions WHERE account = ? AND node = ? AND jid = ?"
 		" AND (?4 IS NULL OR subid = ?4)";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = keyed_stmt(store, sql, account, node, jid);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	if (subid != NULL)
 		sqlite3_bind_text(stmt, 4, subid, -1, SQLITE_STATIC);
 	if (store_exec_stmt(store, stmt) < 0)
