@@ -18,6 +18,7 @@ struct refresh {
 	struct refresh *next;
 	struct counts *counts;
 	char *account, *node;
+	const char *reason;   /* static */
 };
 
 struct counts {
@@ -90,6 +91,24 @@ static struct node_counts counts_of_event(const struct event *ev)
 	return n;
 }
 
+/* A new message above the UIDNEXT we knew: others came in unseen. */
+static bool gap_before(struct counts *c, const struct event *ev)
+{
+	struct node_counts was;
+
+	if (ev->type != EVENT_MESSAGE_NEW && ev->type != EVENT_MESSAGE_APPEND)
+		return false;
+	if (ev->mailbox.uid == 0 ||
+	    !node_tree_get_counts(c->service->store, ev->mailbox.account,
+				  ev->mailbox.node, &was) || was.uidnext <= 0)
+		return false;
+	if ((long long)ev->mailbox.uid <= was.uidnext)
+		return false;
+	log_warn("counts: %s/%s: UID %u after UIDNEXT %lld: events were lost",
+		 ev->mailbox.account, ev->mailbox.node, ev->mailbox.uid, was.uidnext);
+	return true;
+}
+
 void counts_for_event(struct counts *c, const struct event *ev,
 		      struct node_counts *known_r)
 {
@@ -106,10 +125,12 @@ void counts_for_event(struct counts *c, const struct event *ev,
 		carried.messages = 0;
 		carried.unseen = 0;
 	}
-	if (carried.messages >= 0 || carried.unseen >= 0)
+	if (gap_before(c, ev))
+		counts_refresh(c, mb->account, mb->node, "events lost before this one");
+	if (carried.messages >= 0 || carried.unseen >= 0 || carried.uidnext >= 0)
 		node_tree_set_counts(store, mb->account, mb->node, &carried);
 	if (!node_tree_get_counts(store, mb->account, mb->node, known_r))
-		counts_refresh(c, mb->account, mb->node);
+		counts_refresh(c, mb->account, mb->node, NULL);
 }
 
 static void refresh_free(struct refresh *r)
@@ -132,7 +153,8 @@ static void refresh_free(struct refresh *r)
 /* Journals the answer as an event, so it is ordered, stored as the node's
  * last item and delivered like everything else. */
 static void journal_status(struct counts *c, const char *account,
-			   const char *node, const struct imap_status *st)
+			   const char *node, const struct imap_status *st,
+			   const char *reason)
 {
 	struct service *service = c->service;
 	char *uri = mailbox_uri_build("mailpubsub", account, node,
@@ -152,6 +174,8 @@ static void journal_status(struct counts *c, const char *account,
 			"uidnext", (json_int_t)st->uidnext);
 	if (st->highestmodseq > 0)
 		json_object_set_new(obj, "modseq", json_integer((json_int_t)st->highestmodseq));
+	if (reason != NULL)
+		json_object_set_new(obj, "vnd.mailpubsub.resync", json_string(reason));
 	text = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	free(uri);
@@ -181,7 +205,7 @@ static void status_answered(void *ctx, enum imap_result r, const struct imap_sta
 
 		if (node_tree_exists(c->service->store, rf->account, rf->node)) {
 			node_tree_set_counts(c->service->store, rf->account, rf->node, &n);
-			journal_status(c, rf->account, rf->node, st);
+			journal_status(c, rf->account, rf->node, st, rf->reason);
 		}
 	} else if (r != IMAP_OK) {
 		log_info("counts: STATUS %s/%s failed: %s", rf->account, rf->node,
@@ -190,7 +214,8 @@ static void status_answered(void *ctx, enum imap_result r, const struct imap_sta
 	refresh_free(rf);
 }
 
-void counts_refresh(struct counts *c, const char *account, const char *node)
+void counts_refresh(struct counts *c, const char *account, const char *node,
+		    const char *reason)
 {
 	struct refresh *r;
 
@@ -206,6 +231,7 @@ void counts_refresh(struct counts *c, const char *account, const char *node)
 	r->counts = c;
 	r->account = strdup(account);
 	r->node = strdup(node);
+	r->reason = reason;
 	r->next = c->in_flight;
 	c->in_flight = r;
 	imap_client_status(c->imap, account, node, status_answered, r);

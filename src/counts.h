@@ -7,7 +7,12 @@
  * Where nothing is known yet, the store is asked (IMAP STATUS) and the
  * answer published as a vnd.mailpubsub.MailboxStatus event through the
  * journal like any other. Subscribers that asked for a heartbeat get the
- * current counts every [pubsub] heartbeat_interval seconds. */
+ * current counts every [pubsub] heartbeat_interval seconds.
+ *
+ * Gaps: Cyrus drops the events it sends while nobody listens. A new
+ * message whose UID is above the UIDNEXT we knew means messages arrived
+ * unseen: the node is resynchronised from STATUS, with a resync marker, in
+ * the spirit of interimap's QRESYNC catch-up. */
 #ifndef MAILPUBSUB_COUNTS_H
 #define MAILPUBSUB_COUNTS_H
 
@@ -32,7 +37,10 @@ void counts_close(struct counts **counts);
 void counts_for_event(struct counts *counts, const struct event *event,
 		      struct node_counts *known_r);
 
-/* Ask the store for node's counts and publish them. */
-void counts_refresh(struct counts *counts, const char *account, const char *node);
+/* Ask the store for node's counts and publish them; reason (may be NULL)
+ * goes into the item as vnd.mailpubsub.resync: a subscriber that sees it
+ * knows events were lost and this is the state to go on from. */
+void counts_refresh(struct counts *counts, const char *account, const char *node,
+		    const char *reason);
 
 #endif

@@ -67,6 +67,8 @@ static void on_component_state(void *context, bool connected)
 	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
 	if (connected)
 		publisher_kick(st->publisher);
+	else if (st->publisher != NULL)
+		publisher_reset(st->publisher);
 }
 
 static void log_stats(const struct service_stats *s)

@@ -26,12 +26,18 @@ struct publisher {
 	uv_loop_t *loop;
 	struct service *service;
 	uv_idle_t idle;           /* runs batches while work remains */
-	uv_timer_t retry;         /* waits for a full send queue to drain */
+	uv_timer_t retry;         /* waits for the send queue to drain */
+	/* handed to libstrophe, and known to have left it (the watermark in
+	 * the store): what was handed on but may still sit in its queue is
+	 * published again after a crash or a lost connection, with the same
+	 * item ids, so subscribers can drop the repeats */
+	long long dispatched_seq;
 	long long published_seq;
 	char sep;
 };
 
 static void publisher_on_idle(uv_idle_t *idle);
+static void advance_watermark(struct publisher *pub);
 
 int publisher_new(uv_loop_t *loop, struct service *service,
 		  struct publisher **publisher_r, const char **error_r)
@@ -46,6 +52,7 @@ int publisher_new(uv_loop_t *loop, struct service *service,
 	pub->service = service;
 	pub->sep = service->config->hierarchy_separator[0];
 	pub->published_seq = journal_published_seq(service->store);
+	pub->dispatched_seq = pub->published_seq;
 	uv_idle_init(loop, &pub->idle);
 	pub->idle.data = pub;
 	uv_timer_init(loop, &pub->retry);
@@ -74,7 +81,11 @@ static void idle_closed(uv_handle_t *handle)
 
 static void publisher_on_retry(uv_timer_t *timer)
 {
-	publisher_kick(timer->data);
+	struct publisher *pub = timer->data;
+
+	if (component_is_connected(pub->service->component))
+		advance_watermark(pub);
+	publisher_kick(pub);
 }
 
 void publisher_close(struct publisher **publisher)
@@ -85,6 +96,8 @@ void publisher_close(struct publisher **publisher)
 		return;
 	uv_idle_stop(&pub->idle);
 	uv_timer_stop(&pub->retry);
+	if (component_is_connected(pub->service->component))
+		advance_watermark(pub);
 	uv_close((uv_handle_t *)&pub->idle, idle_closed);
 	*publisher = NULL;
 }
@@ -295,8 +308,29 @@ static int publish_record(void *context, const struct journal_record *rec)
 		dispatch(pub, rec, ev);
 		event_free(&ev);
 	}
-	pub->published_seq = rec->seq;
+	pub->dispatched_seq = rec->seq;
 	return 0;
+}
+
+/* Records as published what libstrophe has written out. */
+static void advance_watermark(struct publisher *pub)
+{
+	struct service *service = pub->service;
+
+	if (pub->published_seq == pub->dispatched_seq)
+		return;
+	if (component_queue_len(service->component) > 0) {
+		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
+		return;
+	}
+	if (journal_set_published_seq(service->store, pub->dispatched_seq) == 0)
+		pub->published_seq = pub->dispatched_seq;
+}
+
+void publisher_reset(struct publisher *pub)
+{
+	/* the connection is gone with whatever libstrophe still held */
+	pub->dispatched_seq = pub->published_seq;
 }
 
 static void publisher_on_idle(uv_idle_t *idle)
@@ -316,14 +350,14 @@ static void publisher_on_idle(uv_idle_t *idle)
 	}
 	if (store_begin(service->store) < 0)
 		return;
-	journal_read_after(service->store, pub->published_seq, PUBLISHER_BATCH,
+	journal_read_after(service->store, pub->dispatched_seq, PUBLISHER_BATCH,
 			   publish_record, pub, &count);
-	journal_set_published_seq(service->store, pub->published_seq);
 	if (store_commit(service->store) < 0) {
 		log_error("publisher: commit failed; will retry");
-		pub->published_seq = journal_published_seq(service->store);
+		pub->dispatched_seq = pub->published_seq;
 		return;
 	}
+	advance_watermark(pub);
 	if (count < PUBLISHER_BATCH)
 		uv_idle_stop(idle);
 }

@@ -14,6 +14,9 @@ int publisher_new(uv_loop_t *loop, struct service *service,
 		  struct publisher **publisher_r, const char **error_r);
 /* There may be new journal records, or the component came up. */
 void publisher_kick(struct publisher *publisher);
+/* The component lost its connection: what was not yet written out is
+ * published again once it is back. */
+void publisher_reset(struct publisher *publisher);
 void publisher_close(struct publisher **publisher);
 
 #endif
