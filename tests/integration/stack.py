@@ -36,8 +36,9 @@ def daemon_binary():
 
 class Stack:
     def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
-                 config=None):
+                 config=None, wrapper=None):
         self.workdir = workdir
+        self.wrapper = list(wrapper or [])   # e.g. valgrind and its options
         self.extra_config = config or {}
         self.users = users
         self.notify_socket = os.path.join(workdir, 'notify.sock')
@@ -108,9 +109,9 @@ level = debug
 
     def start_daemon(self):
         self.daemon = Daemon(self.workdir,
-                             [daemon_binary(), '-f', '-c', self.conf])
+                             self.wrapper + [daemon_binary(), '-f', '-c', self.conf])
         self.daemon.start()
-        self.daemon.wait_log(r'component connected', timeout=15)
+        self.daemon.wait_log(r'component connected', timeout=60 if self.wrapper else 15)
         wait_until(lambda: os.path.exists(self.notify_socket), 5,
                    what='notify socket')
         return self.daemon

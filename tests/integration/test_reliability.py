@@ -131,3 +131,112 @@ def test_gap_is_detected_and_resynchronised(stack):
               if e.get('name') == 'vnd.mailpubsub.resync']
     assert resync == ['events lost before this one']
     assert (child_text(marker, 'messages'), child_text(marker, 'unseen')) == ('4', '4')
+
+
+def cyrus_like_sender(path, payloads, seconds, max_events):
+    """Sends like Cyrus's notify client: a fresh socket per event and a
+    blocking sendto. Returns (events sent, sendto durations in ms)."""
+    import socket as so
+    stalls, sent = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and sent < max_events:
+        s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+        t0 = time.monotonic()
+        s.sendto(payloads[sent % len(payloads)], path)
+        stalls.append((time.monotonic() - t0) * 1000)
+        s.close()
+        sent += 1
+    return sent, stalls
+
+
+def test_event_storm_never_blocks_cyrus(stack):
+    """A storm of real captured events at the sender's top speed for a few
+    seconds: the socket is drained all the time (the sender's sendto stalls
+    are printed), every event is journaled and published, memory stays
+    bounded."""
+    import glob
+    import os
+    from harness import parse_notify  # noqa: F401  (documents the format)
+    alice = stack.client('alice')
+    subscribe_all(stack, alice)
+    here = os.path.dirname(os.path.abspath(__file__))
+    payloads = [open(f, 'rb').read() for f in sorted(glob.glob(
+        os.path.join(here, '..', 'data', 'cyrus', '*-MessageNew.dgram')))]
+    assert payloads
+    before = len(journaled_message_new(stack.db))
+    sent, stalls = cyrus_like_sender(stack.notify_socket, payloads, 5.0, 20000)
+    stalls.sort()
+    print('storm: %d events; sendto p50 %.3f ms, p99.9 %.3f ms, max %.3f ms'
+          % (sent, stalls[len(stalls) // 2], stalls[int(len(stalls) * 0.999)], stalls[-1]))
+    wait_until(lambda: len(journaled_message_new(stack.db)) - before == sent, 60,
+               what='all journaled')
+    rss_kb = int([l for l in open('/proc/%d/status' % stack.daemon.pid)
+                  if l.startswith('VmRSS')][0].split()[1])
+    print('storm: mailpubsubd RSS %d MiB after the storm' % (rss_kb // 1024))
+    assert rss_kb < 512 * 1024
+    log = stack.daemon.log()
+    assert 'events dropped' not in log
+    # the backlog is published: the watermark reaches the journal's end
+    con = sqlite3.connect(stack.db)
+    try:
+        wait_until(lambda: con.execute(
+            "SELECT value FROM meta WHERE key = 'published_seq'").fetchone()[0] ==
+            con.execute("SELECT max(seq) FROM journal").fetchone()[0], 120,
+            what='backlog published')
+    finally:
+        con.close()
+
+
+def test_subscription_limit_per_jid(workdir):
+    s = Stack(workdir, users=('alice',), config={'pubsub': {'max_subscriptions_per_jid': 5}})
+    try:
+        s.start()
+        alice = s.client('alice')
+        imap = s.cyrus.imap('alice')
+        for i in range(8):
+            imap.create('INBOX/F%d' % i)
+        imap.logout()
+        wait_until(lambda: iq_type(alice.iq(items_iq(ALICE_SVC, 'INBOX/F7'))) == 'result',
+                   10, what='folders')
+        from stack import error_of
+        results = []
+        for i in range(8):
+            reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/F%d' % i, 'alice@localhost'))
+            results.append(iq_type(reply) if iq_type(reply) == 'result' else error_of(reply))
+        assert results[:5] == ['result'] * 5
+        assert results[5:] == [('wait', 'policy-violation', 'too-many-subscriptions', None)] * 3
+        # subscribing again to one it has is not a new subscription
+        assert iq_type(alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/F0', 'alice@localhost'))) == 'result'
+    finally:
+        s.stop()
+
+
+def test_secrets_never_logged(stack):
+    alice = stack.client('alice')
+    subscribe_all(stack, alice)
+    log = stack.daemon.log()
+    assert stack.prosody.secret not in log
+    assert 'password = ' not in log
+
+
+def test_daemon_under_valgrind_has_no_leaks(workdir):
+    """valgrind on the daemon over a short real session: no leak, no error."""
+    vlog = workdir + '/valgrind.log'
+    s = Stack(workdir, users=('alice',), wrapper=[
+        'valgrind', '--leak-check=full', '--errors-for-leak-kinds=definite,indirect',
+        '--show-leak-kinds=definite,indirect', '--log-file=' + vlog])
+    try:
+        s.start()
+        alice = s.client('alice')
+        subscribe_all(s, alice)
+        for _ in range(3):
+            s.cyrus.deliver('alice', make_message())
+        for _ in range(3):
+            wait_event(alice, 'MessageNew', 'INBOX', timeout=20)
+        assert s.stop_daemon() == 0
+    finally:
+        s.stop()
+    report = open(vlog).read()
+    assert 'ERROR SUMMARY: 0 errors' in report, report[-3000:]
+    assert 'definitely lost: 0 bytes' in report or 'All heap blocks were freed' in report \
+        or 'definitely lost' not in report, report[-3000:]
