@@ -240,3 +240,81 @@ def test_daemon_under_valgrind_has_no_leaks(workdir):
     assert 'ERROR SUMMARY: 0 errors' in report, report[-3000:]
     assert 'definitely lost: 0 bytes' in report or 'All heap blocks were freed' in report \
         or 'definitely lost' not in report, report[-3000:]
+
+
+def rss_kb(pid):
+    return int([l for l in open('/proc/%d/status' % pid)
+                if l.startswith('VmRSS')][0].split()[1])
+
+
+def test_abusive_requests(stack):
+    """Odd and hostile requests get XEP-0060 errors; the daemon stays up and
+    its memory does not grow with a flood of them."""
+    from stack import NS_PUBSUB, error_of
+    alice = stack.client('alice')
+    subscribe_all(stack, alice)
+    jid = 'alice@localhost'
+    # invalid JIDs in the request
+    for bad in ('@@@', '', 'alice@', '/x', 'a@b@c'):
+        reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX', bad))
+        assert error_of(reply)[:3] == ('modify', 'bad-request', 'invalid-jid'), bad
+    # deeply nested garbage inside a pubsub request
+    nested = '<x>' * 500 + '</x>' * 500
+    reply = alice.iq("<iq type='set' to='%s'><pubsub xmlns='%s'><subscribe node='INBOX' "
+                     "jid='%s'/>%s</pubsub></iq>" % (ALICE_SVC, NS_PUBSUB, jid, nested))
+    assert iq_type(reply) in ('result', 'error')
+    # a big options form: too many values is an invalid form, not a crash
+    values = ''.join('<value>MessageNew</value>' for _ in range(5000))
+    reply = alice.iq("<iq type='set' to='%s'><pubsub xmlns='%s'><subscribe node='INBOX' "
+                     "jid='%s'/><options><x xmlns='jabber:x:data' type='submit'>"
+                     "<field var='mailpubsub#events'>%s</field></x></options></pubsub></iq>"
+                     % (ALICE_SVC, NS_PUBSUB, jid, values))
+    assert error_of(reply)[:3] == ('modify', 'bad-request', 'invalid-options')
+    # unknown payloads and namespaces
+    assert error_of(alice.iq("<iq type='get' to='%s'><foo xmlns='urn:x'/></iq>"
+                             % ALICE_SVC))[:2] == ('cancel', 'service-unavailable')
+    assert error_of(alice.iq("<iq type='set' to='%s'><pubsub xmlns='%s'/></iq>"
+                             % (ALICE_SVC, NS_PUBSUB)))[:2] == ('modify', 'bad-request')
+    # a flood: the same requests many times over; memory settles
+    def flood(n):
+        for i in range(n):
+            alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/Nope%d' % (i % 7), jid))
+            alice.iq(items_iq(ALICE_SVC, 'INBOX'))
+    flood(300)
+    before = rss_kb(stack.daemon.pid)
+    flood(600)
+    after = rss_kb(stack.daemon.pid)
+    print('flood: RSS %d KiB -> %d KiB over 1200 more requests' % (before, after))
+    assert after - before < 4096
+    assert stack.daemon.running()
+
+
+def test_socket_and_store_modes(workdir):
+    """With the production defaults (mode 0660, group mail) Cyrus, running
+    as cyrus:mail, can send and nobody else can; only we read the store."""
+    import grp
+    import os
+    import stat
+    s = Stack(workdir, users=('alice',),
+              config={'cyrus': {'socket_mode': '0660', 'socket_group': 'mail'}})
+    try:
+        s.start()
+        st = os.stat(s.notify_socket)
+        assert stat.S_ISSOCK(st.st_mode)
+        assert stat.S_IMODE(st.st_mode) == 0o660
+        assert st.st_gid == grp.getgrnam('mail').gr_gid
+        assert stat.S_IMODE(os.stat(s.db).st_mode) & 0o077 == 0
+        alice = s.client('alice')
+        subscribe_all(s, alice)
+        s.cyrus.deliver('alice', make_message())
+        wait_event(alice, 'MessageNew', 'INBOX')
+        # an unprivileged user cannot inject events
+        proc = __import__('subprocess').run(
+            ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups',
+             '/usr/bin/python3', '-c',
+             'import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); '
+             's.sendto(b"x", sys.argv[1])', s.notify_socket],
+            capture_output=True, text=True)
+        assert proc.returncode != 0 and 'Permission denied' in proc.stderr
+    finally:
+        s.stop()
