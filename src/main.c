@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -213,6 +214,19 @@ static int start(struct daemon_state *st, const char **error_r)
 	return 0;
 }
 
+/* Secrets readable by others are a configuration mistake worth a warning
+ * (not a refusal: a group-readable file may be deliberate). */
+static void warn_if_readable(const char *what, const char *path)
+{
+	struct stat st;
+
+	if (*path == '\0' || stat(path, &st) < 0)
+		return;
+	if ((st.st_mode & 077) != 0)
+		log_warn("%s %s is readable by group or others (mode %04o); make it 0600",
+			 what, path, (unsigned)(st.st_mode & 07777));
+}
+
 static int write_pidfile(const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -272,6 +286,10 @@ int main(int argc, char **argv)
 	}
 	log_open("mailpubsubd", !foreground, level);
 	signal(SIGPIPE, SIG_IGN);
+	warn_if_readable("[component] secret_file", st.config->component_secret_file);
+	warn_if_readable("[imap] password_file", st.config->imap_password_file);
+	if (*st.config->component_secret_file == '\0')
+		log_info("the component secret is in the configuration file: prefer secret_file");
 	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)
 		log_warn("cannot write pidfile %s: %s", st.pidfile, strerror(errno));
 	st.loop = uv_default_loop();

@@ -318,3 +318,19 @@ def test_socket_and_store_modes(workdir):
         assert proc.returncode != 0 and 'Permission denied' in proc.stderr
     finally:
         s.stop()
+
+
+def test_readable_secret_file_is_reported(workdir):
+    import os
+    path = os.path.join(workdir, 'component.secret')
+    with open(path, 'w') as f:
+        f.write('s3cret\n')          # the harness Prosody's secret
+    os.chmod(path, 0o644)
+    s = Stack(workdir, users=('alice',), config={'component': {'secret_file': path}})
+    try:
+        s.start()
+        log = s.daemon.log()
+        assert 'secret_file %s is readable by group or others (mode 0644)' % path in log
+        assert 's3cret' not in log
+    finally:
+        s.stop()
