@@ -42,7 +42,7 @@ static const struct config_option options[] = {
 	OPT("cyrus", "socket_group", CONFIG_STRING, notify_socket_group, "mail",
 	    "Group owning the notify socket (Cyrus runs as cyrus:mail on Debian); empty keeps ours."),
 	OPT("cyrus", "hierarchy_separator", CONFIG_STRING, hierarchy_separator, "/",
-	    "Cyrus's separator ('/' with unixhierarchysep: yes, else '.'); detected from user/ and user. names, used for shared folders."),
+	    "Cyrus's separator: '/' with unixhierarchysep: yes, else '.'. Must match Cyrus: mailbox names are split on it."),
 	OPT("cyrus", "queue_max", CONFIG_UINT, ingest_queue_max, "1000000",
 	    "Datagrams held in memory between the socket and the journal; beyond it events are dropped and counted rather than stalling Cyrus."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",

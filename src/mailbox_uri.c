@@ -94,15 +94,6 @@ static char *append_level(char *dst, const char *level, size_t len, bool first)
 	return dst;
 }
 
-static char detect_sep(const char *name, char sep)
-{
-	if (strncmp(name, "user/", 5) == 0)
-		return '/';
-	if (strncmp(name, "user.", 5) == 0)
-		return '.';
-	return sep;
-}
-
 /* Splits an admin-namespace name into account and node. */
 static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
 {
@@ -116,7 +107,6 @@ static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
 		*error_r = "empty mailbox name in uri";
 		return -1;
 	}
-	sep = detect_sep(name, sep);
 	node = malloc(cap);
 	if (node == NULL) {
 		*error_r = "out of memory";
@@ -296,16 +286,17 @@ bool mailbox_uri_node_valid(const char *node)
 	return utf8_valid_name((const unsigned char *)node, len);
 }
 
-/* Appends src[0..len) percent-encoded for an IMAP URL path segment, with
- * our %2F / %25 level escapes undone first. */
-static char *append_encoded(char *dst, const char *src, size_t len)
+/* Appends src[0..len) percent-encoded for an IMAP URL path segment; with
+ * level, our %2F / %25 escapes of a node level are undone first (account
+ * names carry none). */
+static char *append_encoded(char *dst, const char *src, size_t len, bool level)
 {
 	static const char hex[] = "0123456789ABCDEF";
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)src[i];
 
-		if (c == '%' && len - i >= 3 && src[i + 1] == '2' &&
+		if (level && c == '%' && len - i >= 3 && src[i + 1] == '2' &&
 		    (src[i + 2] == 'F' || src[i + 2] == '5')) {
 			c = src[i + 2] == 'F' ? '/' : '%';
 			i += 2;
@@ -337,7 +328,7 @@ char *mailbox_uri_build(const char *server, const char *account,
 		if (strncmp(node, "INBOX", 5) != 0 || (node[5] != '\0' && node[5] != '/'))
 			goto fail;   /* personal nodes all live under INBOX */
 		dst += sprintf(dst, "user%c", sep);
-		dst = append_encoded(dst, account, strlen(account));
+		dst = append_encoded(dst, account, strlen(account), false);
 		p = node + 5;
 	}
 	while (*p != '\0') {
@@ -349,7 +340,7 @@ char *mailbox_uri_build(const char *server, const char *account,
 			continue;
 		}
 		len = strcspn(p, "/");
-		dst = append_encoded(dst, p, len);
+		dst = append_encoded(dst, p, len, true);
 		p += len;
 	}
 	if (uidvalidity > 0)

@@ -25,8 +25,9 @@ struct mailbox_uri {
 	uint32_t uid;        /* 0 when absent */
 };
 
-/* Parses uri. sep is the hierarchy separator assumed for shared mailboxes;
- * for `user/...` and `user....` names it is detected from the name.
+/* Parses uri with sep, the store's hierarchy separator ('/' or '.'). It is
+ * configured, never guessed: with '/' a shared folder may well be named
+ * "user.archive", and with '.' a user "john/doe".
  * On success fills *out (free with mailbox_uri_clear); on failure leaves
  * *out cleared and sets *error_r to a static string. */
 int mailbox_uri_parse(const char *uri, char sep, struct mailbox_uri *out,

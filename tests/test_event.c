@@ -143,7 +143,7 @@ static void test_captured(void **state)
 	testdata_free(files, n);
 }
 
-static struct event *decode_file(const char *name)
+static struct event *decode_file(const char *name, char sep)
 {
 	struct testdata_file *files;
 	size_t n = testdata_load(TEST_DATA_DIR "/cyrus", ".dgram", &files);
@@ -156,7 +156,7 @@ static struct event *decode_file(const char *name)
 		if (strcmp(files[i].name, name) != 0)
 			continue;
 		assert_int_equal(cyrus_wire_parse(files[i].data, files[i].len, &w, &err), 0);
-		if (event_decode(w.message, w.message_len, '/', &ev, &err) < 0)
+		if (event_decode(w.message, w.message_len, sep, &ev, &err) < 0)
 			fail_msg("%s: %s", name, err);
 	}
 	testdata_free(files, n);
@@ -192,7 +192,7 @@ static void test_captured_mapping(void **state)
 			struct event *ev;
 
 			snprintf(name, sizeof(name), "%s%s.dgram", golden[i].file, dot ? "-dot" : "");
-			ev = decode_file(name);
+			ev = decode_file(name, dot ? '.' : '/');
 			assert_int_equal(ev->type, golden[i].type);
 			assert_string_equal(ev->mailbox.account, "alice");
 			assert_string_equal(ev->mailbox.node, golden[i].node);

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mailbox_uri.h"
@@ -39,8 +40,12 @@ static void test_unix_separator(void **state)
 static void test_dot_separator(void **state)
 {
 	check("imap://h/user.alice;UIDVALIDITY=1", '.', "alice", "INBOX", 1, 0);
-	check("imap://h/user.alice.Sub.Deep;UIDVALIDITY=1/;UID=3", '/', "alice",
+	check("imap://h/user.alice.Sub.Deep;UIDVALIDITY=1/;UID=3", '.', "alice",
 	      "INBOX/Sub/Deep", 1, 3);
+	/* the separator is configured, not guessed: with '/' this is a shared
+	 * folder "user.archive", with '.' a shared "user/x" (whose / is escaped) */
+	check("imap://h/user.archive/2024;UIDVALIDITY=1", '/', "", "user.archive/2024", 1, 0);
+	check("imap://h/user/x.y;UIDVALIDITY=1", '.', "", "user%2Fx/y", 1, 0);
 	/* with '.' as separator a '/' is an ordinary character in a level */
 	check("imap://h/user.alice.a%2Fb;UIDVALIDITY=1", '.', "alice", "INBOX/a%2Fb", 1, 0);
 }
@@ -88,6 +93,38 @@ static void test_rejects(void **state)
 	}
 }
 
+/* mailbox_uri_build is the inverse of mailbox_uri_parse, also for the
+ * inputs the fuzzer found (tests/fuzz/regressions/mailbox_uri). */
+static void test_build_round_trip(void **state)
+{
+	static const struct { const char *uri; char sep; } cases[] = {
+		{ "imap://h/user/alice/A%20B/%C3%BC;UIDVALIDITY=9", '/' },
+		{ "imap://h/user.alice.a%2Fb.100%25;UIDVALIDITY=9", '.' },
+		{ "imap://h/user/a%2525", '/' },
+		{ "imap://localhost/user.archive/2024", '/' },
+		{ "imap://localhost/user/x.y", '.' },
+		{ "imap://h/Shared/Team", '/' },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mailbox_uri a, b;
+		const char *err;
+		char *built;
+
+		assert_int_equal(mailbox_uri_parse(cases[i].uri, cases[i].sep, &a, &err), 0);
+		built = mailbox_uri_build("h", a.account, a.node, cases[i].sep, a.uidvalidity);
+		assert_non_null(built);
+		if (mailbox_uri_parse(built, cases[i].sep, &b, &err) < 0)
+			fail_msg("%s -> %s: %s", cases[i].uri, built, err);
+		assert_string_equal(a.account, b.account);
+		assert_string_equal(a.node, b.node);
+		assert_int_equal(a.uidvalidity, b.uidvalidity);
+		free(built);
+		mailbox_uri_clear(&a);
+		mailbox_uri_clear(&b);
+	}
+}
+
 static void test_node_valid(void **state)
 {
 	assert_true(mailbox_uri_node_valid("INBOX"));
@@ -106,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_shared_and_server),
 		cmocka_unit_test(test_rejects),
+		cmocka_unit_test(test_build_round_trip),
 		cmocka_unit_test(test_node_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
