@@ -32,6 +32,11 @@ echo "== integration tests with mailpubsubd under ASan + UBSan"
 count integration-asan env ASAN_OPTIONS=detect_leaks=1 \
 	make -s -C build-asan check-integration PYTEST_ARGS="-k 'not valgrind'"
 
+echo "== fuzz targets, 20 s each (libFuzzer; tests/fuzz/README.md)"
+mkdir -p build-fuzz
+(cd build-fuzz && { [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzz --enable-sanitizers; })
+count fuzz make -s -C build-fuzz fuzz FUZZ_SECONDS=20
+
 echo
 cat "$summary"
 passed=$(grep -c ' pass$' "$summary" || true)

@@ -1,0 +1,117 @@
+/* See fake_component.h. Every function of src/component.h is defined here,
+ * so nothing of component.o is needed. */
+#include "fake_component.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct component {
+	xmpp_ctx_t *ctx;
+	struct fake_component_stats stats;
+};
+
+struct component *fake_component_new(xmpp_ctx_t *ctx)
+{
+	struct component *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		abort();
+	c->ctx = ctx;
+	return c;
+}
+
+void fake_component_free(struct component **component)
+{
+	free(*component);
+	*component = NULL;
+}
+
+const struct fake_component_stats *fake_component_stats(const struct component *c)
+{
+	return &c->stats;
+}
+
+int component_new(uv_loop_t *loop, const struct component_settings *settings,
+		  component_stanza_cb *on_stanza, component_state_cb *on_state,
+		  void *context, struct component **component_r,
+		  const char **error_r)
+{
+	(void)loop;
+	(void)settings;
+	(void)on_stanza;
+	(void)on_state;
+	(void)context;
+	(void)component_r;
+	*error_r = "fake component: use fake_component_new()";
+	return -1;
+}
+
+void component_start(struct component *component)
+{
+	(void)component;
+}
+
+void component_close(struct component **component, void (*done)(void *),
+		     void *context)
+{
+	fake_component_free(component);
+	if (done != NULL)
+		done(context);
+}
+
+bool component_is_connected(const struct component *component)
+{
+	return component != NULL;
+}
+
+xmpp_ctx_t *component_xmpp_ctx(struct component *component)
+{
+	return component->ctx;
+}
+
+size_t component_queue_len(const struct component *component)
+{
+	(void)component;
+	return 0;
+}
+
+/* Serialized as the real module does before writing it out. */
+int component_send(struct component *component, xmpp_stanza_t *stanza)
+{
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (xmpp_stanza_to_text(stanza, &buf, &len) != XMPP_EOK || buf == NULL) {
+		fprintf(stderr, "fake component: a stanza that does not serialize\n");
+		abort();
+	}
+	component->stats.stanzas++;
+	component->stats.bytes += len;
+	xmpp_free(component->ctx, buf);
+	return 0;
+}
+
+/* The contract: data[len] is '\0', and it is well-formed XML (it goes to
+ * the server as is: anything else would end our stream). */
+int component_send_raw(struct component *component, const char *data,
+		       size_t len)
+{
+	xmpp_stanza_t *parsed;
+
+	if (data[len] != '\0' || strlen(data) != len) {
+		fprintf(stderr, "fake component: raw data not a C string of len %zu\n",
+			len);
+		abort();
+	}
+	parsed = xmpp_stanza_new_from_string(component->ctx, data);
+	if (parsed == NULL) {
+		fprintf(stderr, "fake component: raw data is not well-formed XML: %s\n",
+			data);
+		abort();
+	}
+	xmpp_stanza_release(parsed);
+	component->stats.raw++;
+	component->stats.bytes += len;
+	return 0;
+}
