@@ -285,8 +285,11 @@ def test_abusive_requests(stack):
     flood(600)
     after = rss_kb(stack.daemon.pid)
     print('flood: RSS %d KiB -> %d KiB over 1200 more requests' % (before, after))
-    assert after - before < 4096
     assert stack.daemon.running()
+    # AddressSanitizer keeps freed memory in quarantine, so RSS says nothing
+    # there; LeakSanitizer checks the same run at exit (stop_daemon)
+    if 'libasan' not in open('/proc/%d/maps' % stack.daemon.pid).read():
+        assert after - before < 4096
 
 
 def test_socket_and_store_modes(workdir):
