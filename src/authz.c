@@ -132,21 +132,34 @@ static void log_decision(const char *jid, const char *identity,
 		 names[result], how);
 }
 
+/* A cache statement whose parameters 1-3 are the key: account, node,
+ * identity. */
+static sqlite3_stmt *key_stmt(struct authz *authz, const char *sql,
+			      const char *identity, const char *account,
+			      const char *node)
+{
+	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+
+	if (stmt == NULL)
+		return NULL;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
+	return stmt;
+}
+
 static int cache_get(struct authz *authz, const char *identity,
 		     const char *account, const char *node, char *rights,
 		     size_t size)
 {
 	static const char sql[] =
-		"SELECT rights FROM temp.acl_cache WHERE account = ? AND node = ?"
-		" AND identity = ? AND expires_us > ?";
-	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+		"SELECT rights FROM temp.acl_cache WHERE account = ?1 AND node = ?2"
+		" AND identity = ?3 AND expires_us > ?4";
+	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
 	int found = 0;
 
 	if (stmt == NULL)
 		return 0;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 4, mono_us());
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		snprintf(rights, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
@@ -161,14 +174,11 @@ static void cache_put(struct authz *authz, const char *identity,
 {
 	static const char sql[] =
 		"INSERT OR REPLACE INTO temp.acl_cache"
-		" (identity, account, node, rights, expires_us) VALUES (?, ?, ?, ?, ?)";
-	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+		" (account, node, identity, rights, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)";
+	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
 
 	if (stmt == NULL)
 		return;
-	sqlite3_bind_text(stmt, 1, identity, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 4, rights, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 5, mono_us() + (long long)authz->config->acl_cache_ttl * 1000000);
 	store_exec_stmt(authz->store, stmt);
@@ -178,14 +188,11 @@ static void cache_drop(struct authz *authz, const char *identity,
 		       const char *account, const char *node)
 {
 	static const char sql[] =
-		"DELETE FROM temp.acl_cache WHERE account = ? AND node = ? AND identity = ?";
-	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
+		"DELETE FROM temp.acl_cache WHERE account = ?1 AND node = ?2 AND identity = ?3";
+	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
 
 	if (stmt == NULL)
 		return;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
 	store_exec_stmt(authz->store, stmt);
 }
 

@@ -34,7 +34,4 @@ void delivery_send(struct delivery *delivery, const char *jid, const char *text,
 		   size_t len, enum delivery_check check, const char *account,
 		   const char *node);
 
-/* Notifications waiting for a decision. */
-size_t delivery_pending(const struct delivery *delivery);
-
 #endif

@@ -119,3 +119,16 @@ def daemons():
     yield make
     for d in started:
         d.stop()
+
+
+@pytest.fixture
+def stack(workdir):
+    """Private Prosody + Cyrus + mailpubsubd with users alice and bob; a
+    test module needing other users or settings defines its own."""
+    from stack import Stack
+    s = Stack(workdir)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()

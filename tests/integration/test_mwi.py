@@ -18,16 +18,6 @@ ALICE_SVC = service_jid('alice')
 SOURCE = os.path.join(TOP, 'examples', 'mwi', 'mwi.c')
 
 
-@pytest.fixture
-def stack(workdir):
-    s = Stack(workdir)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
-
 def mwi_binary(workdir):
     """$MWI, else the one `make` built, else one compiled here: the test
     never skips for want of a build."""

@@ -18,16 +18,6 @@ from stack import (COMPONENT, NS_CLIENT, NS_DELAY, NS_DISCO_INFO,
 ALICE_SVC = service_jid('alice')
 
 
-@pytest.fixture
-def stack(workdir):
-    s = Stack(workdir)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
-
 def subscribe(client, node, to=ALICE_SVC):
     bare = client.jid.split('/')[0]
     reply = client.iq(subscribe_iq(to, node, bare))
