@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness import make_message, wait_until
-from stack import (NS_DISCO_INFO, NS_PUBSUB, PASSWORD, TOP, Stack,
+from stack import (NS_DISCO_INFO, NS_PUBSUB, PASSWORD, TOP,
                    disco_iq, iq_type, service_jid)
 
 ALICE_SVC = service_jid('alice')
