@@ -158,6 +158,11 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 	authz_check(d->service->authz, jid, account, node, decided, e);
 }
 
+size_t delivery_pending(const struct delivery *d)
+{
+	return d->pending;
+}
+
 void delivery_free(struct delivery **delivery)
 {
 	struct delivery *d = *delivery;

@@ -34,4 +34,8 @@ void delivery_send(struct delivery *delivery, const char *jid, const char *text,
 		   size_t len, enum delivery_check check, const char *account,
 		   const char *node);
 
+/* Notifications waiting for a decision (the stanza fuzz target checks
+ * none is left behind). */
+size_t delivery_pending(const struct delivery *delivery);
+
 #endif
