@@ -11,7 +11,7 @@ libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
 libxml2-utils sqlite3
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody
-python3 python3-slixmpp python3-pytest
+python3 python3-slixmpp python3-pytest python3-jsonschema
 "
 
 missing=""

@@ -45,6 +45,24 @@ static const struct config_option options[] = {
 	    "Cyrus's separator: '/' with unixhierarchysep: yes, else '.'. Must match Cyrus: mailbox names are split on it."),
 	OPT("cyrus", "queue_max", CONFIG_UINT, ingest_queue_max, "1000000",
 	    "Datagrams held in memory between the socket and the journal; beyond it events are dropped and counted rather than stalling Cyrus."),
+	OPT("json", "socket", CONFIG_STRING, json_socket, "",
+	    "Path of the Unix stream socket of the generic source (newline-delimited RFC 5423 JSON, one acknowledgement per line). Empty: none."),
+	OPT("json", "socket_mode", CONFIG_OCTAL, json_socket_mode, "0660",
+	    "Permissions of that socket."),
+	OPT("json", "socket_group", CONFIG_STRING, json_socket_group, "mail",
+	    "Group owning that socket; empty keeps ours."),
+	OPT("json", "allowed_users", CONFIG_STRING, json_allowed_users, "",
+	    "Users (names or uids, space separated) whose processes may send events on the Unix socket, checked by peer credentials; our own user always may."),
+	OPT("json", "listen", CONFIG_STRING, json_listen, "",
+	    "host:port for TCP senders, which must first authenticate with the secret. Empty: no TCP."),
+	OPT("json", "secret", CONFIG_STRING, json_secret, "",
+	    "Shared secret TCP senders present. Prefer secret_file."),
+	OPT("json", "secret_file", CONFIG_STRING, json_secret_file, "",
+	    "File holding that secret (first line); keep it mode 0600."),
+	OPT("json", "max_line", CONFIG_UINT, json_max_line, "4194304",
+	    "Longest event line in bytes; a longer one is refused and the connection closed."),
+	OPT("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
+	    "Concurrent sender connections; more are refused."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",
 	    "SQLite database (WAL mode): journal, nodes, subscriptions, items."),
 	OPT("store", "full_sync", CONFIG_BOOL, store_full_sync, "yes",
@@ -234,6 +252,14 @@ static int validate(struct config *config, const char **error_r)
 	    read_secret_file(config->imap_password_file,
 			     &config->imap_password, error_r) < 0)
 		return -1;
+	if (*config->json_secret_file != '\0' &&
+	    read_secret_file(config->json_secret_file,
+			     &config->json_secret, error_r) < 0)
+		return -1;
+	if (*config->json_listen != '\0' && *config->json_secret == '\0') {
+		*error_r = "[json] listen needs secret or secret_file";
+		return -1;
+	}
 	if (strcmp(config->imap_tls, "none") != 0 &&
 	    strcmp(config->imap_tls, "starttls") != 0 &&
 	    strcmp(config->imap_tls, "imaps") != 0) {
@@ -335,7 +361,8 @@ void config_dump(const struct config *config, FILE *out)
 		fprintf(out, "# %s\n", opt->help);
 		if (opt->type == CONFIG_STRING &&
 		    (opt->offset == offsetof(struct config, component_secret) ||
-		     opt->offset == offsetof(struct config, imap_password)))
+		     opt->offset == offsetof(struct config, imap_password) ||
+		     opt->offset == offsetof(struct config, json_secret)))
 			fprintf(out, "%s = %s\n", opt->name,
 				**(char *const *)field != '\0' ? "(set, not shown)" : "");
 		else if (opt->type == CONFIG_STRING)

@@ -28,6 +28,16 @@ struct config {
 	char *notify_socket_group;
 	char *hierarchy_separator;
 	unsigned ingest_queue_max;  /* datagrams held in RAM before journaling */
+	/* [json] */
+	char *json_socket;          /* Unix stream socket; empty: none */
+	unsigned json_socket_mode;
+	char *json_socket_group;
+	char *json_allowed_users;   /* space separated user names or uids */
+	char *json_listen;          /* host:port for TCP; empty: none */
+	char *json_secret;
+	char *json_secret_file;
+	unsigned json_max_line;     /* bytes */
+	unsigned json_max_connections;
 	/* [store] */
 	char *store_path;
 	bool store_full_sync;

@@ -152,6 +152,54 @@ static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
 	return 0;
 }
 
+/* A name in the personal namespace of out->account, as RFC 5092 writes it
+ * with the owner in the authority ("imap://alice@host/INBOX/Sub", or
+ * "imap://alice@host/Sub" where the personal namespace has no INBOX prefix,
+ * like Dovecot's default and Cyrus's altnamespace): the same node as Cyrus's
+ * admin-namespace "user/alice/Sub". */
+static int personal_to_node(struct mailbox_uri *out, char sep,
+			    const char **error_r)
+{
+	const char *p = out->imap_name;
+	char *node, *dst;
+
+	if (*out->account == '\0' || *p == '\0') {
+		*error_r = *p == '\0' ? "empty mailbox name in uri"
+				      : "empty account in uri";
+		return -1;
+	}
+	node = malloc(3 * strlen(p) + 8);
+	if (node == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	dst = append_level(node, "INBOX", 5, true);
+	if (strncasecmp(p, "INBOX", 5) == 0 && p[5] == '\0') {
+		p += 5;
+	} else if (strncasecmp(p, "INBOX", 5) == 0 && p[5] == sep) {
+		p += 6;
+		if (*p == '\0') {
+			free(node);
+			*error_r = "empty mailbox level";
+			return -1;
+		}
+	}
+	while (*p != '\0') {
+		const char *end = strchr(p, sep);
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (len == 0 || (end != NULL && end[1] == '\0')) {
+			free(node);
+			*error_r = "empty mailbox level";
+			return -1;
+		}
+		dst = append_level(dst, p, len, false);
+		p += len + (end != NULL ? 1 : 0);
+	}
+	out->node = node;
+	return 0;
+}
+
 static int parse_u32(const char *s, size_t len, uint32_t *v_r)
 {
 	uint64_t v = 0;
@@ -247,17 +295,14 @@ int mailbox_uri_parse(const char *uri, char sep, struct mailbox_uri *out,
 		return 0;
 	path++;
 	pend = path + strcspn(path, ";");
-	if (out->account != NULL) {
-		free(out->account);
-		out->account = NULL;
-	}
 	if (mailbox_uri_decode(path, (size_t)(pend - path), &out->imap_name,
 			       error_r) < 0)
 		goto fail;
 	/* "imap://host/user/alice/;UID=1" style: drop the trailing slash */
 	if (pend > path && pend[-1] == '/' && out->imap_name[0] != '\0')
 		out->imap_name[strlen(out->imap_name) - 1] = '\0';
-	if (name_to_node(out, sep, error_r) < 0)
+	if ((out->account != NULL ? personal_to_node(out, sep, error_r)
+				  : name_to_node(out, sep, error_r)) < 0)
 		goto fail;
 	if (parse_params(out, pend, error_r) < 0)
 		goto fail;

@@ -19,6 +19,7 @@
 #include "discovery.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
+#include "ingest_json.h"
 #include "log.h"
 #include "publisher.h"
 #include "service.h"
@@ -30,6 +31,7 @@ struct daemon_state {
 	struct service service;
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest;
+	struct ingest_json *ingest_json;
 	struct imap_client *imap;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
@@ -74,9 +76,9 @@ static void on_component_state(void *context, bool connected)
 
 static void log_stats(const struct service_stats *s)
 {
-	log_info("stats: datagrams=%llu malformed=%llu dropped=%llu journaled=%llu "
-		 "published=%llu notifications=%llu iq=%llu iq_errors=%llu",
-		 s->datagrams, s->malformed, s->dropped, s->journaled, s->published,
+	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
+		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu",
+		 s->datagrams, s->json_lines, s->malformed, s->dropped, s->journaled, s->published,
 		 s->notifications, s->iq_requests, s->iq_errors);
 }
 
@@ -103,6 +105,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	log_info("shutting down");
 	/* ingest first: what was received gets journaled before we stop */
 	ingest_cyrus_close(&st->ingest);
+	ingest_json_close(&st->ingest_json);
 	publisher_close(&st->publisher);
 	st->service.publisher = NULL;
 	counts_close(&st->service.counts);
@@ -206,6 +209,10 @@ static int start(struct daemon_state *st, const char **error_r)
 	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,
 			     error_r) < 0)
 		return -1;
+	if ((*c->json_socket != '\0' || *c->json_listen != '\0') &&
+	    ingest_json_new(st->loop, &st->service, on_journaled, st,
+			    &st->ingest_json, error_r) < 0)
+		return -1;
 	watch_signal(st, &st->sigterm, SIGTERM);
 	watch_signal(st, &st->sigint, SIGINT);
 	watch_signal(st, &st->sigusr1, SIGUSR1);
@@ -288,6 +295,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	warn_if_readable("[component] secret_file", st.config->component_secret_file);
 	warn_if_readable("[imap] password_file", st.config->imap_password_file);
+	warn_if_readable("[json] secret_file", st.config->json_secret_file);
 	if (*st.config->component_secret_file == '\0')
 		log_info("the component secret is in the configuration file: prefer secret_file");
 	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)

@@ -17,6 +17,7 @@ struct publisher;
 
 struct service_stats {
 	unsigned long long datagrams;
+	unsigned long long json_lines;  /* lines from the generic source */
 	unsigned long long malformed;
 	unsigned long long dropped;     /* ingest queue full */
 	unsigned long long journaled;

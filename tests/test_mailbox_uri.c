@@ -50,6 +50,23 @@ static void test_dot_separator(void **state)
 	check("imap://h/user.alice.a%2Fb;UIDVALIDITY=1", '.', "alice", "INBOX/a%2Fb", 1, 0);
 }
 
+/* RFC 5092 with the owner in the authority (the generic source, Dovecot):
+ * names in the owner's personal namespace, with or without the INBOX
+ * prefix, map to the same nodes as Cyrus's admin namespace. */
+static void test_personal_namespace(void **state)
+{
+	check("imap://alice@h/INBOX;UIDVALIDITY=9", '/', "alice", "INBOX", 9, 0);
+	check("imap://alice@h/inbox/Sub;UIDVALIDITY=9/;UID=4", '/', "alice",
+	      "INBOX/Sub", 9, 4);
+	check("imap://alice@h/Sent/2026;UIDVALIDITY=9", '/', "alice",
+	      "INBOX/Sent/2026", 9, 0);
+	check("imap://alice@h/INBOX.Sub;UIDVALIDITY=9", '.', "alice", "INBOX/Sub", 9, 0);
+	check("imap://al%40ice;AUTH=*@h/INBOXES;UIDVALIDITY=1", '/', "al@ice",
+	      "INBOX/INBOXES", 1, 0);
+	check("imap://alice@h/My%20F%C3%BCr/a%2Fb", '.', "alice",
+	      "INBOX/My F\xc3\xbcr%2Fa%2Fb", 0, 0);
+}
+
 static void test_encoding(void **state)
 {
 	check("imap://h/user/alice/My%20Folder;UIDVALIDITY=2", '/', "alice",
@@ -80,6 +97,9 @@ static void test_rejects(void **state)
 		"imap://h/user/alice;UIDVALIDITY=x",
 		"imap://h/user/alice;UIDVALIDITY=99999999999",
 		"imap://h/user/alice//x",
+		"imap://@h/INBOX",                   /* empty owner */
+		"imap://alice@h/INBOX//x",
+		"imap://alice@h/Sub//x",
 		NULL,
 	};
 	struct mailbox_uri mb;
@@ -140,6 +160,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_unix_separator),
 		cmocka_unit_test(test_dot_separator),
+		cmocka_unit_test(test_personal_namespace),
 		cmocka_unit_test(test_encoding),
 		cmocka_unit_test(test_shared_and_server),
 		cmocka_unit_test(test_rejects),

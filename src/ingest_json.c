@@ -1,0 +1,669 @@
+#include "ingest_json.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <openssl/crypto.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "event.h"
+#include "journal.h"
+#include "log.h"
+#include "service.h"
+
+/* A sender that does not read its acknowledgements stops being read once
+ * this much waits to be written: memory stays bounded per connection. */
+#define WRITE_PENDING_MAX (1024 * 1024)
+
+struct ingest_json {
+	struct service *service;
+	ingest_json_cb *on_journaled;
+	void *context;
+	uv_pipe_t pipe;
+	uv_tcp_t tcp;
+	bool pipe_open, tcp_open;
+	unsigned handles;            /* open handles; freed when it reaches 0 */
+	bool closing;
+	struct json_conn *conns;
+	unsigned nconns;
+	uid_t *allowed;
+	unsigned allowed_count;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+struct json_conn {
+	union {
+		uv_stream_t stream;
+		uv_pipe_t pipe;
+		uv_tcp_t tcp;
+	} h;
+	struct ingest_json *in;
+	struct json_conn *next, **prevp;
+	bool authenticated;
+	bool closing;
+	bool reading;
+	bool refused;                /* error sent: discard input until EOF */
+	uv_timer_t linger;           /* bounds how long a refused peer stays */
+	uv_shutdown_t shutdown;
+	unsigned open;               /* our handles still open (stream, timer) */
+	char *buf;                   /* received, not yet a complete line */
+	size_t len, cap;
+	size_t write_pending;
+	char peer[64];
+};
+
+struct ack_write {
+	uv_write_t req;
+	struct json_conn *conn;
+	size_t len;
+	char data[];
+};
+
+static void handle_closed(struct ingest_json *in)
+{
+	if (--in->handles > 0 || !in->closing)
+		return;
+	free(in->allowed);
+	free(in);
+}
+
+static void conn_closed(uv_handle_t *handle)
+{
+	struct json_conn *conn = handle->data;
+	struct ingest_json *in = conn->in;
+
+	if (--conn->open > 0)
+		return;
+	free(conn->buf);
+	free(conn);
+	handle_closed(in);
+}
+
+static void conn_close(struct json_conn *conn)
+{
+	if (conn->closing)
+		return;
+	conn->closing = true;
+	*conn->prevp = conn->next;
+	if (conn->next != NULL)
+		conn->next->prevp = conn->prevp;
+	conn->in->nconns--;
+	if (conn->refused)
+		uv_close((uv_handle_t *)&conn->linger, conn_closed);
+	uv_close((uv_handle_t *)&conn->h.stream, conn_closed);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	static char slab[65536];
+
+	(void)handle;
+	(void)suggested;
+	/* every read is consumed (copied into conn->buf) before the next */
+	*buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void reading_set(struct json_conn *conn, bool on)
+{
+	if (conn->closing || conn->reading == on)
+		return;
+	conn->reading = on;
+	if (on)
+		uv_read_start(&conn->h.stream, on_alloc, on_read);
+	else
+		uv_read_stop(&conn->h.stream);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct ack_write *w = (struct ack_write *)req;
+	struct json_conn *conn = w->conn;
+
+	conn->write_pending -= w->len;
+	free(w);
+	if (status < 0) {
+		if (status != UV_ECANCELED)
+			log_warn("json source: %s: write: %s", conn->peer,
+				 uv_strerror(status));
+		conn_close(conn);
+		return;
+	}
+	if (conn->write_pending < WRITE_PENDING_MAX / 2 && !conn->refused)
+		reading_set(conn, true);
+}
+
+/* Queues text (copied) for the sender. */
+static void conn_write(struct json_conn *conn, const char *text, size_t len)
+{
+	struct ack_write *w;
+	uv_buf_t b;
+
+	if (conn->closing || len == 0)
+		return;
+	w = malloc(sizeof(*w) + len);
+	if (w == NULL) {
+		conn_close(conn);
+		return;
+	}
+	w->conn = conn;
+	w->len = len;
+	memcpy(w->data, text, len);
+	b = uv_buf_init(w->data, (unsigned)len);
+	if (uv_write(&w->req, &conn->h.stream, &b, 1, on_written) < 0) {
+		free(w);
+		conn_close(conn);
+		return;
+	}
+	conn->write_pending += len;
+	if (conn->write_pending > WRITE_PENDING_MAX)
+		reading_set(conn, false);
+}
+
+static void linger_done(uv_timer_t *timer)
+{
+	conn_close(timer->data);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
+/* One error line, then end of our side. Closing at once would make the
+ * kernel reset the connection over the sender's unread input and lose the
+ * error line, so input is discarded until the sender closes (or 2 s). */
+static void conn_refuse(struct json_conn *conn, const char *why)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "{\"ok\":false,\"error\":\"%s\"}\n", why);
+
+	log_warn("json source: %s: %s", conn->peer, why);
+	if (conn->refused || conn->closing)
+		return;
+	conn_write(conn, line, (size_t)n);
+	if (conn->closing)
+		return;
+	conn->refused = true;
+	uv_timer_init(conn->h.stream.loop, &conn->linger);
+	conn->linger.data = conn;
+	conn->open++;
+	uv_timer_start(&conn->linger, linger_done, 2000, 0);
+	if (uv_shutdown(&conn->shutdown, &conn->h.stream, shutdown_done) < 0) {
+		conn_close(conn);
+		return;
+	}
+	conn->len = 0;
+	reading_set(conn, true);
+}
+
+long long ingest_json_accept(struct service *service, const char *line,
+			     size_t len, long long received_us, int *retry_r,
+			     const char **error_r)
+{
+	struct event *ev;
+	long long seq;
+
+	*retry_r = 0;
+	service->stats.json_lines++;
+	if (event_decode(line, len, service->config->hierarchy_separator[0],
+			 &ev, error_r) < 0) {
+		service->stats.malformed++;
+		return -1;
+	}
+	if (journal_append(service->store, "json", ev, line, len, received_us,
+			   &seq) < 0) {
+		event_free(&ev);
+		*error_r = "journal write failed";
+		*retry_r = 1;
+		return -1;
+	}
+	log_debug("json source: #%lld %s %s/%s", seq, event_type_info(ev->type)->name,
+		  ev->mailbox.account != NULL ? ev->mailbox.account : "",
+		  ev->mailbox.node != NULL ? ev->mailbox.node : "");
+	service->stats.journaled++;
+	event_free(&ev);
+	return seq;
+}
+
+/* The TCP handshake line: {"auth":"<secret>"}. */
+static bool auth_ok(const struct ingest_json *in, const char *line, size_t len)
+{
+	const char *secret = in->service->config->json_secret;
+	json_t *obj = json_loadb(line, len, 0, NULL);
+	const char *given = json_string_value(json_object_get(obj, "auth"));
+	bool ok = given != NULL && strlen(given) == strlen(secret) &&
+		  CRYPTO_memcmp(given, secret, strlen(secret)) == 0;
+
+	json_decref(obj);
+	return ok;
+}
+
+/* The outcome of one line of a read, acknowledged after the commit. */
+struct line_result {
+	long long seq;               /* > 0: journaled in this transaction */
+	const char *error;           /* static; NULL with seq 0: handshake ok */
+	bool retry;
+};
+
+static void result_format(const struct line_result *r, bool committed,
+			  char *buf, size_t size)
+{
+	if (r->seq > 0 && committed) {
+		snprintf(buf, size, "{\"ok\":true,\"seq\":%lld}\n", r->seq);
+		return;
+	}
+	if (r->seq == 0 && r->error == NULL) {
+		snprintf(buf, size, "{\"ok\":true}\n");
+		return;
+	}
+	if (r->seq > 0) {
+		snprintf(buf, size, "{\"ok\":false,\"error\":\"journal commit failed\","
+			 "\"retry\":true}\n");
+		return;
+	}
+	/* error strings are ours (static, no quotes or backslashes) */
+	snprintf(buf, size, "{\"ok\":false,\"error\":\"%s\"%s}\n", r->error,
+		 r->retry ? ",\"retry\":true" : "");
+}
+
+/* Acknowledges results in one write. */
+static void send_results(struct json_conn *conn, const struct line_result *res,
+			 size_t n, bool committed)
+{
+	char *text = malloc(n * 256 + 1);
+	size_t len = 0;
+
+	if (text == NULL) {
+		conn_close(conn);   /* the sender resends what was not acknowledged */
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		result_format(&res[i], committed, text + len, 256);
+		len += strlen(text + len);
+	}
+	conn_write(conn, text, len);
+	free(text);
+}
+
+/* Journals the complete lines in conn->buf in one transaction (group
+ * commit) and acknowledges them only after the commit. */
+static void process_lines(struct json_conn *conn)
+{
+	struct ingest_json *in = conn->in;
+	struct service *service = in->service;
+	long long now = service_now_us();
+	struct line_result *res = NULL;
+	size_t n = 0, cap = 0, start = 0;
+	bool in_txn = false, committed = true, journaled = false;
+	char *nl;
+
+	while (!conn->refused &&
+	       (nl = memchr(conn->buf + start, '\n', conn->len - start)) != NULL) {
+		const char *line = conn->buf + start;
+		size_t len = (size_t)(nl - line);
+		size_t consumed = len + 1;
+		struct line_result *r;
+		int retry;
+
+		start += consumed;
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		if (len == 0)
+			continue;
+		if (n == cap) {
+			struct line_result *bigger = realloc(res, (cap = cap * 2 + 16) * sizeof(*res));
+
+			if (bigger == NULL) {
+				start -= consumed;   /* keep it for the next read */
+				break;
+			}
+			res = bigger;
+		}
+		r = &res[n++];
+		memset(r, 0, sizeof(*r));
+		if (!conn->authenticated) {
+			if (!auth_ok(in, line, len)) {
+				n--;
+				conn_refuse(conn, "authentication failed");
+				break;
+			}
+			conn->authenticated = true;
+			continue;
+		}
+		if (!in_txn) {
+			store_begin(service->store);
+			in_txn = true;
+		}
+		r->seq = ingest_json_accept(service, line, len, now, &retry, &r->error);
+		if (r->seq < 0) {
+			log_warn("json source: %s: rejected line (%zu bytes): %s",
+				 conn->peer, len, r->error);
+			r->seq = 0;
+			r->retry = retry != 0;
+		} else {
+			journaled = true;
+		}
+	}
+	if (in_txn && store_commit(service->store) < 0) {
+		log_error("json source: journal commit failed; senders must resend");
+		committed = false;
+	}
+	if (!conn->closing && !conn->refused) {
+		memmove(conn->buf, conn->buf + start, conn->len - start);
+		conn->len -= start;
+		if (conn->len == 0 && conn->cap > 1024 * 1024) {
+			/* after a huge line: do not keep its buffer per idle sender */
+			free(conn->buf);
+			conn->buf = NULL;
+			conn->cap = 0;
+		}
+		if (n > 0)
+			send_results(conn, res, n, committed);
+	}
+	free(res);
+	if (journaled && committed)
+		in->on_journaled(in->context);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct json_conn *conn = stream->data;
+	size_t max = conn->in->service->config->json_max_line + 2;
+
+	if (nread < 0) {
+		if (nread != UV_EOF && !conn->refused)
+			log_warn("json source: %s: %s", conn->peer, uv_strerror((int)nread));
+		conn_close(conn);
+		return;
+	}
+	if (conn->refused)
+		return;
+	if (conn->len + (size_t)nread > conn->cap) {
+		size_t cap = conn->cap == 0 ? 65536 : conn->cap;
+		char *b;
+
+		while (cap < conn->len + (size_t)nread)
+			cap *= 2;
+		b = realloc(conn->buf, cap);
+		if (b == NULL) {
+			conn_refuse(conn, "out of memory");
+			return;
+		}
+		conn->buf = b;
+		conn->cap = cap;
+	}
+	memcpy(conn->buf + conn->len, buf->base, (size_t)nread);
+	conn->len += (size_t)nread;
+	process_lines(conn);
+	if (!conn->closing && conn->len > max)
+		conn_refuse(conn, "line longer than [json] max_line");
+}
+
+static bool uid_allowed(const struct ingest_json *in, uid_t uid)
+{
+	if (uid == geteuid())
+		return true;
+	for (unsigned i = 0; i < in->allowed_count; i++)
+		if (in->allowed[i] == uid)
+			return true;
+	return false;
+}
+
+/* Peer credentials of a Unix connection; NULL reason when allowed. */
+static const char *check_peer(struct json_conn *conn)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&conn->h.stream, &fd) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return "cannot read peer credentials";
+	snprintf(conn->peer, sizeof(conn->peer), "uid %u pid %d",
+		 (unsigned)cred.uid, (int)cred.pid);
+	return uid_allowed(conn->in, cred.uid) ? NULL
+		: "sender's user is not in [json] allowed_users";
+}
+
+static void tcp_peer_name(struct json_conn *conn)
+{
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	char host[48] = "?";
+
+	if (uv_tcp_getpeername(&conn->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+		else
+			uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+	}
+	snprintf(conn->peer, sizeof(conn->peer), "%s", host);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct ingest_json *in = server->data;
+	bool is_pipe = server == (uv_stream_t *)&in->pipe;
+	struct json_conn *conn;
+	const char *why = NULL;
+
+	if (status < 0 || in->closing)
+		return;
+	conn = calloc(1, sizeof(*conn));
+	if (conn == NULL)
+		return;
+	conn->in = in;
+	if (is_pipe)
+		uv_pipe_init(server->loop, &conn->h.pipe, 0);
+	else
+		uv_tcp_init(server->loop, &conn->h.tcp);
+	conn->h.stream.data = conn;
+	conn->open = 1;
+	in->handles++;
+	in->nconns++;
+	conn->next = in->conns;
+	if (in->conns != NULL)
+		in->conns->prevp = &conn->next;
+	conn->prevp = &in->conns;
+	in->conns = conn;
+	if (uv_accept(server, &conn->h.stream) < 0) {
+		conn_close(conn);
+		return;
+	}
+	if (is_pipe) {
+		why = check_peer(conn);
+		conn->authenticated = true;
+	} else {
+		tcp_peer_name(conn);
+		uv_tcp_nodelay(&conn->h.tcp, 1);
+	}
+	if (why == NULL && in->nconns > in->service->config->json_max_connections)
+		why = "too many connections ([json] max_connections)";
+	if (why != NULL) {
+		conn_refuse(conn, why);
+		return;
+	}
+	log_debug("json source: %s connected", conn->peer);
+	reading_set(conn, true);
+}
+
+static int parse_allowed(struct ingest_json *in, const char *list,
+			 const char **error_r)
+{
+	static char msg[200];
+	char *copy = strdup(list), *save = NULL;
+	unsigned n = 0;
+
+	in->allowed = calloc(strlen(list) / 2 + 1, sizeof(uid_t));
+	if (copy == NULL || in->allowed == NULL) {
+		free(copy);
+		*error_r = "out of memory";
+		return -1;
+	}
+	for (char *w = strtok_r(copy, " \t,", &save); w != NULL;
+	     w = strtok_r(NULL, " \t,", &save)) {
+		char *end;
+		unsigned long uid = strtoul(w, &end, 10);
+		struct passwd *pw;
+
+		if (*end == '\0') {
+			in->allowed[n++] = (uid_t)uid;
+			continue;
+		}
+		pw = getpwnam(w);
+		if (pw == NULL) {
+			snprintf(msg, sizeof(msg), "[json] allowed_users: no user '%s'", w);
+			free(copy);
+			*error_r = msg;
+			return -1;
+		}
+		in->allowed[n++] = pw->pw_uid;
+	}
+	in->allowed_count = n;
+	free(copy);
+	return 0;
+}
+
+static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
+		       const struct config *c, const char **error_r)
+{
+	static char msg[300];
+	struct stat st;
+	int r;
+
+	if (strlen(c->json_socket) >= sizeof(in->path)) {
+		*error_r = "[json] socket path too long";
+		return -1;
+	}
+	strcpy(in->path, c->json_socket);
+	/* a socket left by a previous run; anything else is not ours to remove */
+	if (lstat(in->path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(in->path);
+	uv_pipe_init(loop, &in->pipe, 0);
+	in->pipe.data = in;
+	in->pipe_open = true;
+	in->handles++;
+	if ((r = uv_pipe_bind(&in->pipe, in->path)) < 0 ||
+	    (r = uv_listen((uv_stream_t *)&in->pipe, 128, on_connection)) < 0) {
+		snprintf(msg, sizeof(msg), "[json] socket %s: %s", in->path, uv_strerror(r));
+		*error_r = msg;
+		return -1;
+	}
+	if (*c->json_socket_group != '\0') {
+		struct group *gr = getgrnam(c->json_socket_group);
+
+		if (gr == NULL || chown(in->path, (uid_t)-1, gr->gr_gid) < 0)
+			log_warn("json source: cannot give %s to group %s", in->path,
+				 c->json_socket_group);
+	}
+	if (chmod(in->path, c->json_socket_mode) < 0) {
+		snprintf(msg, sizeof(msg), "[json] socket %s: chmod: %s", in->path,
+			 strerror(errno));
+		*error_r = msg;
+		return -1;
+	}
+	log_info("json source: listening on %s", in->path);
+	return 0;
+}
+
+static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
+		      const char *spec, const char **error_r)
+{
+	static char msg[300];
+	struct sockaddr_storage ss;
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	size_t hlen;
+	int r;
+
+	if (colon == NULL || colon == spec || (hlen = (size_t)(colon - spec)) >= sizeof(host)) {
+		*error_r = "[json] listen must be host:port";
+		return -1;
+	}
+	memcpy(host, spec, hlen);
+	host[hlen] = '\0';
+	if (host[0] == '[' && host[hlen - 1] == ']') {
+		memmove(host, host + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+	}
+	if (uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)&ss) < 0 &&
+	    uv_ip6_addr(host, atoi(colon + 1), (struct sockaddr_in6 *)&ss) < 0) {
+		*error_r = "[json] listen: not a numeric address";
+		return -1;
+	}
+	uv_tcp_init(loop, &in->tcp);
+	in->tcp.data = in;
+	in->tcp_open = true;
+	in->handles++;
+	if ((r = uv_tcp_bind(&in->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
+	    (r = uv_listen((uv_stream_t *)&in->tcp, 128, on_connection)) < 0) {
+		snprintf(msg, sizeof(msg), "[json] listen %s: %s", spec, uv_strerror(r));
+		*error_r = msg;
+		return -1;
+	}
+	log_info("json source: listening on %s (secret required)", spec);
+	return 0;
+}
+
+int ingest_json_new(uv_loop_t *loop, struct service *service,
+		    ingest_json_cb *on_journaled, void *context,
+		    struct ingest_json **ingest_r, const char **error_r)
+{
+	const struct config *c = service->config;
+	struct ingest_json *in = calloc(1, sizeof(*in));
+
+	if (in == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	in->service = service;
+	in->on_journaled = on_journaled;
+	in->context = context;
+	*ingest_r = in;
+	if (parse_allowed(in, c->json_allowed_users, error_r) < 0 ||
+	    (*c->json_socket != '\0' && listen_pipe(in, loop, c, error_r) < 0) ||
+	    (*c->json_listen != '\0' && listen_tcp(in, loop, c->json_listen, error_r) < 0)) {
+		ingest_json_close(ingest_r);
+		return -1;
+	}
+	return 0;
+}
+
+static void server_closed(uv_handle_t *handle)
+{
+	handle_closed(handle->data);
+}
+
+void ingest_json_close(struct ingest_json **ingest)
+{
+	struct ingest_json *in = *ingest;
+
+	if (in == NULL)
+		return;
+	*ingest = NULL;
+	in->closing = true;
+	while (in->conns != NULL)
+		conn_close(in->conns);
+	if (in->pipe_open) {
+		uv_close((uv_handle_t *)&in->pipe, server_closed);
+		unlink(in->path);
+	}
+	if (in->tcp_open)
+		uv_close((uv_handle_t *)&in->tcp, server_closed);
+	if (in->handles == 0) {
+		free(in->allowed);
+		free(in);
+	}
+}
