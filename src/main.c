@@ -17,6 +17,7 @@
 #include "component.h"
 #include "counts.h"
 #include "discovery.h"
+#include "expat_stream.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
 #include "ingest_json.h"
@@ -186,6 +187,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	const struct config *c = st->config;
 
 	st->service.config = c;
+	if (expat_stream_deferral_off())
+		log_debug("xmpp: expat reparse deferral switched off for the stream");
 	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
 		return -1;
 	if (*c->imap_host != '\0' && start_imap(st, error_r) < 0)

@@ -6,7 +6,7 @@
 --     push_notification_driver = lua:file=/etc/dovecot/mailpubsub.lua
 --     mailpubsub_socket = /run/mailpubsub/events.sock   # Unix stream socket
 --     mailpubsub_server = mail.example.com    # host part of the IMAP URLs
---     mailpubsub_timeout = 2                  # seconds per socket operation
+--     mailpubsub_timeout = 2                  # seconds for one exchange
 --     mailpubsub_shared_prefix = shared/      # prefix of the shared namespace
 --   }
 --
@@ -219,19 +219,29 @@ local function connect(path, timeout)
   return c
 end
 
--- Sends lines (each without "\n") and reads one ack per line.  Returns the
--- indexes of lines to send again (retry:true), or nil plus an error if the
--- connection failed (then nothing after the first unacked line is known).
-local function exchange(c, lines, idx)
+-- Sends lines[idx] (each without "\n") and reads one ack per line.  Returns
+-- ok, the indexes of lines to send again (retry:true, and on failure those
+-- left without an ack) and the error if the connection failed.
+local function exchange(c, lines, idx, timeout)
+  -- one deadline for the whole exchange, whatever the number of lines
+  local deadline = socket.gettime() + timeout
+  local function arm()
+    c:settimeout(math.max(0.001, deadline - socket.gettime()))
+  end
   local buf = {}
   for _, i in ipairs(idx) do buf[#buf + 1] = lines[i] .. "\n" end
   local data = table.concat(buf)
-  local sent, err, last = c:send(data)
-  if sent == nil then return nil, err, 0 end
+  arm()
+  local sent, err = c:send(data)
+  if sent == nil then return false, idx, err end
   local again = {}
   for n, i in ipairs(idx) do
+    arm()
     local reply, rerr = c:receive("*l")
-    if reply == nil then return nil, rerr, n - 1 end
+    if reply == nil then
+      for m = n, #idx do again[#again + 1] = idx[m] end
+      return false, again, rerr
+    end
     local ack = cjson.decode(reply)
     if type(ack) ~= "table" then
       log_error("bad reply from server: " .. reply)
@@ -244,7 +254,7 @@ local function exchange(c, lines, idx)
       end
     end
   end
-  return again
+  return true, again
 end
 
 local function deliver(ctx, lines)
@@ -259,25 +269,22 @@ local function deliver(ctx, lines)
                 "; dropped " .. #idx .. " event(s)")
       return
     end
-    local again, xerr, acked = exchange(c, lines, idx)
-    if again == nil then
+    local ok, again, xerr = exchange(c, lines, idx, ctx.timeout)
+    idx = again
+    if not ok then
       disconnect()
       -- a reused connection may have been closed by a restarted server:
-      -- retry the unacknowledged lines once on a fresh one
-      local rest = {}
-      for n = acked + 1, #idx do rest[#rest + 1] = idx[n] end
-      idx = rest
-      if not reused or attempt == 2 then
+      -- retry the unacknowledged lines once on a fresh one (not after a
+      -- timeout: the server is there but slow, and we must not stall)
+      if not reused or attempt == 2 or xerr == "timeout" then
         log_error("send to " .. ctx.socket .. " failed: " .. tostring(xerr) ..
                   "; dropped " .. #idx .. " event(s)")
         return
       end
-    else
-      idx = again
-      if #idx == 0 then return end
-      if attempt == 2 then
-        log_error("server asked to retry; dropped " .. #idx .. " event(s)")
-      end
+    elseif #idx == 0 then
+      return
+    elseif attempt == 2 then
+      log_error("server asked to retry; dropped " .. #idx .. " event(s)")
     end
   end
 end

@@ -198,13 +198,10 @@ class Dovecot:
             return False
 
     def leftover_pids(self):
-        """Live Dovecot processes of this instance: the master runs with
-        -c <our config>; its children (imap, lmtp, auth, log, ...) are
-        matched by being descendants of our master or, after it died, by
-        being Dovecot binaries whose parent is gone and whose environment
-        names our base_dir (Dovecot exports DOVECOT_BASE_DIR... no: it
-        does not; so orphans are found through their open unix sockets'
-        directory, see _orphans())."""
+        """Live processes of this instance: the master (recorded PID), its
+        descendants (imap, lmtp, auth, log, ...), and Dovecot binaries that
+        outlived a killed master (found by open files under our base_dir or
+        work tree).  Never matches another instance."""
         out = []
         if self.pid and pid_alive(self.pid):
             out.append(self.pid)
@@ -299,7 +296,7 @@ class Dovecot:
 
     def imap(self, user, password=None):
         """A logged-in imaplib.IMAP4 for user (LOGIN user pw).  Logging in
-        costs no event (the Lua driver has no Login/Logout)."""
+        costs no event (push_notification has no Login/Logout)."""
         m = imaplib.IMAP4('127.0.0.1', self._imap_port, timeout=30)
         m.login(user, password or self.password)
         return m
@@ -329,24 +326,27 @@ class Dovecot:
             m.logout()
 
     def create_user(self, name):
-        """Adds name to the passwd-file (password self.password); the home
-        and INBOX are created on first login or delivery.  Costs no event
-        (INBOX is created silently when first used)."""
+        """Adds name to the passwd-file (password self.password); effective
+        at once (no reload).  Costs no event; the home and INBOX are made
+        when first used: the first LMTP delivery or the first IMAP command
+        that opens INBOX (SELECT, STATUS, APPEND; LOGIN alone does not)
+        sends a MailboxCreate for INBOX before anything else."""
         if name not in self.users:
             self.users.append(name)
         self._add_passwd_line(name)
 
     def create_mailbox(self, user, name):
         """CREATE name as user (names as the user sees them, '/' separated).
-        Costs one MailboxCreate per level that did not exist (Dovecot
-        creates missing parents: CREATE a/b gives MailboxCreate a and a/b).
-        No MailboxSubscribe."""
+        Costs one MailboxCreate, for name only: unlike Cyrus, Dovecot does
+        not create missing parents as mailboxes (CREATE a/b leaves "a" a
+        \\NoSelect directory, with no event).  No MailboxSubscribe."""
         self._as(user, ('create', (imap_quote(name),)))
 
     def setacl(self, user, mailbox, who, rights):
         """SETACL mailbox who rights as its owner user (rights may start
-        with + or -; '' or DELETEACL semantics via rights=None).  Costs no
-        event: the Lua driver has no ACL event."""
+        with + or -); rights=None runs DELETEACL mailbox who.  "anyone" and
+        "authenticated" are allowed (acl_anyone = allow).  Costs no event:
+        Dovecot's push_notification has no ACL event."""
         if rights is None:
             self._as(user, ('deleteacl', (imap_quote(mailbox), who)))
         else:
@@ -448,6 +448,11 @@ recipient_delimiter = +
 
 plugin {
   acl = vfile
+  # a master-user login gets the *target* user's rights (default: the
+  # master user's, i.e. nothing)
+  acl_user = %%u
+  # let SETACL name "anyone" and "authenticated" (refused by default)
+  acl_anyone = allow
   acl_shared_dict = file:%(shared_dict)s
   push_notification_driver = lua:file=%(lua)s
   mailpubsub_socket = %(sock)s
