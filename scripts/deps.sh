@@ -11,6 +11,7 @@ libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
 libxml2-utils sqlite3
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody
+dovecot-core dovecot-lmtpd lua-socket lua-cjson
 python3 python3-slixmpp python3-pytest python3-jsonschema
 "
 
@@ -20,7 +21,7 @@ for p in $PACKAGES; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
+[ -z "$missing" ] && exec sh "$(dirname "$0")/dovecot-imapd.sh"
 if [ "$(id -u)" != 0 ]; then
 	echo "deps.sh: missing packages:$missing (run as root to install them)" >&2
 	exit 1
@@ -37,3 +38,5 @@ fi
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# not exec: the policy-rc.d trap must still run
+sh "$(dirname "$0")/dovecot-imapd.sh"

@@ -105,6 +105,8 @@ static const struct config_option options[] = {
 	    "Seconds between current-count items to subscribers that asked for a heartbeat; 0: none."),
 	OPT("imap", "list_interval", CONFIG_UINT, imap_list_interval, "3600",
 	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
+	OPT("imap", "other_inbox_named", CONFIG_BOOL, imap_other_inbox_named, "no",
+	    "How the server names another user's INBOX: no: the owner's level in the other-users namespace (Cyrus: user/alice); yes: INBOX below it (Dovecot: shared/alice/INBOX)."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",

@@ -62,6 +62,7 @@ struct config {
 	unsigned imap_max_sessions;
 	unsigned acl_cache_ttl;     /* seconds */
 	unsigned imap_list_interval; /* seconds */
+	bool imap_other_inbox_named;
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */

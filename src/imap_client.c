@@ -118,6 +118,7 @@ struct imap_client {
 	unsigned short port;
 	enum imap_tls tls;
 	bool verify;
+	bool other_inbox_named;
 	unsigned timeout_ms, max_sessions;
 	SSL_CTX *ssl_ctx;
 
@@ -631,6 +632,7 @@ static int session_namespaces(struct session *s, char *err, size_t errlen)
 			ns_take(&s->ns.personal, nsd->ns_personal);
 			ns_take(&s->ns.other, nsd->ns_other);
 			ns_take(&s->ns.shared, nsd->ns_shared);
+			s->ns.other_inbox_named = cl->other_inbox_named;
 			mailimap_namespace_data_free(nsd);
 			return 0;
 		}
@@ -1632,6 +1634,7 @@ int imap_client_new(uv_loop_t *loop, const struct imap_settings *s,
 	c->tls = s->tls;
 	c->port = s->port != 0 ? s->port : s->tls == IMAP_TLS_IMAPS ? 993 : 143;
 	c->verify = s->verify;
+	c->other_inbox_named = s->other_inbox_named;
 	c->timeout_ms = s->timeout_ms != 0 ? s->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->max_sessions = s->max_sessions != 0 ? s->max_sessions : DEFAULT_MAX_SESSIONS;
 	atomic_init(&c->aborting, false);

@@ -43,6 +43,7 @@ struct imap_settings {
 	                            * mechanism the server offers, e.g. "SCRAM-SHA-256" */
 	unsigned timeout_ms;       /* per network step; 0: 10000 */
 	unsigned max_sessions;     /* pooled sessions; 0: 8 */
+	bool other_inbox_named;    /* see struct imap_namespaces */
 };
 
 enum imap_result {

@@ -437,9 +437,14 @@ int imap_name_from_node(const struct imap_namespaces *ns, const char *self,
 		r = owner[0] == NULL ? (*error_r = "out of memory", -1) :
 			add_levels(&b, owner, 1, ns->other.sep, false, error_r);
 		free(owner[0]);
-		if (r == 0)
+		if (r == 0 && n == 1 && ns->other_inbox_named) {
+			char *inbox[1] = { "INBOX" };
+
+			r = add_levels(&b, inbox, 1, ns->other.sep, true, error_r);
+		} else if (r == 0) {
 			r = add_levels(&b, levels + 1, n - 1, ns->other.sep, true,
 				       error_r);
+		}
 	}
 	free_levels(levels, n);
 	if (r < 0) {
@@ -573,10 +578,16 @@ int imap_name_to_node(const struct imap_namespaces *ns, const char *self,
 		free(acct);
 		rest = name + plen + alen;
 		if (*rest == '\0') {
+			if (ns->other_inbox_named)
+				return 1;   /* the \Noselect owner level */
 			sb_str(&b, "INBOX");
 			return sb_finish(&b, node_r, error_r);
 		}
 		rest++;
+		if (ns->other_inbox_named && is_inbox(rest, '\0')) {
+			sb_str(&b, "INBOX");
+			return sb_finish(&b, node_r, error_r);
+		}
 	}
 	if (*rest == '\0')
 		return 1;

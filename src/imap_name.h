@@ -27,6 +27,11 @@ struct imap_ns {
 
 struct imap_namespaces {
 	struct imap_ns personal, other, shared;
+	/* How another user's INBOX is named: false, the owner level itself
+	 * ("user/alice", Cyrus); true, a level below it ("shared/alice/INBOX",
+	 * Dovecot, where "shared/alice" is \Noselect). Not from NAMESPACE:
+	 * RFC 2342 leaves it to the server, so it is configured. */
+	bool other_inbox_named;
 };
 
 /* Frees the prefixes and clears *ns. */

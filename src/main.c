@@ -177,6 +177,7 @@ static int start_imap(struct daemon_state *st, const char **error_r)
 		.mechanism = c->imap_mechanism,
 		.timeout_ms = c->imap_timeout_ms,
 		.max_sessions = c->imap_max_sessions,
+		.other_inbox_named = c->imap_other_inbox_named,
 	};
 
 	return imap_client_new(st->loop, &set, &st->imap, error_r);

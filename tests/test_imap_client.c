@@ -105,6 +105,7 @@ static struct imap_namespaces ns_make(const char *personal, const char *other,
 		{ personal ? strdup(personal) : NULL, sep },
 		{ other ? strdup(other) : NULL, sep },
 		{ shared ? strdup(shared) : NULL, sep },
+		false,
 	};
 	return ns;
 }
@@ -253,6 +254,25 @@ static void test_name_to_node(void **state)
 	imap_namespaces_clear(&alt);
 }
 
+/* Dovecot: NAMESPACE (("" "/")) (("shared/" "/")) NIL with
+ * [imap] other_inbox_named, as tests/integration/test_sources.py sees it. */
+static void test_dovecot_views(void **state)
+{
+	struct imap_namespaces dc = ns_make("", "shared/", NULL, '/');
+
+	(void)state;
+	dc.other_inbox_named = true;
+	from_node(&dc, "alice", "alice", "INBOX", "INBOX");
+	from_node(&dc, "alice", "alice", "INBOX/Sub", "Sub");
+	from_node(&dc, "bob", "alice", "INBOX", "shared/alice/INBOX");
+	from_node(&dc, "bob", "alice", "INBOX/Sub", "shared/alice/Sub");
+	to_node(&dc, "bob", "alice", "shared/alice/INBOX", '/', 0, "INBOX");
+	to_node(&dc, "bob", "alice", "shared/alice/Sub/Deep", '/', 0, "INBOX/Sub/Deep");
+	to_node(&dc, "bob", "alice", "shared/alice", '/', 1, NULL);   /* \Noselect */
+	to_node(&dc, "bob", "alice", "shared/alice/INBOXES", '/', 0, "INBOX/INBOXES");
+	imap_namespaces_clear(&dc);
+}
+
 /* node -> name -> node gives the node back, for every view. */
 static void test_roundtrip_views(void **state)
 {
@@ -299,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_node_to_name_altnamespace),
 		cmocka_unit_test(test_name_to_node),
 		cmocka_unit_test(test_roundtrip_views),
+		cmocka_unit_test(test_dovecot_views),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -38,6 +38,25 @@ from harness import (free_port, imap_quote, kill_and_wait, pid_alive,
                      pids_with_cmdline, port_open, wait_until)
 
 DOVECOT_BIN = '/usr/sbin/dovecot'
+# dovecot-imapd conflicts with cyrus-imapd (both provide imap-server), so
+# scripts/dovecot-imapd.sh unpacks it here; a system dovecot-imapd is used
+# when installed instead.
+IMAPD_ROOT = os.environ.get('MAILPUBSUB_DOVECOT_IMAPD',
+                            '/var/cache/mailpubsub-tests/dovecot-imapd')
+
+
+IMAP_SERVICES = ('imap', 'imap-login', 'imap-hibernate', 'imap-urlauth',
+                 'imap-urlauth-login', 'imap-urlauth-worker')
+
+
+def imapd_paths():
+    """(directory of the imap binaries, mail_plugin_dir)."""
+    if os.path.exists('/usr/lib/dovecot/imap'):
+        return '/usr/lib/dovecot', '/usr/lib/dovecot/modules'
+    bindir = os.path.join(IMAPD_ROOT, 'usr/lib/dovecot')
+    if not os.access(os.path.join(bindir, 'imap'), os.X_OK):
+        raise RuntimeError('no Dovecot imap server: run scripts/deps.sh')
+    return bindir, os.path.join(IMAPD_ROOT, 'modules')
 MAIL_USER = 'mail'
 AUTH_GROUP = 'dovecot'
 LUA_SCRIPT = os.path.normpath(os.path.join(
@@ -130,7 +149,11 @@ class Dovecot:
             os.chmod(f, 0o640)
         for u in self.users:
             self._add_passwd_line(u)
+        bindir, plugin_dir = imapd_paths()
         conf = CONFIG_TEMPLATE % dict(
+            plugin_dir=plugin_dir, services=''.join(
+                'service %s {\n  executable = %s/%s\n}\n' % (n, bindir, n)
+                for n in IMAP_SERVICES),
             base_dir=self.base_dir, state_dir=self.state_dir,
             log=self.logfile, imap=self._imap_port, lmtp=self._lmtp_port,
             passwd=self.passwd, masterdb=self.masterdb,
@@ -244,7 +267,8 @@ class Dovecot:
                 exe = os.readlink('/proc/%d/exe' % pid)
             except OSError:
                 continue
-            if not (exe.startswith('/usr/lib/dovecot/') or exe == DOVECOT_BIN):
+            if not (exe.startswith(('/usr/lib/dovecot/', IMAPD_ROOT + '/'))
+                    or exe == DOVECOT_BIN):
                 continue
             try:
                 fds = os.listdir('/proc/%d/fd' % pid)
@@ -390,6 +414,7 @@ log_path = %(log)s
 info_log_path = %(log)s
 debug_log_path = %(log)s
 protocols = imap lmtp
+mail_plugin_dir = %(plugin_dir)s
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
@@ -460,6 +485,7 @@ plugin {
   mailpubsub_timeout = 2
 }
 
+%(services)s
 service imap-login {
   inet_listener imap {
     address = 127.0.0.1
