@@ -107,6 +107,8 @@ static const struct config_option options[] = {
 	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
 	OPT("imap", "other_inbox_named", CONFIG_BOOL, imap_other_inbox_named, "no",
 	    "How the server names another user's INBOX: no: the owner's level in the other-users namespace (Cyrus: user/alice); yes: INBOX below it (Dovecot: shared/alice/INBOX)."),
+	OPT("imap", "list_as_owner", CONFIG_BOOL, imap_list_as_owner, "no",
+	    "LIST an account's mailboxes logged in as the account (proxy authorization) rather than as admin_user. Yes for Dovecot, whose master user cannot log in as itself."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",

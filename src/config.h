@@ -63,6 +63,7 @@ struct config {
 	unsigned acl_cache_ttl;     /* seconds */
 	unsigned imap_list_interval; /* seconds */
 	bool imap_other_inbox_named;
+	bool imap_list_as_owner;
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */

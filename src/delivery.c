@@ -11,6 +11,7 @@ struct entry {
 	struct entry *next;
 	struct queue *queue;
 	enum { ENTRY_WAITING, ENTRY_SEND, ENTRY_DROP } state;
+	bool lenient;            /* DELIVERY_VERIFY: a temporary failure sends */
 	size_t len;
 	char text[];
 };
@@ -91,7 +92,8 @@ static void decided(void *context, enum authz_result result)
 	struct queue *q = e->queue;
 
 	q->delivery->pending--;
-	e->state = result == AUTHZ_GRANTED ? ENTRY_SEND : ENTRY_DROP;
+	e->state = result == AUTHZ_GRANTED ||
+		   (result == AUTHZ_TEMPFAIL && e->lenient) ? ENTRY_SEND : ENTRY_DROP;
 	if (q->delivery->closing) {
 		/* delivery_free left the queue to us */
 		bool last = q->delivery->pending == 0;
@@ -111,7 +113,7 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 {
 	struct queue *q = find_queue(d, jid);
 	struct entry *e;
-	bool check = mode == DELIVERY_CHECK;
+	bool check = mode == DELIVERY_CHECK || mode == DELIVERY_VERIFY;
 
 	if (mode == DELIVERY_CACHED) {
 		if (authz_cached(d->service->authz, jid, account, node) != AUTHZ_GRANTED)
@@ -132,6 +134,7 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 	memcpy(e->text, text, len);
 	e->text[len] = '\0';   /* component_send_raw wants a C string */
 	e->state = check ? ENTRY_WAITING : ENTRY_SEND;
+	e->lenient = mode == DELIVERY_VERIFY;
 	if (q == NULL) {
 		q = calloc(1, sizeof(*q));
 		if (q == NULL || (q->jid = strdup(jid)) == NULL) {

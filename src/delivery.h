@@ -27,6 +27,9 @@ enum delivery_check {
 	DELIVERY_CHECK,    /* only if jid may read (account, node) */
 	DELIVERY_CACHED,   /* same, decided from cached answers alone (the
 			    * mailbox is gone); unknown means no */
+	DELIVERY_VERIFY,   /* authorized when subscribed, asked again: a
+			    * denial drops it, a temporary failure does not
+			    * (the store being away must not lose events) */
 };
 
 /* Queues text (a complete stanza, copied) for jid, after the check. */

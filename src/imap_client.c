@@ -119,6 +119,7 @@ struct imap_client {
 	enum imap_tls tls;
 	bool verify;
 	bool other_inbox_named;
+	bool list_as_owner;
 	unsigned timeout_ms, max_sessions;
 	SSL_CTX *ssl_ctx;
 
@@ -1048,7 +1049,11 @@ static enum run_result run_list(struct session *s, struct op *op)
 	char *base, *pattern;
 	size_t n = 0;
 
-	if (op->account[0] != '\0') {
+	if (op->account[0] != '\0' && strcmp(session_self(s), op->account) == 0) {
+		/* as the owner: everything it sees; imap_name_to_node keeps
+		 * its personal mailboxes */
+		rr = list_pattern(s, op, "*", NULL);
+	} else if (op->account[0] != '\0') {
 		/* the account's INBOX and everything below it: two patterns,
 		 * as "user/alice*" would also match user/alicia */
 		if (!op_name(s, op, session_self(s), "INBOX", &base))
@@ -1635,6 +1640,7 @@ int imap_client_new(uv_loop_t *loop, const struct imap_settings *s,
 	c->port = s->port != 0 ? s->port : s->tls == IMAP_TLS_IMAPS ? 993 : 143;
 	c->verify = s->verify;
 	c->other_inbox_named = s->other_inbox_named;
+	c->list_as_owner = s->list_as_owner;
 	c->timeout_ms = s->timeout_ms != 0 ? s->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->max_sessions = s->max_sessions != 0 ? s->max_sessions : DEFAULT_MAX_SESSIONS;
 	atomic_init(&c->aborting, false);
@@ -1769,7 +1775,9 @@ void imap_client_list(struct imap_client *c, const char *account,
 		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
 		      void *ctx)
 {
-	struct op *op = c != NULL ? op_new(c, OP_LIST, "", account, NULL, ctx) : NULL;
+	const char *key = c != NULL && c->list_as_owner && account[0] != '\0' &&
+			  strcmp(account, c->admin_user) != 0 ? account : "";
+	struct op *op = c != NULL ? op_new(c, OP_LIST, key, account, NULL, ctx) : NULL;
 
 	if (op == NULL) {
 		cb(ctx, IMAP_TEMPFAIL, NULL, 0);

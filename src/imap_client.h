@@ -44,6 +44,8 @@ struct imap_settings {
 	unsigned timeout_ms;       /* per network step; 0: 10000 */
 	unsigned max_sessions;     /* pooled sessions; 0: 8 */
 	bool other_inbox_named;    /* see struct imap_namespaces */
+	bool list_as_owner;        /* LIST an account as itself (Dovecot's master
+	                            * user cannot log in as itself) */
 };
 
 enum imap_result {

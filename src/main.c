@@ -178,6 +178,7 @@ static int start_imap(struct daemon_state *st, const char **error_r)
 		.timeout_ms = c->imap_timeout_ms,
 		.max_sessions = c->imap_max_sessions,
 		.other_inbox_named = c->imap_other_inbox_named,
+		.list_as_owner = c->imap_list_as_owner,
 	};
 
 	return imap_client_new(st->loop, &set, &st->imap, error_r);

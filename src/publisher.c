@@ -10,6 +10,7 @@
 #include "journal.h"
 #include "log.h"
 #include "node_tree.h"
+#include "authz.h"
 #include "pubsub.h"
 #include "service.h"
 #include "subscription.h"
@@ -109,11 +110,13 @@ struct fanout {
 	const char *node;          /* where the event happened */
 	const char *type;          /* its RFC 5423 name; NULL: unfiltered */
 	bool gone;                 /* the mailbox was deleted */
+	bool stale;                /* a subscriber's rights are due a re-check */
 };
 
 static int notify_one(void *context, const struct subscription *sub)
 {
 	struct fanout *f = context;
+	enum delivery_check mode;
 	size_t len;
 	char *text;
 
@@ -125,9 +128,19 @@ static int notify_one(void *context, const struct subscription *sub)
 		return 0;
 	/* a subscription on an ancestor was never checked against this node;
 	 * a deleted mailbox can only be judged by what was known of it */
-	delivery_send(f->service->delivery, sub->jid, text, len,
-		      strcmp(sub->node, f->node) == 0 ? DELIVERY_NOW :
-		      f->gone ? DELIVERY_CACHED : DELIVERY_CHECK,
+	mode = strcmp(sub->node, f->node) == 0 ? DELIVERY_NOW :
+	       f->gone ? DELIVERY_CACHED : DELIVERY_CHECK;
+	/* A subscription was authorized when made, and AclChange events
+	 * re-check it; a store that sends none (Dovecot) would otherwise keep
+	 * it for ever. So once the cached answer has expired ([imap]
+	 * acl_cache_ttl) the store is asked again before this delivery, and
+	 * the subscriptions on the node are re-checked after it. */
+	if (mode == DELIVERY_NOW &&
+	    authz_cached(f->service->authz, sub->jid, f->account, f->node) != AUTHZ_GRANTED) {
+		mode = DELIVERY_VERIFY;
+		f->stale = true;
+	}
+	delivery_send(f->service->delivery, sub->jid, text, len, mode,
 		      f->account, f->node);
 	free(text);
 	return 0;
@@ -140,12 +153,14 @@ static void fan_out(struct service *service, const char *account,
 		    bool covering)
 {
 	struct fanout f = { service, *msg, account, node, type,
-			    type != NULL && strcmp(type, "MailboxDelete") == 0 };
+			    type != NULL && strcmp(type, "MailboxDelete") == 0, false };
 
 	if (covering)
 		subscription_each_covering(service->store, account, node, notify_one, &f);
 	else
 		subscription_each_on_node(service->store, account, node, notify_one, &f);
+	if (f.stale && !f.gone)
+		pubsub_recheck(service, account, node, false);
 }
 
 static void publish_item(struct service *service, const char *account,
