@@ -134,8 +134,10 @@ static int notify_one(void *context, const struct subscription *sub)
 	 * re-check it; a store that sends none (Dovecot) would otherwise keep
 	 * it for ever. So once the cached answer has expired ([imap]
 	 * acl_cache_ttl) the store is asked again before this delivery, and
-	 * the subscriptions on the node are re-checked after it. */
-	if (mode == DELIVERY_NOW &&
+	 * the subscriptions on the node are re-checked after it. Not for a
+	 * deletion: every subscriber must learn of it, and the store can no
+	 * longer answer for the mailbox. */
+	if (mode == DELIVERY_NOW && !f->gone && f->type != NULL &&
 	    authz_cached(f->service->authz, sub->jid, f->account, f->node) != AUTHZ_GRANTED) {
 		mode = DELIVERY_VERIFY;
 		f->stale = true;
