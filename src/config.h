@@ -38,6 +38,11 @@ struct config {
 	char *json_secret_file;
 	unsigned json_max_line;     /* bytes */
 	unsigned json_max_connections;
+	/* [firehose] */
+	char *firehose_subscribers; /* "jid:role ..." */
+	unsigned firehose_inline_max;
+	unsigned firehose_fetch_attempts;
+	unsigned firehose_content_retention; /* seconds */
 	/* [store] */
 	char *store_path;
 	bool store_full_sync;

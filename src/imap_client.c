@@ -81,7 +81,7 @@ struct session {
 	uint64_t authz_retry_at;
 };
 
-enum op_kind { OP_MYRIGHTS, OP_LIST, OP_STATUS };
+enum op_kind { OP_MYRIGHTS, OP_LIST, OP_STATUS, OP_FETCH };
 
 enum op_fail {
 	FAIL_NONE,
@@ -100,6 +100,7 @@ struct op {
 		void (*myrights)(void *ctx, enum imap_result r, const char *rights);
 		void (*list)(void *ctx, enum imap_result r, char **nodes, size_t n);
 		void (*status)(void *ctx, enum imap_result r, const struct imap_status *st);
+		void (*fetch)(void *ctx, enum imap_result r, const struct imap_message *msg);
 	} cb;
 	void *ctx;
 	/* results, written by the worker */
@@ -109,6 +110,13 @@ struct op {
 	char **nodes;
 	size_t n_nodes;
 	struct imap_status st;
+	/* OP_FETCH: what to fetch, and what came */
+	uint32_t uid, uidvalidity;
+	enum imap_fetch_part part;
+	char *body;
+	size_t body_len;
+	char *flags;
+	char internaldate[40];
 	char error[320];
 };
 
@@ -961,6 +969,169 @@ static enum run_result run_status(struct session *s, struct op *op)
 	return rr;
 }
 
+static const char *const month_names[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+};
+
+static void format_internaldate(const struct mailimap_date_time *d, char *buf,
+				size_t size)
+{
+	int zone = d->dt_zone;
+
+	snprintf(buf, size, "%02d-%s-%04d %02d:%02d:%02d %c%04d", d->dt_day,
+		 d->dt_month >= 1 && d->dt_month <= 12 ? month_names[d->dt_month - 1] : "Jan",
+		 d->dt_year, d->dt_hour, d->dt_min, d->dt_sec, zone < 0 ? '-' : '+',
+		 zone < 0 ? -zone : zone);
+}
+
+static void append_flag(struct op *op, const struct mailimap_flag *f)
+{
+	const char *name = NULL;
+	char *joined;
+
+	switch (f->fl_type) {
+	case MAILIMAP_FLAG_ANSWERED: name = "\\Answered"; break;
+	case MAILIMAP_FLAG_FLAGGED: name = "\\Flagged"; break;
+	case MAILIMAP_FLAG_DELETED: name = "\\Deleted"; break;
+	case MAILIMAP_FLAG_SEEN: name = "\\Seen"; break;
+	case MAILIMAP_FLAG_DRAFT: name = "\\Draft"; break;
+	case MAILIMAP_FLAG_KEYWORD: name = f->fl_data.fl_keyword; break;
+	case MAILIMAP_FLAG_EXTENSION: name = f->fl_data.fl_extension; break;
+	default: break;
+	}
+	if (name == NULL)
+		return;
+	if (asprintf(&joined, "%s%s%s", op->flags != NULL ? op->flags : "",
+		     op->flags != NULL ? " " : "", name) < 0)
+		return;
+	free(op->flags);
+	op->flags = joined;
+}
+
+static void take_fetch_item(struct op *op, const struct mailimap_msg_att_item *item)
+{
+	if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
+		clist *flags = item->att_data.att_dyn->att_list;
+
+		for (clistiter *it = clist_begin(flags); it != NULL; it = clist_next(it)) {
+			const struct mailimap_flag_fetch *ff = clist_content(it);
+
+			if (ff->fl_type == MAILIMAP_FLAG_FETCH_OTHER && ff->fl_flag != NULL)
+				append_flag(op, ff->fl_flag);
+		}
+		return;
+	}
+	if (item->att_type != MAILIMAP_MSG_ATT_ITEM_STATIC)
+		return;
+	if (item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_INTERNALDATE) {
+		format_internaldate(item->att_data.att_static->att_data.att_internal_date,
+				    op->internaldate, sizeof(op->internaldate));
+	} else if (item->att_data.att_static->att_type == MAILIMAP_MSG_ATT_BODY_SECTION &&
+		   op->body == NULL) {
+		const struct mailimap_msg_att_body_section *sec =
+			item->att_data.att_static->att_data.att_body_section;
+
+		op->body = malloc(sec->sec_length + 1);
+		if (op->body != NULL) {
+			memcpy(op->body, sec->sec_body_part, sec->sec_length);
+			op->body_len = sec->sec_length;
+		}
+	}
+}
+
+static struct mailimap_fetch_type *fetch_type(enum imap_fetch_part part)
+{
+	struct mailimap_fetch_type *ft = mailimap_fetch_type_new_fetch_att_list_empty();
+	struct mailimap_section *sec = part == IMAP_FETCH_HEADERS ?
+		mailimap_section_new_header() : mailimap_section_new(NULL);
+
+	if (ft == NULL || sec == NULL ||
+	    mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_uid()) != 0 ||
+	    mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_flags()) != 0 ||
+	    mailimap_fetch_type_new_fetch_att_list_add(ft, mailimap_fetch_att_new_internaldate()) != 0 ||
+	    mailimap_fetch_type_new_fetch_att_list_add(ft,
+			mailimap_fetch_att_new_body_peek_section(sec)) != 0) {
+		if (ft != NULL)
+			mailimap_fetch_type_free(ft);
+		return NULL;
+	}
+	return ft;
+}
+
+static enum run_result run_fetch(struct session *s, struct op *op)
+{
+	struct mailimap_fetch_type *ft;
+	struct mailimap_set *set;
+	clist *result = NULL;
+	enum run_result rr = RUN_DONE;
+	uint64_t t0;
+	char *name, what[32];
+	int r;
+
+	if (!op_name(s, op, session_self(s), op->node, &name))
+		return RUN_DONE;
+	t0 = uv_hrtime();
+	conn_set_deadline(s->conn, s->client->timeout_ms);
+	r = mailimap_examine(s->imap, name);
+	log_cmd(s, "EXAMINE", name, r, t0);
+	if (r != MAILIMAP_NO_ERROR) {
+		rr = run_failed(s, op, r, MAILIMAP_ERROR_EXAMINE, "EXAMINE", name);
+		free(name);
+		return rr;
+	}
+	if (op->uidvalidity != 0 && s->imap->imap_selection_info != NULL &&
+	    s->imap->imap_selection_info->sel_uidvalidity != op->uidvalidity) {
+		op->result = IMAP_NO;
+		fmt_to(op->error, sizeof(op->error), "%s: UIDVALIDITY is %u, not %u", name,
+		       s->imap->imap_selection_info->sel_uidvalidity, op->uidvalidity);
+		free(name);
+		return RUN_DONE;
+	}
+	ft = fetch_type(op->part);
+	set = mailimap_set_new_single(op->uid);
+	if (ft == NULL || set == NULL) {
+		if (ft != NULL)
+			mailimap_fetch_type_free(ft);
+		if (set != NULL)
+			mailimap_set_free(set);
+		free(name);
+		op->result = IMAP_TEMPFAIL;
+		fmt_to(op->error, sizeof(op->error), "out of memory");
+		return RUN_DONE;
+	}
+	snprintf(what, sizeof(what), "%u", op->uid);
+	t0 = uv_hrtime();
+	/* a big message takes longer than one network step should */
+	conn_set_deadline(s->conn, s->client->timeout_ms * 10);
+	r = mailimap_uid_fetch(s->imap, set, ft, &result);
+	log_cmd(s, "UID FETCH", what, r, t0);
+	mailimap_fetch_type_free(ft);
+	mailimap_set_free(set);
+	if (r != MAILIMAP_NO_ERROR) {
+		rr = run_failed(s, op, r, MAILIMAP_ERROR_UID_FETCH, "UID FETCH", what);
+	} else {
+		for (clistiter *it = clist_begin(result); it != NULL; it = clist_next(it)) {
+			const struct mailimap_msg_att *att = clist_content(it);
+
+			for (clistiter *jt = clist_begin(att->att_list); jt != NULL;
+			     jt = clist_next(jt))
+				take_fetch_item(op, clist_content(jt));
+		}
+		if (op->body != NULL) {
+			op->result = IMAP_OK;
+		} else {
+			op->result = IMAP_NO;
+			fmt_to(op->error, sizeof(op->error), "%s UID %u: no such message "
+			       "(expunged)", name, op->uid);
+		}
+	}
+	if (result != NULL)
+		mailimap_fetch_list_free(result);
+	free(name);
+	return rr;
+}
+
 static bool mb_selectable(const struct mailimap_mailbox_list *mb)
 {
 	const struct mailimap_mbx_list_flags *f = mb->mb_flag;
@@ -1127,6 +1298,8 @@ static enum run_result op_run(struct session *s, struct op *op)
 		return run_status(s, op);
 	case OP_LIST:
 		return run_list(s, op);
+	case OP_FETCH:
+		return run_fetch(s, op);
 	}
 	return RUN_DONE;
 }
@@ -1141,6 +1314,12 @@ static void op_reset_results(struct op *op)
 	op->nodes = NULL;
 	op->n_nodes = 0;
 	memset(&op->st, 0, sizeof(op->st));
+	free(op->body);
+	op->body = NULL;
+	op->body_len = 0;
+	free(op->flags);
+	op->flags = NULL;
+	op->internaldate[0] = '\0';
 	op->error[0] = '\0';
 }
 
@@ -1223,6 +1402,15 @@ static void op_complete(struct op *op)
 	case OP_STATUS:
 		op->cb.status(op->ctx, op->result, op->result == IMAP_OK ? &op->st : NULL);
 		break;
+	case OP_FETCH: {
+		struct imap_message msg = {
+			op->body, op->body_len, op->flags != NULL ? op->flags : "",
+			op->internaldate,
+		};
+
+		op->cb.fetch(op->ctx, op->result, op->result == IMAP_OK ? &msg : NULL);
+		break;
+	}
 	}
 	op_free(op);
 }
@@ -1784,6 +1972,28 @@ void imap_client_list(struct imap_client *c, const char *account,
 		return;
 	}
 	op->cb.list = cb;
+	dispatch(c, op);
+}
+
+void imap_client_fetch(struct imap_client *c, const char *account,
+		       const char *node, uint32_t uidvalidity, uint32_t uid,
+		       enum imap_fetch_part part,
+		       void (*cb)(void *ctx, enum imap_result r,
+				  const struct imap_message *msg),
+		       void *ctx)
+{
+	/* as the owner: Cyrus gives admins only "la" on users' mailboxes */
+	const char *key = c != NULL && strcmp(account, c->admin_user) != 0 ? account : "";
+	struct op *op = c != NULL ? op_new(c, OP_FETCH, key, account, node, ctx) : NULL;
+
+	if (op == NULL) {
+		cb(ctx, IMAP_TEMPFAIL, NULL);
+		return;
+	}
+	op->uid = uid;
+	op->uidvalidity = uidvalidity;
+	op->part = part;
+	op->cb.fetch = cb;
 	dispatch(c, op);
 }
 

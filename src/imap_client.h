@@ -59,6 +59,19 @@ struct imap_status {
 	uint64_t highestmodseq; /* 0 unless the server has CONDSTORE */
 };
 
+/* A message as UID FETCH returned it; valid during the callback only. */
+struct imap_message {
+	const char *data;          /* the raw bytes (RFC 5322), not terminated */
+	size_t len;
+	const char *flags;         /* space separated, e.g. "\\Seen $Label1" */
+	const char *internaldate;  /* RFC 3501 date-time, "23-Nov-2026 10:00:00 +0000" */
+};
+
+enum imap_fetch_part {
+	IMAP_FETCH_FULL,           /* BODY.PEEK[] */
+	IMAP_FETCH_HEADERS,        /* BODY.PEEK[HEADER] */
+};
+
 struct imap_client;
 
 /* Copies the settings (strings included). Fails for bad settings or an
@@ -92,6 +105,17 @@ void imap_client_myrights(struct imap_client *c, const char *identity,
 void imap_client_list(struct imap_client *c, const char *account,
 		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
 		      void *ctx);
+
+/* UID FETCH uid (FLAGS INTERNALDATE and the part, with BODY.PEEK so \Seen
+ * never changes) of (account, node), as the owner, after EXAMINE (read
+ * only). IMAP_NO when the message is gone (expunged) or the mailbox's
+ * UIDVALIDITY is not uidvalidity (0: not checked). */
+void imap_client_fetch(struct imap_client *c, const char *account,
+		       const char *node, uint32_t uidvalidity, uint32_t uid,
+		       enum imap_fetch_part part,
+		       void (*cb)(void *ctx, enum imap_result r,
+				  const struct imap_message *msg),
+		       void *ctx);
 
 /* STATUS (MESSAGES UNSEEN UIDNEXT UIDVALIDITY, plus HIGHESTMODSEQ when the
  * server has CONDSTORE) of (account, node). Cyrus requires the "r" right for

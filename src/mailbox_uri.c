@@ -168,6 +168,11 @@ static int personal_to_node(struct mailbox_uri *out, char sep,
 				      : "empty account in uri";
 		return -1;
 	}
+	/* the admin namespace (mailbox_uri_build, Cyrus) could not name it */
+	if (strchr(out->account, sep) != NULL) {
+		*error_r = "account name contains the hierarchy separator";
+		return -1;
+	}
 	node = malloc(3 * strlen(p) + 8);
 	if (node == NULL) {
 		*error_r = "out of memory";

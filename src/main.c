@@ -18,6 +18,7 @@
 #include "counts.h"
 #include "discovery.h"
 #include "expat_stream.h"
+#include "firehose.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
 #include "ingest_json.h"
@@ -55,6 +56,7 @@ static void on_journaled(void *context)
 	struct daemon_state *st = context;
 
 	publisher_kick(st->publisher);
+	firehose_kick(st->service.firehose);
 }
 
 static void on_stanza(void *context, xmpp_stanza_t *stanza)
@@ -69,10 +71,13 @@ static void on_component_state(void *context, bool connected)
 	struct daemon_state *st = context;
 
 	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
-	if (connected)
+	if (connected) {
 		publisher_kick(st->publisher);
-	else if (st->publisher != NULL)
+		firehose_kick(st->service.firehose);
+	} else if (st->publisher != NULL) {
 		publisher_reset(st->publisher);
+		firehose_reset(st->service.firehose);
+	}
 }
 
 static void log_stats(const struct service_stats *s)
@@ -108,6 +113,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
 	publisher_close(&st->publisher);
+	firehose_close(&st->service.firehose);
 	st->service.publisher = NULL;
 	counts_close(&st->service.counts);
 	discovery_close(&st->service.discovery);
@@ -204,6 +210,9 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (publisher_new(st->loop, &st->service, &st->publisher, error_r) < 0)
 		return -1;
 	st->service.publisher = st->publisher;
+	if (firehose_new(st->loop, &st->service, st->imap, &st->service.firehose,
+			 error_r) < 0)
+		return -1;
 	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
 		return -1;
 	if (st->imap != NULL &&

@@ -2,7 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "firehose.h"
 #include "item.h"
 #include "items.h"
 #include "jid.h"
@@ -668,9 +670,17 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 	xmpp_stanza_t *op = first_element(ps);
 	const char *name = op != NULL ? xmpp_stanza_get_name(op) : "";
 	bool set = strcmp(type, "set") == 0;
-	char *account = service_account_for_jid(service, xmpp_stanza_get_to(iq));
+	const char *op_node = op != NULL ? xmpp_stanza_get_attribute(op, "node") : NULL;
+	const char *to = xmpp_stanza_get_to(iq);
+	char *account;
 	const char *feature;
 
+	if (!owner && op_node != NULL && strcmp(op_node, FIREHOSE_NODE) == 0 &&
+	    to != NULL && strcasecmp(to, service->config->component_domain) == 0) {
+		firehose_handle_pubsub(service, iq, ps, op);
+		return;
+	}
+	account = service_account_for_jid(service, to);
 	if (account == NULL) {
 		/* the bare component domain when it is not the shared service */
 		service_send_release(service, pubsub_error_stanza_reply(xctx(service),

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "content.h"
 #include "disco.h"
+#include "firehose.h"
 #include "jid.h"
 #include "log.h"
 #include "pubsub.h"
@@ -91,6 +93,11 @@ static void handle_iq(struct service *service, xmpp_stanza_t *iq)
 	}
 	if (strncmp(ns, PUBSUB_NS, strlen(PUBSUB_NS)) == 0) {
 		pubsub_handle(service, iq, child);
+		return;
+	}
+	if (strcmp(ns, CONTENT_NS) == 0 && strcmp(xmpp_stanza_get_name(child), "fetch") == 0 &&
+	    strcmp(type, "get") == 0) {
+		firehose_handle_fetch(service, iq, child);
 		return;
 	}
 	service_send_release(service, pubsub_error_stanza_reply(ctx, iq,

@@ -36,6 +36,7 @@ struct service {
 	struct counts *counts;
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
+	struct firehose *firehose;
 	struct service_stats stats;
 };
 

@@ -100,6 +100,7 @@ static void test_rejects(void **state)
 		"imap://@h/INBOX",                   /* empty owner */
 		"imap://alice@h/INBOX//x",
 		"imap://alice@h/Sub//x",
+		"imap://al%2Fice@h/INBOX",           /* the separator in the owner */
 		NULL,
 	};
 	struct mailbox_uri mb;

@@ -1,0 +1,792 @@
+#include "firehose.h"
+
+#include <ctype.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "component.h"
+#include "config.h"
+#include "content.h"
+#include "event.h"
+#include "imap_client.h"
+#include "item.h"
+#include "jid.h"
+#include "journal.h"
+#include "log.h"
+#include "pubsub_error.h"
+#include "service.h"
+#include "store.h"
+
+#define PUBSUB_NS "http://jabber.org/protocol/pubsub"
+#define RSM_NS "http://jabber.org/protocol/rsm"
+#define DATA_NS "jabber:x:data"
+#define CONTENT_OPTION "mailpubsub#content"
+/* records handed on per loop iteration: the loop stays responsive */
+#define FIREHOSE_BATCH 200
+#define FETCH_CHUNK_MAX (256 * 1024)
+#define RSM_MAX 100
+
+struct firehose {
+	struct service *service;
+	struct imap_client *imap;
+	uv_idle_t idle;
+	uv_timer_t retry;
+	long long seq;            /* last record handed to subscribers */
+	bool fetching;            /* a retrieval is in flight */
+	bool backing_off;         /* the retry timer runs */
+	unsigned attempts;        /* failed retrievals for seq + 1 */
+	bool closing;
+	unsigned handles;         /* open uv handles */
+	long long pruned_us;      /* last content prune */
+};
+
+/* ---- configuration ---------------------------------------------------- */
+
+/* [firehose] subscribers: "jid:role jid:role ...". */
+const char *firehose_role(const struct service *service, const char *jid,
+			  char *buf, size_t size)
+{
+	const char *list = service->config->firehose_subscribers;
+	size_t blen = strcspn(jid, "/");
+
+	for (const char *p = list; *p != '\0';) {
+		size_t len = strcspn(p, " \t,");
+		const char *colon = memchr(p, ':', len);
+
+		if (colon != NULL && (size_t)(colon - p) == blen &&
+		    strncasecmp(p, jid, blen) == 0) {
+			size_t rlen = len - (size_t)(colon - p) - 1;
+
+			snprintf(buf, size, "%.*s", (int)rlen, colon + 1);
+			return buf;
+		}
+		p += len;
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+	}
+	return NULL;
+}
+
+static bool has_subscribers(struct store *store)
+{
+	static const char sql[] = "SELECT 1 FROM firehose_subs LIMIT 1";
+	sqlite3_stmt *st = store_stmt(store, sql);
+	bool any;
+
+	if (st == NULL)
+		return false;
+	any = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return any;
+}
+
+/* The strongest content policy any subscriber has: "full", "headers" or
+ * NULL (none). */
+static const char *wanted_part(struct store *store)
+{
+	static const char sql[] =
+		"SELECT max(CASE content WHEN 'full' THEN 2 WHEN 'headers' THEN 1"
+		" ELSE 0 END) FROM firehose_subs";
+	sqlite3_stmt *st = store_stmt(store, sql);
+	int level = 0;
+
+	if (st == NULL)
+		return NULL;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		level = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	return level == 2 ? "full" : level == 1 ? "headers" : NULL;
+}
+
+/* Events whose URI names one message that a subscriber may want the
+ * bytes of: a copy or move keeps the bytes of a message seen before. */
+static bool carries_message(const struct event *ev)
+{
+	return (ev->type == EVENT_MESSAGE_NEW || ev->type == EVENT_MESSAGE_APPEND) &&
+	       ev->mailbox.node != NULL && ev->mailbox.uid != 0;
+}
+
+/* ---- payloads ------------------------------------------------------------ */
+
+/* The item payload for rec as a subscriber with policy part (NULL: none)
+ * gets it: the mailbox-event with <content/> spliced in. */
+static char *payload_for(struct service *service, const struct journal_record *rec,
+			 const struct event *ev, const char *part)
+{
+	char *payload = item_payload_build(component_xmpp_ctx(service->component),
+					   ev, rec->seq, rec->received_us, NULL);
+	struct content_record cr;
+	char *element, *end, *out;
+	int found;
+
+	if (payload == NULL || part == NULL || !carries_message(ev))
+		return payload;
+	found = content_get(service->store, rec->seq, &cr);
+	if (found <= 0) {
+		/* retrieval never ran (the firehose had no subscriber wanting
+		 * content then) */
+		memset(&cr, 0, sizeof(cr));
+		cr.seq = rec->seq;
+		cr.error = strdup("unavailable");
+	}
+	element = content_element(service->store, &cr, part,
+				  service->config->firehose_inline_max);
+	content_record_clear(&cr);
+	end = strstr(payload, "</mailbox-event>");
+	if (element == NULL || end == NULL) {
+		free(element);
+		return payload;
+	}
+	if (asprintf(&out, "%.*s%s%s", (int)(end - payload), payload, element, end) < 0)
+		out = NULL;
+	free(element);
+	if (out == NULL)
+		return payload;
+	free(payload);
+	return out;
+}
+
+struct send_ctx {
+	struct service *service;
+	const struct journal_record *rec;
+	const struct event *ev;
+	char *payload[3];         /* none, headers, full */
+	char *from;
+};
+
+static int part_index(const char *policy)
+{
+	return strcmp(policy, "full") == 0 ? 2 : strcmp(policy, "headers") == 0 ? 1 : 0;
+}
+
+static void send_to(struct send_ctx *sc, const char *jid, const char *policy)
+{
+	static const char *const parts[] = { NULL, "headers", "full" };
+	int i = part_index(policy);
+	struct item_message msg;
+	size_t len;
+	char *text;
+
+	if (sc->payload[i] == NULL)
+		sc->payload[i] = payload_for(sc->service, sc->rec, sc->ev, parts[i]);
+	if (sc->payload[i] == NULL ||
+	    item_message_build(sc->from, FIREHOSE_NODE, sc->rec->seq, sc->payload[i],
+			       0, &msg) < 0)
+		return;
+	text = item_message_for(&msg, jid, &len);
+	if (text != NULL && component_send_raw(sc->service->component, text, len) == 0)
+		sc->service->stats.notifications++;
+	free(text);
+	item_message_clear(&msg);
+}
+
+/* Hands rec to every firehose subscriber. */
+static void send_record(struct firehose *fh, const struct journal_record *rec,
+			const struct event *ev)
+{
+	static const char sql[] = "SELECT jid, content FROM firehose_subs ORDER BY jid";
+	struct service *service = fh->service;
+	struct send_ctx sc = { service, rec, ev, { NULL, NULL, NULL },
+			       (char *)service->config->component_domain };
+	sqlite3_stmt *st = store_stmt(service->store, sql);
+
+	if (st == NULL)
+		return;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		send_to(&sc, (const char *)sqlite3_column_text(st, 0),
+			(const char *)sqlite3_column_text(st, 1));
+	sqlite3_reset(st);
+	for (int i = 0; i < 3; i++)
+		free(sc.payload[i]);
+}
+
+/* ---- the pipeline --------------------------------------------------------- */
+
+static void start_idle(struct firehose *fh);
+
+static void on_retry(uv_timer_t *timer)
+{
+	struct firehose *fh = timer->data;
+
+	fh->backing_off = false;
+	start_idle(fh);
+}
+
+struct fetch_ctx {
+	struct firehose *fh;
+	long long seq;
+	char part[8];
+};
+
+static void maybe_free(struct firehose *fh);
+
+static void fetched(void *context, enum imap_result r, const struct imap_message *msg)
+{
+	struct fetch_ctx *fc = context;
+	struct firehose *fh = fc->fh;
+	struct service *service = fh->service;
+	long long now = service_now_us();
+
+	fh->fetching = false;
+	if (fh->closing) {
+		free(fc);
+		maybe_free(fh);
+		return;
+	}
+	if (r == IMAP_OK) {
+		content_put(service->store, fc->seq, fc->part, msg, now);
+		fh->attempts = 0;
+		log_debug("firehose: #%lld: %zu bytes retrieved", fc->seq, msg->len);
+	} else if (r == IMAP_NO) {
+		/* gone before we came: that is final */
+		content_put_error(service->store, fc->seq, "expunged", fh->attempts + 1, now);
+		log_info("firehose: #%lld: message gone: %s", fc->seq,
+			 imap_client_last_error(fh->imap));
+		fh->attempts = 0;
+	} else if (++fh->attempts >= service->config->firehose_fetch_attempts) {
+		content_put_error(service->store, fc->seq, "unavailable", fh->attempts, now);
+		log_warn("firehose: #%lld: content unavailable after %u attempts",
+			 fc->seq, fh->attempts);
+		fh->attempts = 0;
+	} else {
+		unsigned delay = 1000u << (fh->attempts - 1 < 5 ? fh->attempts - 1 : 5);
+
+		log_info("firehose: #%lld: retrieval failed (attempt %u), retrying in %u ms",
+			 fc->seq, fh->attempts, delay);
+		fh->backing_off = true;
+		uv_timer_start(&fh->retry, on_retry, delay, 0);
+		free(fc);
+		return;
+	}
+	free(fc);
+	start_idle(fh);
+}
+
+static void start_fetch(struct firehose *fh, const struct event *ev, long long seq,
+			const char *part)
+{
+	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
+
+	if (fc == NULL)
+		return;
+	fc->fh = fh;
+	fc->seq = seq;
+	snprintf(fc->part, sizeof(fc->part), "%s", part);
+	fh->fetching = true;
+	imap_client_fetch(fh->imap, ev->mailbox.account, ev->mailbox.node,
+			  ev->mailbox.uidvalidity, ev->mailbox.uid,
+			  strcmp(part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
+			  fetched, fc);
+}
+
+struct step_ctx {
+	struct firehose *fh;
+	const char *part;         /* what the subscribers want */
+	bool blocked;             /* waiting for content */
+};
+
+static int step_record(void *context, const struct journal_record *rec)
+{
+	struct step_ctx *sc = context;
+	struct firehose *fh = sc->fh;
+	struct service *service = fh->service;
+	struct content_record cr;
+	struct event *ev;
+	const char *error;
+
+	if (event_decode(rec->json, rec->json_len, service->config->hierarchy_separator[0],
+			 &ev, &error) < 0) {
+		log_error("firehose: journaled event %lld no longer decodes: %s",
+			  rec->seq, error);
+		fh->seq = rec->seq;
+		return 0;
+	}
+	if (sc->part != NULL && carries_message(ev)) {
+		int known = content_get(service->store, rec->seq, &cr);
+
+		content_record_clear(&cr);
+		if (known == 0 && fh->imap != NULL) {
+			start_fetch(fh, ev, rec->seq, sc->part);
+			sc->blocked = true;
+			event_free(&ev);
+			return 1;
+		}
+		if (known == 0)
+			content_put_error(service->store, rec->seq, "unavailable", 0,
+					  service_now_us());
+	}
+	send_record(fh, rec, ev);
+	event_free(&ev);
+	fh->seq = rec->seq;
+	return 0;
+}
+
+static void prune(struct firehose *fh)
+{
+	long long now = service_now_us();
+	long long keep = (long long)fh->service->config->firehose_content_retention * 1000000;
+
+	if (now - fh->pruned_us < 60 * 1000000LL)
+		return;
+	fh->pruned_us = now;
+	content_prune(fh->service->store, now - keep);
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+	struct firehose *fh = idle->data;
+	struct service *service = fh->service;
+	struct step_ctx sc = { fh, NULL, false };
+	long long before = fh->seq;
+	unsigned count = 0;
+
+	if (fh->fetching || fh->backing_off || !component_is_connected(service->component) ||
+	    component_queue_len(service->component) > 1000) {
+		uv_idle_stop(idle);
+		if (component_is_connected(service->component) && !fh->fetching &&
+		    !fh->backing_off)
+			uv_timer_start(&fh->retry, on_retry, 20, 0);
+		return;
+	}
+	if (store_begin(service->store) < 0)
+		return;
+	if (!has_subscribers(service->store)) {
+		/* nobody to hand anything to: the firehose starts from now */
+		fh->seq = journal_last_seq(service->store);
+	} else {
+		sc.part = wanted_part(service->store);
+		journal_read_after(service->store, fh->seq, FIREHOSE_BATCH, step_record,
+				   &sc, &count);
+	}
+	if (fh->seq != before)
+		store_meta_set_i64(service->store, "firehose_seq", fh->seq);
+	prune(fh);
+	store_commit(service->store);
+	if (sc.blocked || count < FIREHOSE_BATCH)
+		uv_idle_stop(idle);
+}
+
+static void start_idle(struct firehose *fh)
+{
+	if (!fh->closing && !uv_is_active((uv_handle_t *)&fh->idle))
+		uv_idle_start(&fh->idle, on_idle);
+}
+
+void firehose_kick(struct firehose *fh)
+{
+	if (fh != NULL)
+		start_idle(fh);
+}
+
+void firehose_reset(struct firehose *fh)
+{
+	long long seq;
+
+	/* what libstrophe still held is gone with the connection: send again
+	 * from the last watermark the store has (repeats carry the same ids) */
+	if (fh != NULL && store_meta_get_i64(fh->service->store, "firehose_seq", &seq) == 0)
+		fh->seq = seq;
+}
+
+int firehose_new(uv_loop_t *loop, struct service *service,
+		 struct imap_client *imap, struct firehose **firehose_r,
+		 const char **error_r)
+{
+	static const char *const schema =
+		"CREATE TABLE IF NOT EXISTS firehose_subs ("
+		" jid TEXT PRIMARY KEY, subid TEXT NOT NULL,"
+		" content TEXT NOT NULL, created_us INTEGER NOT NULL)";
+	struct firehose *fh;
+
+	if (sqlite3_exec(store_db(service->store), schema, NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = "cannot create the firehose table";
+		return -1;
+	}
+	if (content_init(service->store, error_r) < 0)
+		return -1;
+	fh = calloc(1, sizeof(*fh));
+	if (fh == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	fh->service = service;
+	fh->imap = imap;
+	if (store_meta_get_i64(service->store, "firehose_seq", &fh->seq) < 0)
+		fh->seq = journal_last_seq(service->store);
+	uv_idle_init(loop, &fh->idle);
+	uv_timer_init(loop, &fh->retry);
+	fh->idle.data = fh->retry.data = fh;
+	fh->handles = 2;
+	*firehose_r = fh;
+	log_info("firehose: node %s on %s from #%lld", FIREHOSE_NODE,
+		 service->config->component_domain, fh->seq);
+	return 0;
+}
+
+static void maybe_free(struct firehose *fh)
+{
+	if (fh->handles == 0 && !fh->fetching)
+		free(fh);
+}
+
+static void handle_closed(uv_handle_t *handle)
+{
+	struct firehose *fh = handle->data;
+
+	fh->handles--;
+	maybe_free(fh);
+}
+
+void firehose_close(struct firehose **firehose)
+{
+	struct firehose *fh = *firehose;
+
+	if (fh == NULL)
+		return;
+	*firehose = NULL;
+	fh->closing = true;
+	uv_close((uv_handle_t *)&fh->idle, handle_closed);
+	uv_close((uv_handle_t *)&fh->retry, handle_closed);
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static void send_text(struct service *service, char *text)
+{
+	if (text != NULL)
+		component_send_raw(service->component, text, strlen(text));
+	free(text);
+}
+
+static void reply_err(struct service *service, xmpp_stanza_t *iq, enum pubsub_error e)
+{
+	service_send_release(service, pubsub_error_reply(
+		component_xmpp_ctx(service->component), iq, e, NULL));
+}
+
+/* "<iq type='result' id=.. to=.. from=..>" + body + "</iq>", escaped. */
+static char *result_iq(xmpp_stanza_t *iq, const char *body)
+{
+	char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
+	char *to = item_xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
+	char *from = item_xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
+	char *out = NULL;
+
+	if (id != NULL && to != NULL && from != NULL &&
+	    asprintf(&out, "<iq type='result' id='%s' to='%s' from='%s'>%s</iq>",
+		     id, to, from, body) < 0)
+		out = NULL;
+	free(id);
+	free(to);
+	free(from);
+	return out;
+}
+
+static xmpp_stanza_t *child_ns(xmpp_stanza_t *parent, const char *name, const char *ns)
+{
+	for (xmpp_stanza_t *c = xmpp_stanza_get_children(parent); c != NULL;
+	     c = xmpp_stanza_get_next(c)) {
+		if (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), name) != 0)
+			continue;
+		if (ns == NULL || (xmpp_stanza_get_ns(c) != NULL &&
+				   strcmp(xmpp_stanza_get_ns(c), ns) == 0))
+			return c;
+	}
+	return NULL;
+}
+
+/* The content policy in a subscribe options form; "" when absent, NULL
+ * when invalid. */
+static const char *requested_policy(xmpp_stanza_t *options, char *buf, size_t size)
+{
+	xmpp_stanza_t *x = options != NULL ? child_ns(options, "x", DATA_NS) : NULL;
+
+	buf[0] = '\0';
+	if (x == NULL)
+		return buf;
+	for (xmpp_stanza_t *f = xmpp_stanza_get_children(x); f != NULL;
+	     f = xmpp_stanza_get_next(f)) {
+		const char *var;
+		xmpp_stanza_t *v;
+		char *text;
+
+		if (!xmpp_stanza_is_tag(f) || strcmp(xmpp_stanza_get_name(f), "field") != 0)
+			continue;
+		var = xmpp_stanza_get_attribute(f, "var");
+		if (var == NULL || strcmp(var, CONTENT_OPTION) != 0)
+			continue;
+		v = child_ns(f, "value", NULL);
+		text = v != NULL ? xmpp_stanza_get_text(v) : NULL;
+		if (text == NULL || (strcmp(text, "none") != 0 && strcmp(text, "headers") != 0 &&
+				     strcmp(text, "full") != 0)) {
+			xmpp_free(xmpp_stanza_get_context(f), text);
+			return NULL;
+		}
+		snprintf(buf, size, "%s", text);
+		xmpp_free(xmpp_stanza_get_context(f), text);
+	}
+	return buf;
+}
+
+static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
+			     xmpp_stanza_t *pubsub, xmpp_stanza_t *op,
+			     const char *bare, const char *role)
+{
+	static const char sql[] =
+		"INSERT INTO firehose_subs (jid, subid, content, created_us) VALUES (?, ?, ?, ?)"
+		" ON CONFLICT (jid) DO UPDATE SET content = excluded.content";
+	static const char get_sql[] = "SELECT subid FROM firehose_subs WHERE jid = ?";
+	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	char policy_buf[16], subid[33], *body, *ejid;
+	const char *policy = requested_policy(child_ns(pubsub, "options", NULL),
+					      policy_buf, sizeof(policy_buf));
+	unsigned char rnd[16];
+	sqlite3_stmt *st;
+
+	if (jid == NULL || strncasecmp(jid, bare, strlen(bare)) != 0 ||
+	    (jid[strlen(bare)] != '\0' && jid[strlen(bare)] != '/')) {
+		reply_err(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID);
+		return;
+	}
+	if (policy == NULL) {
+		reply_err(service, iq, PUBSUB_ERR_OPTIONS_INVALID);
+		return;
+	}
+	if (*policy == '\0')
+		policy = strcmp(role, "archive") == 0 || strcmp(role, "intercept") == 0 ?
+			 "full" : "headers";
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
+		return;
+	}
+	for (int i = 0; i < 16; i++)
+		snprintf(subid + 2 * i, 3, "%02x", rnd[i]);
+	st = store_stmt(service->store, sql);
+	if (st == NULL) {
+		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
+		return;
+	}
+	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, subid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, service_now_us());
+	if (store_exec_stmt(service->store, st) < 0) {
+		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
+		return;
+	}
+	st = store_stmt(service->store, get_sql);
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(subid, sizeof(subid), "%s", sqlite3_column_text(st, 0));
+		sqlite3_reset(st);
+	}
+	log_info("firehose: %s (%s) subscribed, content %s", bare, role, policy);
+	ejid = item_xml_escape(bare);
+	if (ejid == NULL || asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscription"
+				     " node='" FIREHOSE_NODE "' jid='%s' subid='%s'"
+				     " subscription='subscribed'/></pubsub>", ejid, subid) < 0)
+		body = NULL;
+	free(ejid);
+	if (body != NULL)
+		send_text(service, result_iq(iq, body));
+	free(body);
+}
+
+static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
+			       const char *bare)
+{
+	static const char sql[] = "DELETE FROM firehose_subs WHERE jid = ?";
+	sqlite3_stmt *st = store_stmt(service->store, sql);
+
+	if (st == NULL) {
+		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
+		return;
+	}
+	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
+	if (store_exec_stmt(service->store, st) < 0 ||
+	    sqlite3_changes(store_db(service->store)) == 0) {
+		reply_err(service, iq, PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED);
+		return;
+	}
+	log_info("firehose: %s unsubscribed", bare);
+	send_text(service, result_iq(iq, ""));
+}
+
+struct items_ctx {
+	struct service *service;
+	const char *policy;
+	char *xml;
+	size_t len;
+	long long first, last;
+	unsigned n;
+};
+
+static int collect_item(void *context, const struct journal_record *rec)
+{
+	static const char *const parts[] = { NULL, "headers", "full" };
+	struct items_ctx *ic = context;
+	struct event *ev;
+	const char *error;
+	char *payload, *item, *grown;
+	int n;
+
+	if (event_decode(rec->json, rec->json_len,
+			 ic->service->config->hierarchy_separator[0], &ev, &error) < 0)
+		return 0;
+	payload = payload_for(ic->service, rec, ev, parts[part_index(ic->policy)]);
+	event_free(&ev);
+	if (payload == NULL)
+		return 0;
+	n = asprintf(&item, "<item id='%lld'>%s</item>", rec->seq, payload);
+	free(payload);
+	if (n < 0)
+		return 1;
+	grown = realloc(ic->xml, ic->len + (size_t)n + 1);
+	if (grown == NULL) {
+		free(item);
+		return 1;
+	}
+	ic->xml = grown;
+	memcpy(ic->xml + ic->len, item, (size_t)n + 1);
+	ic->len += (size_t)n;
+	free(item);
+	if (ic->n++ == 0)
+		ic->first = rec->seq;
+	ic->last = rec->seq;
+	return 0;
+}
+
+static long long child_number(xmpp_stanza_t *parent, const char *name, long long dflt)
+{
+	xmpp_stanza_t *c = child_ns(parent, name, NULL);
+	char *text = c != NULL ? xmpp_stanza_get_text(c) : NULL;
+	long long v = dflt;
+
+	if (text != NULL && *text != '\0' && strspn(text, "0123456789") == strlen(text))
+		v = strtoll(text, NULL, 10);
+	if (text != NULL)
+		xmpp_free(xmpp_stanza_get_context(c), text);
+	return v;
+}
+
+/* Items retrieval: with RSM <after/> the records after that sequence (how
+ * a subscriber that was away catches up), else the last ones. */
+static void handle_items(struct service *service, xmpp_stanza_t *iq,
+			 xmpp_stanza_t *pubsub, xmpp_stanza_t *op, const char *bare)
+{
+	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
+	xmpp_stanza_t *set = child_ns(pubsub, "set", RSM_NS);
+	struct items_ctx ic = { service, "full", NULL, 0, 0, 0, 0 };
+	long long max = set != NULL ? child_number(set, "max", RSM_MAX) : 20;
+	const char *mi = xmpp_stanza_get_attribute(op, "max_items");
+	long long after;
+	char policy[16] = "full", *body, *rsm = NULL;
+	sqlite3_stmt *st = store_stmt(service->store, sql);
+	unsigned count = 0;
+
+	if (st != NULL) {
+		sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(policy, sizeof(policy), "%s", sqlite3_column_text(st, 0));
+		sqlite3_reset(st);
+	}
+	ic.policy = policy;
+	if (mi != NULL && set == NULL)
+		max = atoll(mi);
+	if (max <= 0 || max > RSM_MAX)
+		max = RSM_MAX;
+	after = set != NULL ? child_number(set, "after", -1) : -1;
+	if (after < 0)
+		after = journal_last_seq(service->store) - max;
+	if (after < 0)
+		after = 0;
+	journal_read_after(service->store, after, (unsigned)max, collect_item, &ic, &count);
+	if (set != NULL && ic.n > 0 &&
+	    asprintf(&rsm, "<set xmlns='" RSM_NS "'><first>%lld</first><last>%lld</last>"
+		     "</set>", ic.first, ic.last) < 0)
+		rsm = NULL;
+	else if (set != NULL && ic.n == 0 && asprintf(&rsm, "<set xmlns='" RSM_NS "'/>") < 0)
+		rsm = NULL;
+	if (asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><items node='" FIREHOSE_NODE
+		     "'>%s</items>%s</pubsub>", ic.xml != NULL ? ic.xml : "",
+		     rsm != NULL ? rsm : "") >= 0) {
+		send_text(service, result_iq(iq, body));
+		free(body);
+	}
+	free(rsm);
+	free(ic.xml);
+}
+
+void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
+			    xmpp_stanza_t *pubsub, xmpp_stanza_t *op)
+{
+	const char *from = xmpp_stanza_get_from(iq);
+	const char *name = xmpp_stanza_get_name(op);
+	bool set = strcmp(xmpp_stanza_get_type(iq), "set") == 0;
+	char role_buf[32], bare[1024];
+	const char *role = from != NULL ?
+		firehose_role(service, from, role_buf, sizeof(role_buf)) : NULL;
+
+	if (role == NULL) {
+		/* invisible to everybody else */
+		reply_err(service, iq, PUBSUB_ERR_NODE_NOT_FOUND);
+		return;
+	}
+	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(from, "/"), from);
+	if (set && strcmp(name, "subscribe") == 0)
+		handle_subscribe(service, iq, pubsub, op, bare, role);
+	else if (set && strcmp(name, "unsubscribe") == 0)
+		handle_unsubscribe(service, iq, bare);
+	else if (!set && strcmp(name, "items") == 0)
+		handle_items(service, iq, pubsub, op, bare);
+	else
+		reply_err(service, iq, PUBSUB_ERR_BAD_REQUEST);
+	firehose_kick(service->firehose);
+}
+
+void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
+			   xmpp_stanza_t *fetch)
+{
+	const char *from = xmpp_stanza_get_from(iq);
+	const char *item = xmpp_stanza_get_attribute(fetch, "item");
+	const char *off = xmpp_stanza_get_attribute(fetch, "offset");
+	const char *lenattr = xmpp_stanza_get_attribute(fetch, "length");
+	long long seq = item != NULL ? atoll(item) : 0;
+	long long offset = off != NULL ? atoll(off) : 0;
+	long long length = lenattr != NULL ? atoll(lenattr) : 65536;
+	struct content_record cr;
+	char role_buf[32], *data = NULL, *b64, *body;
+	size_t got = 0;
+
+	if (from == NULL || firehose_role(service, from, role_buf, sizeof(role_buf)) == NULL) {
+		reply_err(service, iq, PUBSUB_ERR_NODE_NOT_FOUND);
+		return;
+	}
+	if (seq <= 0 || offset < 0 || length <= 0) {
+		reply_err(service, iq, PUBSUB_ERR_BAD_REQUEST);
+		return;
+	}
+	if (length > FETCH_CHUNK_MAX)
+		length = FETCH_CHUNK_MAX;
+	if (content_get(service->store, seq, &cr) <= 0 || cr.error != NULL ||
+	    (size_t)offset > cr.size ||
+	    (offset < (long long)cr.size &&
+	     content_read(service->store, seq, (size_t)offset, (size_t)length, &data, &got) < 0)) {
+		content_record_clear(&cr);
+		reply_err(service, iq, PUBSUB_ERR_ITEM_NOT_FOUND);
+		return;
+	}
+	b64 = content_base64(data != NULL ? data : "", got);
+	if (b64 != NULL &&
+	    asprintf(&body, "<chunk xmlns='" CONTENT_NS "' item='%lld' offset='%lld'"
+		     " size='%zu'>%s</chunk>", seq, offset, cr.size, b64) >= 0) {
+		send_text(service, result_iq(iq, body));
+		free(body);
+	}
+	free(b64);
+	free(data);
+	content_record_clear(&cr);
+}

@@ -1,0 +1,47 @@
+/* The firehose: every journaled event of every account, in journal order,
+ * on node "mailpubsub:firehose" of the component domain, for the
+ * downstream subscribers named in [firehose] subscribers (archive,
+ * e-discovery, interception) and nobody else. Message events carry the
+ * message (or its header) retrieved over IMAP once per event, with
+ * retries; a final failure is recorded in the item, never dropped.
+ * Large messages are fetched by the subscriber in chunks (<fetch/>);
+ * a subscriber that was away catches up with RSM on items.
+ * See pubsub-schemas/content.rng and README.md "Archive and backup". */
+#ifndef MAILPUBSUB_FIREHOSE_H
+#define MAILPUBSUB_FIREHOSE_H
+
+#include <stdbool.h>
+#include <strophe.h>
+#include <uv.h>
+
+#define FIREHOSE_NODE "mailpubsub:firehose"
+
+struct firehose;
+struct service;
+struct imap_client;
+
+/* imap may be NULL (no content then: items carry content-error). */
+int firehose_new(uv_loop_t *loop, struct service *service,
+		 struct imap_client *imap, struct firehose **firehose_r,
+		 const char **error_r);
+/* Freed once a retrieval in flight has answered. Clears *firehose. */
+void firehose_close(struct firehose **firehose);
+
+/* New journal records, or the component connected. */
+void firehose_kick(struct firehose *firehose);
+/* The component disconnected: what was in flight is resent. */
+void firehose_reset(struct firehose *firehose);
+
+/* A pubsub request naming the firehose node (op: subscribe, unsubscribe,
+ * items, options). */
+void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
+			    xmpp_stanza_t *pubsub, xmpp_stanza_t *op);
+/* <fetch xmlns='urn:mailpubsub:content:0' item= offset= length=/>. */
+void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
+			   xmpp_stanza_t *fetch);
+
+/* The role [firehose] subscribers gives the bare JID of jid, or NULL. */
+const char *firehose_role(const struct service *service, const char *jid,
+			  char *buf, size_t size);
+
+#endif

@@ -1,0 +1,240 @@
+"""The firehose for downstream subscribers (issue: archive): every event of
+every account, in journal order, to the JIDs [firehose] subscribers names,
+with the message retrieved over IMAP once per event (inline, or fetched in
+chunks when large), retried while the store is away and recorded in the
+item when it cannot be had. A subscriber that was away catches up with
+RSM."""
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import make_message, wait_until
+from stack import (COMPONENT, NS_PUBSUB, Stack, error_of, event_items, iq_type,
+                   mailbox_of, subscribe_iq)
+
+NODE = 'mailpubsub:firehose'
+NS_CONTENT = 'urn:mailpubsub:content:0'
+NS_RSM = 'http://jabber.org/protocol/rsm'
+
+
+def make_stack(workdir, **firehose):
+    conf = {'subscribers': 'archiver@localhost:archive', 'inline_max': '4096',
+            'fetch_attempts': '3'}
+    conf.update(firehose)
+    s = Stack(workdir, users=('alice', 'bob', 'archiver'),
+              config={'firehose': conf,
+                      'json': {'socket': os.path.join(workdir, 'events.sock'),
+                               'socket_group': ''}})
+    s.start()
+    return s
+
+
+@pytest.fixture
+def fstack(workdir):
+    s = make_stack(workdir)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def subscribe(client, options=None):
+    return client.iq(subscribe_iq(COMPONENT, NODE, client.jid.split('/')[0], options))
+
+
+def next_item(client, etype, timeout=15.0):
+    """(item id, payload) of the next firehose item of type etype."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = client.wait_message(lambda m: (event_items(m) or (None,))[0] == NODE,
+                                  max(0.1, deadline - time.monotonic()))
+        for iid, payload in event_items(msg)[1]:
+            if payload.get('type') == etype:
+                return int(iid), payload
+
+
+def imap_bytes(stack, user, uid, mailbox='INBOX'):
+    m = stack.cyrus.imap(user)
+    try:
+        m.select(mailbox, readonly=True)
+        typ, data = m.uid('FETCH', str(uid), '(BODY.PEEK[] INTERNALDATE FLAGS)')
+        assert typ == 'OK', data
+        meta = data[0][0].decode()
+        return data[0][1], meta
+    finally:
+        m.logout()
+
+
+def fetch_all(client, seq, size, chunk=8192):
+    out = b''
+    while len(out) < size:
+        reply = client.iq("<iq type='get' to='%s'><fetch xmlns='%s' item='%d' offset='%d'"
+                          " length='%d'/></iq>" % (COMPONENT, NS_CONTENT, seq, len(out), chunk))
+        assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+        el = reply.find('{%s}chunk' % NS_CONTENT)
+        assert int(el.get('size')) == size and int(el.get('offset')) == len(out)
+        part = base64.b64decode(el.text or '')
+        assert part
+        out += part
+    return out
+
+
+def test_only_listed_jids(fstack):
+    """bob is not in [firehose] subscribers: the node does not exist for
+    him, nor do its items or contents; the archiver subscribes."""
+    bob = fstack.client('bob')
+    assert error_of(subscribe(bob))[:2] == ('cancel', 'item-not-found')
+    assert error_of(bob.iq("<iq type='get' to='%s'><pubsub xmlns='%s'><items node='%s'/>"
+                           "</pubsub></iq>" % (COMPONENT, NS_PUBSUB, NODE)))[1] == 'item-not-found'
+    assert error_of(bob.iq("<iq type='get' to='%s'><fetch xmlns='%s' item='1'/></iq>"
+                           % (COMPONENT, NS_CONTENT)))[1] == 'item-not-found'
+    arch = fstack.client('archiver')
+    reply = subscribe(arch)
+    assert iq_type(reply) == 'result'
+    sub = reply.find('{%s}pubsub/{%s}subscription' % (NS_PUBSUB, NS_PUBSUB))
+    assert (sub.get('node'), sub.get('subscription')) == (NODE, 'subscribed')
+    # every event, not only those an ordinary subscription would get
+    fstack.cyrus.imap('bob').logout()
+    next_item(arch, 'Login')
+
+
+def test_content_inline_and_in_chunks(fstack):
+    """A small message comes inline, a large one (over inline_max) is
+    fetched in chunks; both byte-identical to IMAP, with sha256, flags and
+    internal date; a headers-only subscriber gets the header section."""
+    arch = fstack.client('archiver')
+    assert iq_type(subscribe(arch)) == 'result'
+    small = make_message(subject='small', body='x' * 500 + '\r\n')
+    fstack.cyrus.deliver('alice', small)
+    seq, payload = next_item(arch, 'MessageNew')
+    c = payload.find('{%s}content' % NS_CONTENT)
+    raw = base64.b64decode(c.text)
+    imap_raw, meta = imap_bytes(fstack, 'alice', 1)
+    assert raw == imap_raw
+    assert c.get('sha256') == hashlib.sha256(raw).hexdigest()
+    assert int(c.get('size')) == len(raw) and c.get('part') == 'full'
+    assert c.get('internaldate') in meta
+    assert c.get('fetch') is None
+
+    big = make_message(subject='big', body=('0123456789abcdef' * 64 + '\r\n') * 100)
+    fstack.cyrus.deliver('alice', big)
+    seq, payload = next_item(arch, 'MessageNew')
+    c = payload.find('{%s}content' % NS_CONTENT)
+    assert c.get('fetch') == 'true' and not (c.text or '').strip()
+    data = fetch_all(arch, seq, int(c.get('size')))
+    assert data == imap_bytes(fstack, 'alice', 2)[0]
+    assert hashlib.sha256(data).hexdigest() == c.get('sha256')
+    # \Seen untouched by the retrieval (BODY.PEEK)
+    m = fstack.cyrus.imap('alice')
+    m.select('INBOX', readonly=True)
+    typ, data = m.uid('FETCH', '1:2', '(FLAGS)')
+    m.logout()
+    assert b'\\Seen' not in b' '.join(d for d in data if isinstance(d, bytes))
+
+    # headers only
+    reply = subscribe(arch, {'mailpubsub#content': 'headers'})
+    assert iq_type(reply) == 'result'
+    # (a new Message-ID: Cyrus drops duplicate deliveries)
+    fstack.cyrus.deliver('alice', make_message(subject='small', body='x' * 500 + '\r\n'))
+    seq, payload = next_item(arch, 'MessageNew')
+    c = payload.find('{%s}content' % NS_CONTENT)
+    assert c.get('part') == 'headers'
+    head = base64.b64decode(c.text)
+    assert head.endswith(b'\r\n\r\n') and b'Subject: small' in head and b'xxxx' not in head
+    assert error_of(subscribe(arch, {'mailpubsub#content': 'everything'}))[1] == 'bad-request'
+
+
+def send_json(path, event):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(json.dumps(event).encode() + b'\n')
+    ack = json.loads(s.makefile().readline())
+    s.close()
+    return ack
+
+
+def test_retrieval_retried_while_the_store_is_down(fstack):
+    """The store goes away between an event and the retrieval of its
+    message: the retrieval is retried with backoff and succeeds once the
+    store is back; if it stays away the item says so (content-error
+    unavailable) after [firehose] fetch_attempts; an expunged message gives
+    content-error expunged. Nothing is dropped and the order holds."""
+    arch = fstack.client('archiver')
+    assert iq_type(subscribe(arch)) == 'result'
+    fstack.cyrus.deliver('alice', make_message(subject='one'))
+    seq1, _ = next_item(arch, 'MessageNew')
+    raw, _ = imap_bytes(fstack, 'alice', 1)
+    uidvalidity = None
+    m = fstack.cyrus.imap('alice')
+    uidvalidity = int(re.search(rb'UIDVALIDITY (\d+)', b' '.join(
+        m.status('INBOX', '(UIDVALIDITY)')[1])).group(1))
+    m.logout()
+    sock = os.path.join(fstack.workdir, 'events.sock')
+    uri = 'imap://alice@localhost/INBOX;UIDVALIDITY=%d/;UID=1' % uidvalidity
+
+    # down, then back within the attempts (1 s + 2 s of backoff)
+    fstack.cyrus.stop()
+    assert send_json(sock, {'event': 'MessageAppend', 'uri': uri})['ok']
+    fstack.daemon.wait_log(r'firehose: #\d+: retrieval failed \(attempt 1\)', timeout=15)
+    fstack.cyrus.start()
+    seq2, payload = next_item(arch, 'MessageAppend', timeout=30)
+    c = payload.find('{%s}content' % NS_CONTENT)
+    assert c is not None and base64.b64decode(c.text) == raw
+    assert seq2 > seq1
+
+    # down for good: recorded in the item, and what follows still flows
+    fstack.cyrus.stop()
+    assert send_json(sock, {'event': 'MessageAppend', 'uri': uri})['ok']
+    assert send_json(sock, {'event': 'MailboxCreate',
+                            'uri': 'imap://alice@localhost/After;UIDVALIDITY=1'})['ok']
+    seq3, payload = next_item(arch, 'MessageAppend', timeout=30)
+    err = payload.find('{%s}content-error' % NS_CONTENT)
+    assert (err.get('reason'), err.get('attempts')) == ('unavailable', '3')
+    seq4, _ = next_item(arch, 'MailboxCreate', timeout=10)
+    assert seq4 == seq3 + 1
+    fstack.cyrus.start()
+
+    # a message that is gone: final at once
+    assert send_json(sock, {'event': 'MessageNew', 'uri': uri.replace('UID=1', 'UID=99')})['ok']
+    _, payload = next_item(arch, 'MessageNew', timeout=20)
+    err = payload.find('{%s}content-error' % NS_CONTENT)
+    assert err.get('reason') == 'expunged'
+
+
+def test_catch_up_with_rsm(fstack):
+    """Items after a sequence number, in order, with content, paged."""
+    arch = fstack.client('archiver')
+    assert iq_type(subscribe(arch)) == 'result'
+    fstack.cyrus.deliver('alice', make_message(subject='first'))
+    first, _ = next_item(arch, 'MessageNew')
+    for i in range(4):
+        fstack.cyrus.deliver('alice', make_message(subject='n%d' % i))
+    for i in range(4):
+        next_item(arch, 'MessageNew')
+    got, after = [], first
+    while True:
+        reply = arch.iq("<iq type='get' to='%s'><pubsub xmlns='%s'><items node='%s'/>"
+                        "<set xmlns='%s'><after>%d</after><max>3</max></set></pubsub></iq>"
+                        % (COMPONENT, NS_PUBSUB, NODE, NS_RSM, after))
+        assert iq_type(reply) == 'result'
+        items = reply.findall('{%s}pubsub/{%s}items/{%s}item' % (NS_PUBSUB, NS_PUBSUB, NS_PUBSUB))
+        ids = [int(i.get('id')) for i in items]
+        got += ids
+        if len(ids) < 3:
+            break
+        rsm = reply.find('{%s}pubsub/{%s}set' % (NS_PUBSUB, NS_RSM))
+        assert int(rsm.findtext('{%s}last' % NS_RSM)) == ids[-1]
+        after = ids[-1]
+        for it in items:
+            p = it.find('{urn:mailpubsub:event:0}mailbox-event')
+            if p.get('type') == 'MessageNew':
+                assert p.find('{%s}content' % NS_CONTENT) is not None
+    assert got == list(range(first + 1, got[-1] + 1))
+    assert len([g for g in got]) >= 4
