@@ -17,7 +17,7 @@ import pytest
 
 from harness import make_message, wait_until
 from stack import (COMPONENT, NS_PUBSUB, Stack, error_of, event_items, iq_type,
-                   mailbox_of, subscribe_iq)
+                   mailbox_of, subscribe_iq, validate_payload)
 
 NODE = 'mailpubsub:firehose'
 NS_CONTENT = 'urn:mailpubsub:content:0'
@@ -57,6 +57,7 @@ def next_item(client, etype, timeout=15.0):
                                   max(0.1, deadline - time.monotonic()))
         for iid, payload in event_items(msg)[1]:
             if payload.get('type') == etype:
+                validate_payload(payload)   # content.rng included
                 return int(iid), payload
 
 
