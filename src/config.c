@@ -117,6 +117,12 @@ static const struct config_option options[] = {
 	    "How the server names another user's INBOX: no: the owner's level in the other-users namespace (Cyrus: user/alice); yes: INBOX below it (Dovecot: shared/alice/INBOX)."),
 	OPT("imap", "list_as_owner", CONFIG_BOOL, imap_list_as_owner, "no",
 	    "LIST an account's mailboxes logged in as the account (proxy authorization) rather than as admin_user. Yes for Dovecot, whose master user cannot log in as itself."),
+	OPT("imap_source", "accounts", CONFIG_STRING, imap_source_accounts, "",
+	    "The IMAP client source, for stores that push no events: accounts (space separated) watched over IMAP with the [imap] connection settings, logged in as each account by proxy authorization; their changes become RFC 5423 events. Empty: the source is off."),
+	OPT("imap_source", "mailboxes", CONFIG_STRING, imap_source_mailboxes, "INBOX",
+	    "Mailboxes (node names, space separated, e.g. INBOX INBOX/Lists) each watched with IDLE on a connection of its own per account: changes there are seen within a second or so. Every other mailbox the account LISTs is polled."),
+	OPT("imap_source", "poll_interval", CONFIG_UINT, imap_source_poll_interval, "30",
+	    "Seconds between polls of the other mailboxes and LISTs of the account (MailboxCreate/Delete/Rename are found then)."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
@@ -280,6 +286,14 @@ static int validate(struct config *config, const char **error_r)
 	}
 	if (*config->imap_host != '\0' && *config->imap_admin_user == '\0') {
 		*error_r = "[imap] admin_user is required with host";
+		return -1;
+	}
+	if (*config->imap_source_accounts != '\0' && *config->imap_host == '\0') {
+		*error_r = "[imap_source] accounts needs [imap] host";
+		return -1;
+	}
+	if (config->imap_source_poll_interval == 0) {
+		*error_r = "[imap_source] poll_interval must be at least 1";
 		return -1;
 	}
 	if (*config->component_domain == '\0') {

@@ -69,6 +69,10 @@ struct config {
 	unsigned imap_list_interval; /* seconds */
 	bool imap_other_inbox_named;
 	bool imap_list_as_owner;
+	/* [imap_source] */
+	char *imap_source_accounts;  /* space separated; empty: source off */
+	char *imap_source_mailboxes; /* IDLEd on, space separated node names */
+	unsigned imap_source_poll_interval; /* seconds */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */

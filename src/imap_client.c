@@ -79,6 +79,9 @@ struct session {
 	 * only, one odd identity must not stall everybody */
 	unsigned authz_failures;
 	uint64_t authz_retry_at;
+	/* a dedicated session's own stop flag (imap_session_open); NULL:
+	 * the client's */
+	const atomic_bool *aborting;
 };
 
 enum op_kind { OP_MYRIGHTS, OP_LIST, OP_STATUS, OP_FETCH };
@@ -472,7 +475,8 @@ static int tcp_connect(struct imap_client *cl, struct conn *c, char *err,
 				uint64_t now = now_ms();
 				int pr;
 
-				if (now >= c->deadline || atomic_load(&cl->aborting)) {
+				if (now >= c->deadline ||
+				    (c->aborting != NULL && atomic_load(c->aborting))) {
 					pr = 0;
 				} else {
 					/* slices: imap_client_close() cannot shut
@@ -691,7 +695,7 @@ static int session_connect(struct session *s, struct op *op)
 	}
 	c->fd = -1;
 	c->fd_lock = &cl->fd_lock;
-	c->aborting = &cl->aborting;
+	c->aborting = s->aborting != NULL ? s->aborting : &cl->aborting;
 	uv_mutex_lock(&cl->fd_lock);
 	s->conn = c;
 	uv_mutex_unlock(&cl->fd_lock);
@@ -2017,4 +2021,139 @@ void imap_client_status(struct imap_client *c, const char *account,
 const char *imap_client_last_error(const struct imap_client *c)
 {
 	return c->last_error;
+}
+
+/* ---- dedicated sessions (imap_session_*) --------------------------------
+ *
+ * The pool above runs one short command at a time in libuv's threadpool.
+ * IDLE holds a connection for minutes, which would pin a threadpool thread
+ * and a pool slot: callers that need that (the IMAP client source) run
+ * their own thread and get a session of their own here, with the same
+ * connection, TLS and SASL code. */
+
+struct imap_session {
+	struct session s;
+};
+
+int imap_session_open(struct imap_client *c, const char *identity,
+		      const atomic_bool *abort, struct imap_session **session_r,
+		      char *error, size_t errlen)
+{
+	/* the admin acting as itself needs no authorization identity */
+	const char *key = strcmp(identity, c->admin_user) == 0 ? "" : identity;
+	struct imap_session *is = calloc(1, sizeof(*is));
+	struct op *op = calloc(1, sizeof(*op));
+	int ret = -1;
+
+	if (is == NULL || op == NULL || (is->s.key = strdup(key)) == NULL) {
+		fmt_to(error, errlen, "out of memory");
+		goto out;
+	}
+	is->s.client = c;
+	is->s.aborting = abort;
+	op->client = c;
+	op->session = &is->s;
+	if (session_connect(&is->s, op) < 0) {
+		fmt_to(error, errlen, "%s", op->error);
+		goto out;
+	}
+	*session_r = is;
+	is = NULL;
+	ret = 0;
+out:
+	if (is != NULL) {
+		free(is->s.key);
+		free(is);
+	}
+	free(op);
+	return ret;
+}
+
+mailimap *imap_session_mailimap(struct imap_session *is)
+{
+	return is->s.imap;
+}
+
+const struct imap_namespaces *imap_session_namespaces(const struct imap_session *is)
+{
+	return &is->s.ns;
+}
+
+void imap_session_deadline(struct imap_session *is, unsigned timeout_ms)
+{
+	if (is->s.conn != NULL)
+		conn_set_deadline(is->s.conn, timeout_ms != 0 ? timeout_ms
+				  : is->s.client->timeout_ms);
+}
+
+const char *imap_session_error(const struct imap_session *is)
+{
+	if (is->s.conn != NULL && is->s.conn->error[0] != '\0')
+		return is->s.conn->error;
+	if (is->s.imap != NULL && is->s.imap->imap_response != NULL &&
+	    is->s.imap->imap_response[0] != '\0')
+		return is->s.imap->imap_response;
+	return "protocol error";
+}
+
+int imap_session_wait(struct imap_session *is, unsigned timeout_ms)
+{
+	struct conn *c = is->s.conn;
+	uint64_t deadline = now_ms() + timeout_ms;
+
+	if (c == NULL || c->fd < 0 || is->s.imap == NULL)
+		return -1;
+	/* already read by libetpan, or decrypted by OpenSSL: poll() would not
+	 * see it */
+	if (is->s.imap->imap_stream != NULL &&
+	    is->s.imap->imap_stream->read_buffer_len > 0)
+		return 1;
+	if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		return 1;
+	for (;;) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+		uint64_t now = now_ms();
+		int r;
+
+		if (c->aborting != NULL && atomic_load(c->aborting))
+			return -1;
+		if (now >= deadline)
+			return 0;
+		/* slices, so that the stop flag is seen soon */
+		r = poll(&pfd, 1, deadline - now < 200 ? (int)(deadline - now) : 200);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (r > 0)
+			return (pfd.revents & (POLLERR | POLLNVAL)) != 0 ? -1 : 1;
+	}
+}
+
+void imap_session_interrupt(struct imap_session *is)
+{
+	struct imap_client *c = is->s.client;
+
+	uv_mutex_lock(&c->fd_lock);
+	if (is->s.conn != NULL && is->s.conn->fd >= 0)
+		shutdown(is->s.conn->fd, SHUT_RDWR);
+	uv_mutex_unlock(&c->fd_lock);
+}
+
+void imap_session_close(struct imap_session **session)
+{
+	struct imap_session *is = *session;
+
+	if (is == NULL)
+		return;
+	*session = NULL;
+	if (is->s.imap != NULL && is->s.conn != NULL && !is->s.conn->broken &&
+	    (is->s.aborting == NULL || !atomic_load(is->s.aborting))) {
+		uint64_t t0 = uv_hrtime();
+		int rc;
+
+		conn_set_deadline(is->s.conn, LOGOUT_TIMEOUT_MS);
+		rc = mailimap_logout(is->s.imap);
+		log_cmd(&is->s, "LOGOUT", NULL, rc, t0);
+	}
+	session_disconnect(&is->s);
+	session_free(&is->s);
 }

@@ -19,6 +19,7 @@
 #ifndef MAILPUBSUB_IMAP_CLIENT_H
 #define MAILPUBSUB_IMAP_CLIENT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,5 +131,38 @@ void imap_client_status(struct imap_client *c, const char *account,
 /* Why the most recent IMAP_TEMPFAIL happened ("" if none yet): for logs
  * and diagnostics, valid until the next call into this module. */
 const char *imap_client_last_error(const struct imap_client *c);
+
+
+/* ---- dedicated sessions ----
+ * For callers that hold a connection for long (IDLE) on a thread of their
+ * own: the blocking libetpan session itself, connected, TLS'd and
+ * authenticated like the pooled ones (SASL authorization identity
+ * `identity`, the admin's own session for admin_user). Call everything but
+ * imap_session_interrupt() from that one thread; close every session
+ * before imap_client_close(). */
+struct imap_session;
+struct mailimap;
+struct imap_namespaces;
+
+/* Blocking. abort (may be NULL) is polled while connecting and before
+ * every network step: setting it makes the session fail fast. */
+int imap_session_open(struct imap_client *c, const char *identity,
+		      const atomic_bool *abort, struct imap_session **session_r,
+		      char *error, size_t errlen);
+struct mailimap *imap_session_mailimap(struct imap_session *s);
+const struct imap_namespaces *imap_session_namespaces(const struct imap_session *s);
+/* Bounds the next network steps to timeout_ms from now (0: the client's
+ * timeout_ms); call before each command. */
+void imap_session_deadline(struct imap_session *s, unsigned timeout_ms);
+/* Why the last command failed, for logs. */
+const char *imap_session_error(const struct imap_session *s);
+/* Waits up to timeout_ms for the server to send something (during IDLE):
+ * 1 readable, 0 timed out, -1 broken or aborted. */
+int imap_session_wait(struct imap_session *s, unsigned timeout_ms);
+/* From any thread, with the session kept alive by the caller: cuts a
+ * blocked command short (shuts the socket down). */
+void imap_session_interrupt(struct imap_session *s);
+/* LOGOUT (unless aborted; bounded to 1 s), disconnect, free. Clears *s. */
+void imap_session_close(struct imap_session **s);
 
 #endif

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -76,6 +77,67 @@ static int exec_sql(sqlite3 *db, const char *sql, const char **error_r)
 	return -1;
 }
 
+/* Migrations from version 1 on: migrations[i] brings the schema from
+ * version i + 1 to i + 2. Each runs once, in its own transaction with the
+ * schema_version bump, so a database is always at one exact version. */
+static const char *const migrations[] = {
+	/* 2: the IMAP client source's sync state (src/ingest_imap.c): what
+	 * it last saw of each watched mailbox, so a restart resynchronises
+	 * from there (CHANGEDSINCE / VANISHED) instead of replaying. */
+	"CREATE TABLE IF NOT EXISTS imap_source_accounts ("
+	"  account TEXT PRIMARY KEY,"
+	"  listed_us INTEGER NOT NULL) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS imap_source_mailboxes ("
+	"  account TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  uidnext INTEGER NOT NULL,"
+	"  highestmodseq INTEGER NOT NULL,"
+	"  PRIMARY KEY (account, node)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS imap_source_messages ("
+	"  account TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL,"
+	"  flags TEXT NOT NULL,"               /* sorted, space separated */
+	"  PRIMARY KEY (account, node, uid)) WITHOUT ROWID;",
+};
+
+static int migrate(sqlite3 *db, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int version = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'",
+			       -1, &stmt, NULL) != SQLITE_OK) {
+		*error_r = "cannot read the schema version";
+		return -1;
+	}
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		version = sqlite3_column_int(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (version < 1 || version > (int)(sizeof(migrations) / sizeof(migrations[0])) + 1) {
+		log_error("store: schema version %d is not one this mailpubsubd knows", version);
+		*error_r = "unknown store schema version (a newer mailpubsubd's store?)";
+		return -1;
+	}
+	for (; version <= (int)(sizeof(migrations) / sizeof(migrations[0])); version++) {
+		char bump[96];
+
+		snprintf(bump, sizeof(bump), "UPDATE meta SET value = %d "
+			 "WHERE key = 'schema_version';", version + 1);
+		if (exec_sql(db, "BEGIN IMMEDIATE;", error_r) < 0)
+			return -1;
+		if (exec_sql(db, migrations[version - 1], error_r) < 0 ||
+		    exec_sql(db, bump, error_r) < 0 ||
+		    exec_sql(db, "COMMIT;", error_r) < 0) {
+			sqlite3_exec(db, "ROLLBACK;", NULL, NULL, NULL);
+			return -1;
+		}
+		log_info("store: schema migrated to version %d", version + 1);
+	}
+	return 0;
+}
+
 int store_open(const char *path, bool full_sync, struct store **store_r,
 	       const char **error_r)
 {
@@ -104,7 +166,8 @@ int store_open(const char *path, bool full_sync, struct store **store_r,
 	    exec_sql(store->db, full_sync ? "PRAGMA synchronous=FULL;"
 					  : "PRAGMA synchronous=NORMAL;", error_r) < 0 ||
 	    exec_sql(store->db, "PRAGMA foreign_keys=OFF;", error_r) < 0 ||
-	    exec_sql(store->db, schema_sql, error_r) < 0)
+	    exec_sql(store->db, schema_sql, error_r) < 0 ||
+	    migrate(store->db, error_r) < 0)
 		goto fail;
 	*store_r = store;
 	return 0;
