@@ -27,6 +27,10 @@
 #define FIREHOSE_BATCH 200
 #define FETCH_CHUNK_MAX (256 * 1024)
 #define RSM_MAX 100
+/* A catch-up reply stops growing here: Prosody closes a component stream
+ * that sends a stanza over 512 KiB (stanza-too-large), and RSM lets a page
+ * hold fewer items than asked for. */
+#define ITEMS_REPLY_MAX (384 * 1024)
 
 struct firehose {
 	struct service *service;
@@ -125,11 +129,11 @@ static char *payload_for(struct service *service, const struct journal_record *r
 		return payload;
 	found = content_get(service->store, rec->seq, &cr);
 	if (found <= 0) {
-		/* retrieval never ran (the firehose had no subscriber wanting
-		 * content then) */
+		/* never retrieved (nobody wanted content then), or dropped
+		 * after content_retention: final either way */
 		memset(&cr, 0, sizeof(cr));
 		cr.seq = rec->seq;
-		cr.error = strdup("unavailable");
+		cr.error = strdup("not-kept");
 	}
 	element = content_element(service->store, &cr, part,
 				  service->config->firehose_inline_max);
@@ -621,6 +625,7 @@ struct items_ctx {
 	char *xml;
 	size_t len;
 	long long first, last;
+	long long upto;           /* the live pipeline's position */
 	unsigned n;
 };
 
@@ -633,6 +638,10 @@ static int collect_item(void *context, const struct journal_record *rec)
 	char *payload, *item, *grown;
 	int n;
 
+	/* past the live pipeline the content may still be on its way: those
+	 * come live, or with the next page */
+	if (rec->seq > ic->upto || ic->len >= ITEMS_REPLY_MAX)
+		return 1;
 	if (event_decode(rec->json, rec->json_len,
 			 ic->service->config->hierarchy_separator[0], &ev, &error) < 0)
 		return 0;
@@ -679,7 +688,8 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 {
 	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
 	xmpp_stanza_t *set = child_ns(pubsub, "set", RSM_NS);
-	struct items_ctx ic = { service, "full", NULL, 0, 0, 0, 0 };
+	struct items_ctx ic = { service, "full", NULL, 0, 0, 0,
+				service->firehose != NULL ? service->firehose->seq : 0, 0 };
 	long long max = set != NULL ? child_number(set, "max", RSM_MAX) : 20;
 	const char *mi = xmpp_stanza_get_attribute(op, "max_items");
 	long long after;
@@ -700,7 +710,7 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 		max = RSM_MAX;
 	after = set != NULL ? child_number(set, "after", -1) : -1;
 	if (after < 0)
-		after = journal_last_seq(service->store) - max;
+		after = ic.upto - max;
 	if (after < 0)
 		after = 0;
 	journal_read_after(service->store, after, (unsigned)max, collect_item, &ic, &count);
@@ -718,6 +728,56 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 	}
 	free(rsm);
 	free(ic.xml);
+}
+
+/* <subscriptions node=firehose/> and <options node=firehose jid=/>: what
+ * the asker has (re-subscribing with other options changes them). */
+static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq,
+				      const char *name, const char *bare)
+{
+	static const char sql[] = "SELECT subid, content FROM firehose_subs WHERE jid = ?";
+	sqlite3_stmt *st = store_stmt(service->store, sql);
+	char *ejid = item_xml_escape(bare), *body = NULL;
+	int n = -1;
+
+	if (st == NULL || ejid == NULL) {
+		free(ejid);
+		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
+		return;
+	}
+	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *subid = (const char *)sqlite3_column_text(st, 0);
+		const char *content = (const char *)sqlite3_column_text(st, 1);
+
+		if (strcmp(name, "subscriptions") == 0)
+			n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions"
+				     " node='" FIREHOSE_NODE "'><subscription node='"
+				     FIREHOSE_NODE "' jid='%s' subid='%s' subscription="
+				     "'subscribed'/></subscriptions></pubsub>", ejid, subid);
+		else
+			n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><options node='"
+				     FIREHOSE_NODE "' jid='%s'><x xmlns='" DATA_NS "' type='form'>"
+				     "<field var='FORM_TYPE' type='hidden'><value>"
+				     PUBSUB_NS "#subscribe_options</value></field>"
+				     "<field var='" CONTENT_OPTION "' type='list-single'"
+				     " label='Message content'><value>%s</value>"
+				     "<option><value>none</value></option>"
+				     "<option><value>headers</value></option>"
+				     "<option><value>full</value></option></field>"
+				     "</x></options></pubsub>", ejid, content);
+	} else if (strcmp(name, "subscriptions") == 0) {
+		n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions node='"
+			     FIREHOSE_NODE "'/></pubsub>");
+	}
+	sqlite3_reset(st);
+	free(ejid);
+	if (n < 0) {
+		reply_err(service, iq, PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED);
+		return;
+	}
+	send_text(service, result_iq(iq, body));
+	free(body);
 }
 
 void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
@@ -742,6 +802,8 @@ void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
 		handle_unsubscribe(service, iq, bare);
 	else if (!set && strcmp(name, "items") == 0)
 		handle_items(service, iq, pubsub, op, bare);
+	else if (!set && (strcmp(name, "subscriptions") == 0 || strcmp(name, "options") == 0))
+		handle_subscription_query(service, iq, name, bare);
 	else
 		reply_err(service, iq, PUBSUB_ERR_BAD_REQUEST);
 	firehose_kick(service->firehose);

@@ -1016,9 +1016,12 @@ static void append_flag(struct op *op, const struct mailimap_flag *f)
 static void take_fetch_item(struct op *op, const struct mailimap_msg_att_item *item)
 {
 	if (item->att_type == MAILIMAP_MSG_ATT_ITEM_DYNAMIC) {
-		clist *flags = item->att_data.att_dyn->att_list;
+		/* libetpan gives FLAGS () as a NULL list */
+		clist *flags = item->att_data.att_dyn != NULL ?
+			       item->att_data.att_dyn->att_list : NULL;
 
-		for (clistiter *it = clist_begin(flags); it != NULL; it = clist_next(it)) {
+		for (clistiter *it = flags != NULL ? clist_begin(flags) : NULL; it != NULL;
+		     it = clist_next(it)) {
 			const struct mailimap_flag_fetch *ff = clist_content(it);
 
 			if (ff->fl_type == MAILIMAP_FLAG_FETCH_OTHER && ff->fl_flag != NULL)

@@ -21,6 +21,7 @@
 #include "firehose.h"
 #include "imap_client.h"
 #include "ingest_cyrus.h"
+#include "ingest_imap.h"
 #include "ingest_json.h"
 #include "log.h"
 #include "publisher.h"
@@ -34,6 +35,7 @@ struct daemon_state {
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest;
 	struct ingest_json *ingest_json;
+	struct ingest_imap *ingest_imap;
 	struct imap_client *imap;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
@@ -112,6 +114,8 @@ static void shutdown_daemon(struct daemon_state *st)
 	/* ingest first: what was received gets journaled before we stop */
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
+	/* before the IMAP client: its sessions come from it */
+	ingest_imap_close(&st->ingest_imap);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
 	st->service.publisher = NULL;
@@ -226,6 +230,10 @@ static int start(struct daemon_state *st, const char **error_r)
 	if ((*c->json_socket != '\0' || *c->json_listen != '\0') &&
 	    ingest_json_new(st->loop, &st->service, on_journaled, st,
 			    &st->ingest_json, error_r) < 0)
+		return -1;
+	if (*c->imap_source_accounts != '\0' &&
+	    ingest_imap_new(st->loop, &st->service, st->imap, on_journaled, st,
+			    &st->ingest_imap, error_r) < 0)
 		return -1;
 	watch_signal(st, &st->sigterm, SIGTERM);
 	watch_signal(st, &st->sigint, SIGINT);

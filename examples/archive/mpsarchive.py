@@ -238,7 +238,7 @@ CREATE TABLE IF NOT EXISTS gaps(id INTEGER PRIMARY KEY, from_seq INTEGER,
     to_seq INTEGER, detected TEXT, state TEXT, note TEXT);
 CREATE TABLE IF NOT EXISTS content_gaps(id INTEGER PRIMARY KEY, seq INTEGER,
     account TEXT, node TEXT, uidvalidity INTEGER, uid INTEGER, reason TEXT,
-    attempts INTEGER, detail TEXT);
+    attempts INTEGER, detail TEXT, resolved TEXT, retries INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS errors(id INTEGER PRIMARY KEY, seq INTEGER,
     time TEXT, error TEXT, payload TEXT);
 """
@@ -379,7 +379,9 @@ class Store:
                 'SELECT from_seq, to_seq, state, note FROM gaps ORDER BY id')],
             'content_gaps': [dict(r) for r in self.db.execute(
                 'SELECT seq, account, node, uidvalidity, uid, reason, attempts '
-                'FROM content_gaps ORDER BY id')],
+                'FROM content_gaps WHERE resolved IS NULL ORDER BY id')],
+            'content_gaps_resolved': q('SELECT count(*) FROM content_gaps WHERE '
+                                       'resolved IS NOT NULL'),
             'errors': q('SELECT count(*) FROM errors'),
         }
 
@@ -508,8 +510,9 @@ class Apply:
         if c is not None and c.ok:
             cols.update(sha256=c.sha, size=c.size, part=c.part,
                         internaldate=c.internaldate, **c.headers)
-            if c.flags is not None:
-                cols['flags'] = flags_text(flag_list(c.flags))
+            if c.flags is not None:     # \Recent belongs to a session, not kept
+                cols['flags'] = flags_text(f for f in flag_list(c.flags)
+                                           if f.lower() != '\\recent')
             self.db.execute('INSERT OR IGNORE INTO blobs(sha256, size, part, first_seq) '
                             'VALUES (?, ?, ?, ?)', (c.sha, c.size, c.part, self.seq))
         cols.setdefault('flags', '')
@@ -833,9 +836,9 @@ class Archiver:
 
     # ---- subscription
     async def session(self):
-        from slixmpp.exceptions import IqError
         await self.ensure_subscribed()
         await self.catch_up()
+        await self.retry_content_gaps()
         if self.args.catch_up_only:
             log.info('catch-up done at seq %d', self.store.last_seq)
             self.done = True
@@ -845,7 +848,10 @@ class Archiver:
             seq, item = await self.queue.get()
             last = self.store.last_seq
             if seq <= last:
-                continue           # already stored (repeat after a restart)
+                # already stored (a repeat after a restart); it may bring
+                # content the first copy of the item lacked
+                await self.upgrade(seq, item.find('{%s}mailbox-event' % NS_EV))
+                continue
             if seq > last + 1:
                 log.warning('live item %d after %d: gap %d..%d, filling it with RSM',
                             seq, last, last + 1, seq - 1)
@@ -919,7 +925,7 @@ class Archiver:
     # ---- catch-up (XEP-0059 RSM on the node's items)
     async def catch_up(self):
         from slixmpp.exceptions import IqError
-        page = self.args.page
+        page = ceiling = self.args.page
         total = 0
         t0 = time.monotonic()
         while True:
@@ -937,9 +943,13 @@ class Archiver:
                     raise Fatal('items retrieval on %s refused: %s' % (NODE, e.condition))
                 raise Transient('catch-up failed: %s' % e.condition)
             except Transient:
+                # a page too large for the XMPP server never arrives (Prosody
+                # drops a component stanza over 512 KiB): ask for less
                 if page > 1:
-                    page = max(1, page // 4)
-                    log.warning('catch-up page timed out: retrying with max=%d', page)
+                    ceiling = max(1, page // 2)
+                    page = max(1, page // 50)
+                    log.warning('catch-up page after %d timed out: retrying with '
+                                'max=%d', after, page)
                     continue
                 raise
             items = []
@@ -966,6 +976,8 @@ class Archiver:
                 total += 1
             # go on until an empty page: a server may return fewer than max
             # for size reasons before the end
+            if len(items) >= page and page < ceiling:
+                page = min(ceiling, page * 2)
         if total:
             log.info('caught up %d items in %.3f s; at seq %d', total,
                      time.monotonic() - t0, self.store.last_seq)
@@ -997,14 +1009,96 @@ class Archiver:
         if log.isEnabledFor(logging.DEBUG):
             log.debug('stored item %d %s', seq, payload.get('type'))
 
+    async def retry_content_gaps(self):
+        """Items recorded with content-error attempts='0' (the service had
+        not retrieved the message when it wrote the item): ask for each item
+        again, a few times over the runs, and take the content if it came."""
+        from slixmpp.exceptions import IqError
+        db = self.store.db
+        rows = db.execute("SELECT DISTINCT seq FROM content_gaps WHERE resolved IS NULL "
+                          "AND attempts = 0 AND retries < 3 ORDER BY seq DESC "
+                          "LIMIT 50").fetchall()
+        if not rows:
+            return
+        await asyncio.sleep(1.0)
+        for (seq,) in rows:
+            db.execute('UPDATE content_gaps SET retries = retries + 1 WHERE seq=?', (seq,))
+            el = ET.Element('{%s}pubsub' % NS_PUBSUB)
+            ET.SubElement(el, '{%s}items' % NS_PUBSUB, node=NODE)
+            rsm = ET.SubElement(el, '{%s}set' % NS_RSM)
+            ET.SubElement(rsm, '{%s}after' % NS_RSM).text = str(seq - 1)
+            ET.SubElement(rsm, '{%s}max' % NS_RSM).text = '1'
+            try:
+                reply = await self.iq(el, timeout=self.args.page_timeout)
+            except IqError as e:
+                log.info('item %d asked again: %s', seq, e.condition)
+                continue
+            for it in reply.iter('{%s}item' % NS_PUBSUB):
+                if it.get('id') == str(seq):
+                    await self.upgrade(seq, it.find('{%s}mailbox-event' % NS_EV))
+
+    async def upgrade(self, seq, payload):
+        """A repeated item with content for a stored item recorded without:
+        store the bytes and fill them into the message rows."""
+        if payload is None or payload.find('{%s}content' % NS_CT) is None:
+            return
+        db = self.store.db
+        if not db.execute('SELECT 1 FROM content_gaps WHERE seq=? AND resolved IS NULL',
+                          (seq,)).fetchone():
+            return
+        try:
+            contents = [await self.content(seq, el)
+                        for el in payload.findall('{%s}content' % NS_CT)]
+        except Transient:
+            raise
+        except Exception as e:
+            log.error('item %d: content of a repeat failed: %s', seq, e)
+            return
+        good = [c for c in contents if c.ok]
+        if len(good) != 1:
+            return
+        c = good[0]
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            db.execute('INSERT OR IGNORE INTO blobs(sha256, size, part, first_seq) '
+                       'VALUES (?, ?, ?, ?)', (c.sha, c.size, c.part, seq))
+            sets = dict(sha256=c.sha, size=c.size, part=c.part,
+                        internaldate=c.internaldate, **c.headers)
+            keys = list(sets)
+            # the first row and every copy/move/rename descending from it
+            ids = [r[0] for r in db.execute(
+                'SELECT id FROM messages WHERE first_seq=? AND sha256 IS NULL', (seq,))]
+            seqs = {(seq, None)}
+            while ids:
+                db.execute('UPDATE messages SET %s WHERE id IN (%s)' % (
+                    ', '.join('%s=?' % k for k in keys), ','.join('?' * len(ids))),
+                    [sets[k] for k in keys] + ids)
+                rows = db.execute(
+                    'SELECT id, first_seq, uid FROM messages WHERE prev_id IN (%s) AND '
+                    'sha256 IS NULL' % ','.join('?' * len(ids)), ids).fetchall()
+                ids = [r[0] for r in rows]
+                seqs.update((r[1], r[2]) for r in rows)
+            for s, uid in seqs:
+                db.execute('UPDATE content_gaps SET resolved=? WHERE seq=? AND '
+                           '(? IS NULL OR uid=?) AND resolved IS NULL',
+                           (now_iso(), s, uid, uid))
+            db.execute('COMMIT')
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        log.warning('CONTENT GAP resolved: item %d repeated with its content', seq)
+
     async def contents(self, seq, payload):
         out = []
         if payload.get('type') not in CONTENT_EVENTS:
             return out
         for err in payload.findall('{%s}content-error' % NS_CT):
-            out.append(Content(uid=_int(err.get('uid')), reason=err.get('reason') or
-                               'unknown', attempts=_int(err.get('attempts')),
-                               detail='content-error from the service'))
+            c = Content(uid=_int(err.get('uid')), reason=err.get('reason') or 'unknown',
+                        attempts=_int(err.get('attempts')),
+                        detail='content-error from the service')
+            # attempts='0': the service had not retrieved it when it wrote
+            # the item; a repeat of the item may bring it (see upgrade())
+            out.append(c)
         for el in payload.findall('{%s}content' % NS_CT):
             out.append(await self.content(seq, el))
         return out
@@ -1032,6 +1126,9 @@ class Archiver:
             except (binascii.Error, ValueError) as e:
                 c.reason, c.detail = 'bad base64', str(e)
                 return c
+        return self.store_bytes(c, data, want_sha)
+
+    def store_bytes(self, c, data, want_sha):
         sha = hashlib.sha256(data).hexdigest()
         if want_sha and sha != want_sha:
             c.reason = 'sha256 mismatch'
@@ -1320,7 +1417,9 @@ def main(argv=None):
     r.add_argument('--content', choices=('full', 'headers', 'none'), default='full')
     r.add_argument('--catch-up-only', action='store_true')
     r.add_argument('--page', type=int, default=100, help='RSM max per page')
-    r.add_argument('--page-timeout', type=int, default=120)
+    r.add_argument('--page-timeout', type=int, default=30,
+                   help='seconds to wait for a catch-up page before asking for '
+                        'a smaller one')
     r.add_argument('--chunk', type=int, default=65536, help='fetch length')
     r.add_argument('--window', type=int, default=4, help='fetches in flight')
     r.add_argument('--no-fsync', action='store_true')
@@ -1351,11 +1450,12 @@ def main(argv=None):
 
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format='%(asctime)s mpsarchive %(levelname)s %(message)s',
+                        format='%(asctime)s %(name)s %(levelname)s %(message)s',
                         stream=sys.stderr)
     logging.getLogger('slixmpp').setLevel(logging.DEBUG if args.debug and
                                           os.environ.get('MPSARCHIVE_XMPP_DEBUG')
                                           else logging.WARNING)
+    logging.getLogger('slixmpp.stringprep').setLevel(logging.ERROR)
     if args.cmd == 'run':
         if not args.password:
             ap.error('--password or $MPSARCHIVE_PASSWORD is required')
