@@ -69,6 +69,8 @@ static const struct config_option options[] = {
 	    "Largest message (bytes) sent inline in an item, base64 encoded; larger ones are fetched by the subscriber in chunks. Keep 4/3 of it well below the Jabber server's stanza limit."),
 	OPT("firehose", "fetch_attempts", CONFIG_UINT, firehose_fetch_attempts, "5",
 	    "IMAP retrievals of a message's content before the item records it as unavailable (backing off 1, 2, 4... s)."),
+	OPT("firehose", "accounts", CONFIG_STRING, firehose_accounts, "",
+	    "Accounts whose events go on the firehose (space separated); empty: all. Item ids then skip other accounts' events: each item's prev attribute names the previous one."),
 	OPT("firehose", "content_retention", CONFIG_UINT, firehose_content_retention, "86400",
 	    "Seconds retrieved content stays in the store for chunked fetches and catch-up."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",

@@ -43,6 +43,7 @@ struct config {
 	unsigned firehose_inline_max;
 	unsigned firehose_fetch_attempts;
 	unsigned firehose_content_retention; /* seconds */
+	char *firehose_accounts;    /* space separated; empty: all */
 	/* [store] */
 	char *store_path;
 	bool store_full_sync;

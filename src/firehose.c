@@ -38,6 +38,7 @@ struct firehose {
 	uv_idle_t idle;
 	uv_timer_t retry;
 	long long seq;            /* last record handed to subscribers */
+	long long prev;           /* last record that went out ([firehose] accounts) */
 	bool fetching;            /* a retrieval is in flight */
 	bool backing_off;         /* the retry timer runs */
 	unsigned attempts;        /* failed retrievals for seq + 1 */
@@ -112,19 +113,60 @@ static bool carries_message(const struct event *ev)
 	       ev->mailbox.node != NULL && ev->mailbox.uid != 0;
 }
 
+/* Whether ev goes on the firehose ([firehose] accounts). */
+static bool wanted_account(const struct service *service, const struct event *ev)
+{
+	const char *list = service->config->firehose_accounts;
+	const char *account = ev->mailbox.account != NULL ? ev->mailbox.account :
+			      ev->acting_user != NULL ? ev->acting_user : "";
+
+	return *list == '\0' || config_list_contains(list, account);
+}
+
+/* The last journaled record before seq that goes on the firehose, 0 if
+ * none: the prev of an item served in a catch-up page. */
+static long long prev_wanted(struct store *store, const char *accounts, long long seq)
+{
+	static const char sql[] =
+		"SELECT max(seq) FROM journal WHERE seq < ?1 AND instr(' ' || ?2 || ' ',"
+		" ' ' || coalesce(nullif(account, ''), json_extract(json, '$.user'), '')"
+		" || ' ') > 0";
+	sqlite3_stmt *st;
+	long long prev = 0;
+
+	if (*accounts == '\0')
+		return seq - 1;
+	st = store_stmt(store, sql);
+	if (st == NULL)
+		return 0;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_text(st, 2, accounts, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		prev = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return prev;
+}
+
 /* ---- payloads ------------------------------------------------------------ */
 
 /* The item payload for rec as a subscriber with policy part (NULL: none)
  * gets it: the mailbox-event with <content/> spliced in. */
 static char *payload_for(struct service *service, const struct journal_record *rec,
-			 const struct event *ev, const char *part)
+			 const struct event *ev, const char *part, long long prev)
 {
-	char *payload = item_payload_build(component_xmpp_ctx(service->component),
-					   ev, rec->seq, rec->received_us, NULL);
+	char *built = item_payload_build(component_xmpp_ctx(service->component),
+					 ev, rec->seq, rec->received_us, NULL);
+	char *payload = NULL;
 	struct content_record cr;
 	char *element, *end, *out;
 	int found;
 
+	/* prev: the id of the previous firehose item, so that a subscriber
+	 * tells a gap from events [firehose] accounts left out */
+	if (built != NULL && strncmp(built, "<mailbox-event", 14) == 0 &&
+	    asprintf(&payload, "<mailbox-event prev='%lld'%s", prev, built + 14) < 0)
+		payload = NULL;
+	free(built);
 	if (payload == NULL || part == NULL || !carries_message(ev))
 		return payload;
 	found = content_get(service->store, rec->seq, &cr);
@@ -158,6 +200,7 @@ struct send_ctx {
 	const struct event *ev;
 	char *payload[3];         /* none, headers, full */
 	char *from;
+	long long prev;
 };
 
 static int part_index(const char *policy)
@@ -174,7 +217,7 @@ static void send_to(struct send_ctx *sc, const char *jid, const char *policy)
 	char *text;
 
 	if (sc->payload[i] == NULL)
-		sc->payload[i] = payload_for(sc->service, sc->rec, sc->ev, parts[i]);
+		sc->payload[i] = payload_for(sc->service, sc->rec, sc->ev, parts[i], sc->prev);
 	if (sc->payload[i] == NULL ||
 	    item_message_build(sc->from, FIREHOSE_NODE, sc->rec->seq, sc->payload[i],
 			       0, &msg) < 0)
@@ -193,7 +236,7 @@ static void send_record(struct firehose *fh, const struct journal_record *rec,
 	static const char sql[] = "SELECT jid, content FROM firehose_subs ORDER BY jid";
 	struct service *service = fh->service;
 	struct send_ctx sc = { service, rec, ev, { NULL, NULL, NULL },
-			       (char *)service->config->component_domain };
+			       (char *)service->config->component_domain, fh->prev };
 	sqlite3_stmt *st = store_stmt(service->store, sql);
 
 	if (st == NULL)
@@ -307,6 +350,11 @@ static int step_record(void *context, const struct journal_record *rec)
 		fh->seq = rec->seq;
 		return 0;
 	}
+	if (!wanted_account(service, ev)) {
+		event_free(&ev);
+		fh->seq = rec->seq;
+		return 0;
+	}
 	if (sc->part != NULL && carries_message(ev)) {
 		int known = content_get(service->store, rec->seq, &cr);
 
@@ -324,6 +372,7 @@ static int step_record(void *context, const struct journal_record *rec)
 	send_record(fh, rec, ev);
 	event_free(&ev);
 	fh->seq = rec->seq;
+	fh->prev = rec->seq;
 	return 0;
 }
 
@@ -359,13 +408,17 @@ static void on_idle(uv_idle_t *idle)
 	if (!has_subscribers(service->store)) {
 		/* nobody to hand anything to: the firehose starts from now */
 		fh->seq = journal_last_seq(service->store);
+		fh->prev = prev_wanted(service->store, service->config->firehose_accounts,
+				       fh->seq + 1);
 	} else {
 		sc.part = wanted_part(service->store);
 		journal_read_after(service->store, fh->seq, FIREHOSE_BATCH, step_record,
 				   &sc, &count);
 	}
-	if (fh->seq != before)
+	if (fh->seq != before) {
 		store_meta_set_i64(service->store, "firehose_seq", fh->seq);
+		store_meta_set_i64(service->store, "firehose_prev", fh->prev);
+	}
 	prune(fh);
 	store_commit(service->store);
 	if (sc.blocked || count < FIREHOSE_BATCH)
@@ -419,6 +472,9 @@ int firehose_new(uv_loop_t *loop, struct service *service,
 	fh->imap = imap;
 	if (store_meta_get_i64(service->store, "firehose_seq", &fh->seq) < 0)
 		fh->seq = journal_last_seq(service->store);
+	if (store_meta_get_i64(service->store, "firehose_prev", &fh->prev) < 0)
+		fh->prev = prev_wanted(service->store, service->config->firehose_accounts,
+				       fh->seq + 1);
 	uv_idle_init(loop, &fh->idle);
 	uv_timer_init(loop, &fh->retry);
 	fh->idle.data = fh->retry.data = fh;
@@ -626,6 +682,7 @@ struct items_ctx {
 	size_t len;
 	long long first, last;
 	long long upto;           /* the live pipeline's position */
+	long long prev;           /* the previous item that went on the firehose */
 	unsigned n;
 };
 
@@ -645,7 +702,12 @@ static int collect_item(void *context, const struct journal_record *rec)
 	if (event_decode(rec->json, rec->json_len,
 			 ic->service->config->hierarchy_separator[0], &ev, &error) < 0)
 		return 0;
-	payload = payload_for(ic->service, rec, ev, parts[part_index(ic->policy)]);
+	if (!wanted_account(ic->service, ev)) {
+		event_free(&ev);
+		return 0;
+	}
+	payload = payload_for(ic->service, rec, ev, parts[part_index(ic->policy)], ic->prev);
+	ic->prev = rec->seq;
 	event_free(&ev);
 	if (payload == NULL)
 		return 0;
@@ -689,7 +751,7 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
 	xmpp_stanza_t *set = child_ns(pubsub, "set", RSM_NS);
 	struct items_ctx ic = { service, "full", NULL, 0, 0, 0,
-				service->firehose != NULL ? service->firehose->seq : 0, 0 };
+				service->firehose != NULL ? service->firehose->seq : 0, 0, 0 };
 	long long max = set != NULL ? child_number(set, "max", RSM_MAX) : 20;
 	const char *mi = xmpp_stanza_get_attribute(op, "max_items");
 	long long after;
@@ -713,6 +775,7 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 		after = ic.upto - max;
 	if (after < 0)
 		after = 0;
+	ic.prev = prev_wanted(service->store, service->config->firehose_accounts, after + 1);
 	journal_read_after(service->store, after, (unsigned)max, collect_item, &ic, &count);
 	if (set != NULL && ic.n > 0 &&
 	    asprintf(&rsm, "<set xmlns='" RSM_NS "'><first>%lld</first><last>%lld</last>"

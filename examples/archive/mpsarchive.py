@@ -62,6 +62,15 @@ log = logging.getLogger('mpsarchive')
 # --------------------------------------------------------------------------
 # small helpers
 
+def prev_of(item, seq):
+    """The id of the firehose item before this one (the mailbox-event's
+    prev attribute): with [firehose] accounts set, ids skip the events of
+    other accounts, which are no gap."""
+    ev = item.find('{%s}mailbox-event' % NS_EV)
+    prev = ev.get('prev') if ev is not None else None
+    return int(prev) if prev is not None and prev.isdigit() else seq - 1
+
+
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).strftime(
         '%Y-%m-%dT%H:%M:%S.%fZ')
@@ -852,7 +861,7 @@ class Archiver:
                 # content the first copy of the item lacked
                 await self.upgrade(seq, item.find('{%s}mailbox-event' % NS_EV))
                 continue
-            if seq > last + 1:
+            if seq > last + 1 and prev_of(item, seq) > last:
                 log.warning('live item %d after %d: gap %d..%d, filling it with RSM',
                             seq, last, last + 1, seq - 1)
                 gap_lo = last + 1
@@ -968,7 +977,7 @@ class Archiver:
                 last = self.store.last_seq
                 if seq <= last:
                     continue
-                if seq > last + 1:
+                if seq > last + 1 and prev_of(it, seq) > last:
                     self.store.record_gap(last + 1, seq - 1, 'lost',
                                           'missing from the RSM catch-up (journal '
                                           'trimmed, or before the archive began)')

@@ -239,3 +239,35 @@ def test_catch_up_with_rsm(fstack):
                 assert p.find('{%s}content' % NS_CONTENT) is not None
     assert got == list(range(first + 1, got[-1] + 1))
     assert len([g for g in got]) >= 4
+
+
+def test_accounts_filter_and_prev(workdir):
+    """With [firehose] accounts = alice, bob's events stay off the firehose;
+    ids then skip them and each item's prev names the previous item, live
+    and in catch-up pages, so that a subscriber tells that from a gap."""
+    s = make_stack(workdir, accounts='alice')
+    try:
+        arch = s.client('archiver')
+        assert iq_type(subscribe(arch)) == 'result'
+        s.cyrus.deliver('alice', make_message(subject='a1'))
+        first, p1 = next_item(arch, 'MessageNew')
+        s.cyrus.deliver('bob', make_message(subject='b1'))
+        s.cyrus.deliver('alice', make_message(subject='a2'))
+        second, p2 = next_item(arch, 'MessageNew')
+        assert mailbox_of(p1).get('account') == mailbox_of(p2).get('account') == 'alice'
+        assert second > first + 1                 # bob's events in between
+        # what came between alice's two deliveries on the firehose
+        reply = arch.iq("<iq type='get' to='%s'><pubsub xmlns='%s'><items node='%s'/>"
+                        "<set xmlns='%s'><after>%d</after><max>50</max></set></pubsub></iq>"
+                        % (COMPONENT, NS_PUBSUB, NODE, NS_RSM, first))
+        events = [it.find('{urn:mailpubsub:event:0}mailbox-event') for it in reply.findall(
+            '{%s}pubsub/{%s}items/{%s}item' % (NS_PUBSUB, NS_PUBSUB, NS_PUBSUB))]
+        chain = [first] + [int(e.get('seq')) for e in events]
+        assert [int(e.get('prev')) for e in events] == chain[:-1]
+        assert second in chain
+        for e in events:
+            box = mailbox_of(e)
+            assert box is None or box.get('account') == 'alice', ET.tostring(e, 'unicode')
+        assert int(p2.get('prev')) == chain[chain.index(second) - 1]
+    finally:
+        s.stop()
