@@ -107,7 +107,8 @@ char *ingest_imap_flags_normalize(const char *flags)
 
 	if (words_split(flags, &ws) < 0)
 		return NULL;
-	qsort(ws.w, ws.n, sizeof(*ws.w), cmp_word);
+	if (ws.n > 0)
+		qsort(ws.w, ws.n, sizeof(*ws.w), cmp_word);
 	for (size_t i = 0; i < ws.n; i++) {
 		if (strcasecmp(ws.w[i], "\\Recent") == 0 ||
 		    (n > 0 && strcasecmp(ws.w[n - 1], ws.w[i]) == 0))
@@ -506,7 +507,8 @@ int ingest_imap_diff(struct ingest_imap_box *box, struct ingest_imap_changes *ch
 	int ret = -1;
 
 	memset(delta, 0, sizeof(*delta));
-	qsort(fetched, nf, sizeof(*fetched), cmp_msg);
+	if (nf > 0)   /* qsort wants a valid pointer even for no elements */
+		qsort(fetched, nf, sizeof(*fetched), cmp_msg);
 	/* a UID FETCH may repeat a message (an unsolicited FETCH): keep one.
 	 * Entries are only swapped, so every flags string keeps one owner
 	 * (the caller's array) until the merge below takes it. */
