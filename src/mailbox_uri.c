@@ -94,6 +94,26 @@ static char *append_level(char *dst, const char *level, size_t len, bool first)
 	return dst;
 }
 
+/* Appends the sep-separated levels of p to the node at dst; first: no '/'
+ * before the first one. NULL (with *error_r) for an empty level. */
+static char *append_levels(char *dst, const char *p, char sep, bool first,
+			   const char **error_r)
+{
+	while (*p != '\0') {
+		const char *end = strchr(p, sep);
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (len == 0 || (end != NULL && end[1] == '\0')) {
+			*error_r = "empty mailbox level";
+			return NULL;
+		}
+		dst = append_level(dst, p, len, first);
+		first = false;
+		p += len + (end != NULL ? 1 : 0);
+	}
+	return dst;
+}
+
 /* Splits an admin-namespace name into account and node. */
 static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
 {
@@ -135,18 +155,9 @@ static int name_to_node(struct mailbox_uri *out, char sep, const char **error_r)
 	} else {
 		out->account = strdup("");
 	}
-	while (*p != '\0') {
-		const char *end = strchr(p, sep);
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		if (len == 0 || (end != NULL && end[1] == '\0')) {
-			free(node);
-			*error_r = "empty mailbox level";
-			return -1;
-		}
-		dst = append_level(dst, p, len, first);
-		first = false;
-		p += len + (end != NULL ? 1 : 0);
+	if (append_levels(dst, p, sep, first, error_r) == NULL) {
+		free(node);
+		return -1;
 	}
 	out->node = node;
 	return 0;
@@ -189,17 +200,9 @@ static int personal_to_node(struct mailbox_uri *out, char sep,
 			return -1;
 		}
 	}
-	while (*p != '\0') {
-		const char *end = strchr(p, sep);
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		if (len == 0 || (end != NULL && end[1] == '\0')) {
-			free(node);
-			*error_r = "empty mailbox level";
-			return -1;
-		}
-		dst = append_level(dst, p, len, false);
-		p += len + (end != NULL ? 1 : 0);
+	if (append_levels(dst, p, sep, false, error_r) == NULL) {
+		free(node);
+		return -1;
 	}
 	out->node = node;
 	return 0;

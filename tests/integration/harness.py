@@ -450,28 +450,33 @@ EVENTS {
             if not self.anyone_can_post(folder):
                 self.setacl(folder, 'anyone', '+p')
         rcpt = user if mailbox is None else '%s+%s' % (user, mailbox)
-        if isinstance(msg_bytes, str):
-            msg_bytes = msg_bytes.encode()
         if via == 'unix':
-            lmtp = smtplib.LMTP(self.lmtp_socket, timeout=30)
-        else:
-            lmtp = smtplib.LMTP('127.0.0.1', self._lmtp_port, timeout=30)
+            return lmtp_deliver((self.lmtp_socket,), sender, rcpt, msg_bytes)
+        return lmtp_deliver(('127.0.0.1', self._lmtp_port), sender, rcpt, msg_bytes)
+
+
+def lmtp_deliver(address, sender, rcpt, msg_bytes):
+    """One LMTP transaction: smtplib.LMTP(*address), MAIL, RCPT, DATA;
+    RuntimeError on any refusal. Returns the DATA reply (code, text)."""
+    if isinstance(msg_bytes, str):
+        msg_bytes = msg_bytes.encode()
+    lmtp = smtplib.LMTP(*address, timeout=30)
+    try:
+        code, resp = lmtp.mail(sender)
+        if code != 250:
+            raise RuntimeError('LMTP MAIL: %d %r' % (code, resp))
+        code, resp = lmtp.rcpt(rcpt)
+        if code not in (250, 251):
+            raise RuntimeError('LMTP RCPT %s: %d %r' % (rcpt, code, resp))
+        code, resp = lmtp.data(msg_bytes)
+        if code != 250:
+            raise RuntimeError('LMTP DATA to %s: %d %r' % (rcpt, code, resp))
+        return code, resp
+    finally:
         try:
-            code, resp = lmtp.mail(sender)
-            if code != 250:
-                raise RuntimeError('LMTP MAIL: %d %r' % (code, resp))
-            code, resp = lmtp.rcpt(rcpt)
-            if code not in (250, 251):
-                raise RuntimeError('LMTP RCPT %s: %d %r' % (rcpt, code, resp))
-            code, resp = lmtp.data(msg_bytes)
-            if code != 250:
-                raise RuntimeError('LMTP DATA to %s: %d %r' % (rcpt, code, resp))
-            return code, resp
-        finally:
-            try:
-                lmtp.quit()
-            except Exception:
-                lmtp.close()
+            lmtp.quit()
+        except Exception:
+            lmtp.close()
 
 
 def make_message(subject='test', body='hello\r\n', sender='sender@example.com',

@@ -3,12 +3,10 @@
 Everything lives in one temp dir; servers are stopped by recorded PID.
 """
 import os
-import re
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 
-from harness import Cyrus, Daemon, Prosody, XmppClient, free_port, wait_until
+from harness import Cyrus, Daemon, Prosody, XmppClient, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))

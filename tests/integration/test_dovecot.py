@@ -6,7 +6,6 @@ deliver, read, flag, expunge, folder create/rename/delete, ACL grant and
 revoke."""
 import os
 import time
-import xml.etree.ElementTree as ET
 
 import pytest
 

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import make_message, wait_until
+from harness import make_message
 from stack import (COMPONENT, NS_PUBSUB, Stack, error_of, event_items, iq_type,
                    mailbox_of, subscribe_iq, validate_payload)
 

@@ -11,7 +11,6 @@ what Cyrus itself answers to the user logged in directly, so a wrong
 mailbox-name translation cannot pass by accident.
 """
 
-import imaplib
 import os
 import re
 import socket

@@ -6,10 +6,9 @@ import socket
 import time
 import xml.etree.ElementTree as ET
 
-import pytest
 
 from harness import make_message, wait_until
-from stack import (COMPONENT, NS_CLIENT, NS_DELAY, NS_DISCO_INFO,
+from stack import (COMPONENT, NS_DELAY, NS_DISCO_INFO,
                    NS_DISCO_ITEMS, NS_PUBSUB, NS_PUBSUB_EVENT, NS_ITEM, Stack,
                    child_text, disco_iq, error_of, event_items, items_iq,
                    iq_type, mailbox_of, service_jid, subscribe_iq,

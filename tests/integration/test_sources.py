@@ -9,13 +9,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from harness import free_port, wait_until
-from stack import (NS_PUBSUB, Stack, child_text, event_items, iq_type,
+from stack import (Stack, child_text, event_items, iq_type,
                    mailbox_of, service_jid, subscribe_iq, wait_event)
 
 ALICE_SVC = service_jid('alice')

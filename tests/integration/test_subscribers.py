@@ -1,14 +1,13 @@
 """What subscribers need: subtree subscriptions, event filters, counts for
 message-waiting indicators in every item, heartbeats (issue: subscribers)."""
 import re
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
 
 from harness import make_message, wait_until
 from stack import (NS_DELAY, NS_ITEM, NS_PUBSUB, Stack, child_text, error_of,
-                   event_items, iq_type, items_iq, mailbox_of, options_iq,
+                   event_items, iq_type, items_iq, options_iq,
                    service_jid, subscribe_iq, wait_event)
 
 ALICE_SVC = service_jid('alice')
@@ -198,7 +197,7 @@ def test_counts_match_status(stack):
     ]
     for step in steps:
         step()
-        msg = alice.wait_message(lambda m: event_items(m) is not None, 10)
+        alice.wait_message(lambda m: event_items(m) is not None, 10)
         drain(alice, 0.3)
     # the last item of the node (retrieved) carries what STATUS says
     reply = alice.iq(items_iq(ALICE_SVC, 'INBOX', max_items=1))
