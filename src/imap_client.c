@@ -989,9 +989,10 @@ static void format_internaldate(const struct mailimap_date_time *d, char *buf,
 		 zone < 0 ? -zone : zone);
 }
 
-static void append_flag(struct op *op, const struct mailimap_flag *f)
+void imap_flag_append(char **flags, const struct mailimap_flag *f)
 {
 	const char *name = NULL;
+	const char *cur = *flags != NULL ? *flags : "";
 	char *joined;
 
 	switch (f->fl_type) {
@@ -1006,11 +1007,10 @@ static void append_flag(struct op *op, const struct mailimap_flag *f)
 	}
 	if (name == NULL)
 		return;
-	if (asprintf(&joined, "%s%s%s", op->flags != NULL ? op->flags : "",
-		     op->flags != NULL ? " " : "", name) < 0)
+	if (asprintf(&joined, "%s%s%s", cur, *cur != '\0' ? " " : "", name) < 0)
 		return;
-	free(op->flags);
-	op->flags = joined;
+	free(*flags);
+	*flags = joined;
 }
 
 static void take_fetch_item(struct op *op, const struct mailimap_msg_att_item *item)
@@ -1025,7 +1025,7 @@ static void take_fetch_item(struct op *op, const struct mailimap_msg_att_item *i
 			const struct mailimap_flag_fetch *ff = clist_content(it);
 
 			if (ff->fl_type == MAILIMAP_FLAG_FETCH_OTHER && ff->fl_flag != NULL)
-				append_flag(op, ff->fl_flag);
+				imap_flag_append(&op->flags, ff->fl_flag);
 		}
 		return;
 	}
@@ -1139,7 +1139,7 @@ static enum run_result run_fetch(struct session *s, struct op *op)
 	return rr;
 }
 
-static bool mb_selectable(const struct mailimap_mailbox_list *mb)
+bool imap_mailbox_selectable(const struct mailimap_mailbox_list *mb)
 {
 	const struct mailimap_mbx_list_flags *f = mb->mb_flag;
 
@@ -1199,7 +1199,7 @@ static enum run_result list_pattern(struct session *s, struct op *op,
 		const char *err;
 		char *node;
 
-		if (!mb_selectable(mb))
+		if (!imap_mailbox_selectable(mb))
 			continue;
 		r = imap_name_to_node(&s->ns, session_self(s), op->account, mb->mb_name,
 				      mb->mb_delimiter, &node, &err);
@@ -1268,7 +1268,7 @@ static enum run_result run_list(struct session *s, struct op *op)
 			if (imap_name_to_node(&s->ns, session_self(s), "", mb->mb_name,
 					      mb->mb_delimiter, &node, &err) != 0)
 				continue;
-			if (mb_selectable(mb))
+			if (imap_mailbox_selectable(mb))
 				nodes_add(op, node);
 			else
 				free(node);

@@ -74,6 +74,14 @@ enum imap_fetch_part {
 };
 
 struct imap_client;
+struct mailimap_flag;
+struct mailimap_mailbox_list;
+
+/* libetpan helpers shared with the IMAP client source (ingest_imap.c). */
+/* Appends a flag's name to the space separated *flags (NULL: empty). */
+void imap_flag_append(char **flags, const struct mailimap_flag *f);
+/* False for \Noselect and \NonExistent LIST entries. */
+bool imap_mailbox_selectable(const struct mailimap_mailbox_list *mb);
 
 /* Copies the settings (strings included). Fails for bad settings or an
  * unreadable ca_file; connects lazily on the first call. */

@@ -1280,29 +1280,6 @@ static int session_up(struct watcher *w)
 	return 0;
 }
 
-static void flag_name_append(char **flags, const struct mailimap_flag *f)
-{
-	const char *name = NULL;
-	char *joined;
-
-	switch (f->fl_type) {
-	case MAILIMAP_FLAG_ANSWERED: name = "\\Answered"; break;
-	case MAILIMAP_FLAG_FLAGGED: name = "\\Flagged"; break;
-	case MAILIMAP_FLAG_DELETED: name = "\\Deleted"; break;
-	case MAILIMAP_FLAG_SEEN: name = "\\Seen"; break;
-	case MAILIMAP_FLAG_DRAFT: name = "\\Draft"; break;
-	case MAILIMAP_FLAG_KEYWORD: name = f->fl_data.fl_keyword; break;
-	case MAILIMAP_FLAG_EXTENSION: name = f->fl_data.fl_extension; break;
-	default: break;
-	}
-	if (name == NULL)
-		return;
-	if (asprintf(&joined, "%s%s%s", *flags, **flags != '\0' ? " " : "", name) < 0)
-		return;
-	free(*flags);
-	*flags = joined;
-}
-
 struct msgs {
 	struct ingest_imap_msg *m;
 	size_t n, cap;
@@ -1345,7 +1322,7 @@ static int msgs_take(struct msgs *ms, clist *result)
 					struct mailimap_flag_fetch *ff = clist_content(kt);
 
 					if (ff->fl_type == MAILIMAP_FLAG_FETCH_OTHER && ff->fl_flag != NULL)
-						flag_name_append(&flags, ff->fl_flag);
+						imap_flag_append(&flags, ff->fl_flag);
 				}
 			}
 		}
@@ -1630,26 +1607,6 @@ static int sync_box(struct watcher *w, struct wbox *b, struct batch *batch)
 	return 0;
 }
 
-static bool selectable(const struct mailimap_mailbox_list *mb)
-{
-	const struct mailimap_mbx_list_flags *f = mb->mb_flag;
-
-	if (f == NULL)
-		return true;
-	if (f->mbf_type == MAILIMAP_MBX_LIST_FLAGS_SFLAG &&
-	    f->mbf_sflag == MAILIMAP_MBX_LIST_SFLAG_NOSELECT)
-		return false;
-	for (clistiter *it = clist_begin(f->mbf_oflags); it != NULL; it = clist_next(it)) {
-		const struct mailimap_mbx_list_oflag *of = clist_content(it);
-
-		if (of->of_type == MAILIMAP_MBX_LIST_OFLAG_FLAG_EXT && of->of_flag_ext != NULL &&
-		    (strcasecmp(of->of_flag_ext, "NonExistent") == 0 ||
-		     strcasecmp(of->of_flag_ext, "Noselect") == 0))
-			return false;
-	}
-	return true;
-}
-
 struct names {
 	char **v;
 	size_t n;
@@ -1699,7 +1656,7 @@ static int list_nodes(struct watcher *w, struct names *out)
 		const char *err;
 		char *node;
 
-		if (!selectable(mb))
+		if (!imap_mailbox_selectable(mb))
 			continue;
 		r = imap_name_to_node(imap_session_namespaces(w->session), w->account,
 				      w->account, mb->mb_name, mb->mb_delimiter, &node, &err);
