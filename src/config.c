@@ -45,6 +45,8 @@ static const struct config_option options[] = {
 	    "Cyrus's separator: '/' with unixhierarchysep: yes, else '.'. Must match Cyrus: mailbox names are split on it."),
 	OPT("cyrus", "queue_max", CONFIG_UINT, ingest_queue_max, "1000000",
 	    "Datagrams held in memory between the socket and the journal; beyond it events are dropped and counted rather than stalling Cyrus."),
+	OPT("cyrus", "queue_max_mb", CONFIG_UINT, ingest_queue_max_mb, "256",
+	    "The same bound in MiB of datagrams: the most memory a storm can take while the journal catches up."),
 	OPT("json", "socket", CONFIG_STRING, json_socket, "",
 	    "Path of the Unix stream socket of the generic source (newline-delimited RFC 5423 JSON, one acknowledgement per line). Empty: none."),
 	OPT("json", "socket_mode", CONFIG_OCTAL, json_socket_mode, "0660",
@@ -73,6 +75,12 @@ static const struct config_option options[] = {
 	    "Accounts whose events go on the firehose (space separated); empty: all. Item ids then skip other accounts' events: each item's prev attribute names the previous one."),
 	OPT("firehose", "content_retention", CONFIG_UINT, firehose_content_retention, "86400",
 	    "Seconds retrieved content stays in the store for chunked fetches and catch-up."),
+	OPT("changelog", "retention", CONFIG_UINT, changelog_retention, "0",
+	    "Seconds e-Discovery changelog records are kept; older ones are dropped (hourly) behind a checkpoint signed with key_file, so the chain still verifies. 0: kept for ever."),
+	OPT("changelog", "key_file", CONFIG_STRING, changelog_key_file, "",
+	    "File whose bytes (at least 16; keep it mode 0600) are the HMAC-SHA256 key signing retention checkpoints; `mailpubsubctl changelog verify` needs it once records were dropped. Required with retention."),
+	OPT("taps", "admins", CONFIG_STRING, tap_admins, "",
+	    "Bare JIDs (space separated) that may add, list and remove interception taps with XEP-0050 ad-hoc commands on the component domain. Nobody else sees the commands."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",
 	    "SQLite database (WAL mode): journal, nodes, subscriptions, items."),
 	OPT("store", "full_sync", CONFIG_BOOL, store_full_sync, "yes",
@@ -296,6 +304,10 @@ static int validate(struct config *config, const char **error_r)
 	}
 	if (config->imap_source_poll_interval == 0) {
 		*error_r = "[imap_source] poll_interval must be at least 1";
+		return -1;
+	}
+	if (config->changelog_retention > 0 && *config->changelog_key_file == '\0') {
+		*error_r = "[changelog] retention needs key_file (records are dropped only behind a signed checkpoint)";
 		return -1;
 	}
 	if (*config->component_domain == '\0') {

@@ -28,6 +28,7 @@ struct config {
 	char *notify_socket_group;
 	char *hierarchy_separator;
 	unsigned ingest_queue_max;  /* datagrams held in RAM before journaling */
+	unsigned ingest_queue_max_mb; /* and their bytes, MiB */
 	/* [json] */
 	char *json_socket;          /* Unix stream socket; empty: none */
 	unsigned json_socket_mode;
@@ -44,6 +45,11 @@ struct config {
 	unsigned firehose_fetch_attempts;
 	unsigned firehose_content_retention; /* seconds */
 	char *firehose_accounts;    /* space separated; empty: all */
+	/* [changelog] */
+	unsigned changelog_retention; /* seconds; 0: kept for ever */
+	char *changelog_key_file;   /* HMAC key signing retention checkpoints */
+	/* [taps] */
+	char *tap_admins;           /* bare JIDs that manage taps (ad-hoc commands) */
 	/* [store] */
 	char *store_path;
 	bool store_full_sync;

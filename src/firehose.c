@@ -872,6 +872,30 @@ void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
 	firehose_kick(service->firehose);
 }
 
+char *firehose_item_payload(struct service *service, const struct journal_record *rec,
+			    const char *policy)
+{
+	static const char *const parts[] = { NULL, "headers", "full" };
+	struct event *ev;
+	const char *error;
+	char *payload = NULL;
+
+	if (event_decode(rec->json, rec->json_len, service->config->hierarchy_separator[0],
+			 &ev, &error) < 0)
+		return NULL;
+	if (wanted_account(service, ev))
+		payload = payload_for(service, rec, ev, parts[part_index(policy)],
+				      prev_wanted(service->store,
+						  service->config->firehose_accounts, rec->seq));
+	event_free(&ev);
+	return payload;
+}
+
+long long firehose_position(const struct service *service)
+{
+	return service->firehose != NULL ? service->firehose->seq : 0;
+}
+
 void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 			   xmpp_stanza_t *fetch)
 {

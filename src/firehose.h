@@ -14,6 +14,8 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "journal.h"
+
 #define FIREHOSE_NODE "mailpubsub:firehose"
 
 struct firehose;
@@ -39,6 +41,15 @@ void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
 /* <fetch xmlns='urn:mailpubsub:content:0' item= offset= length=/>. */
 void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 			   xmpp_stanza_t *fetch);
+
+/* For MAM on the firehose node (src/mam.c): the item of journal record
+ * rec as it was published to a subscriber with content policy ("none",
+ * "headers", "full"), or NULL when the event is not on the firehose
+ * ([firehose] accounts). Newly allocated. */
+char *firehose_item_payload(struct service *service, const struct journal_record *rec,
+			    const char *policy);
+/* The last journal sequence the live firehose has handed on. */
+long long firehose_position(const struct service *service);
 
 /* The role [firehose] subscribers gives the bare JID of jid, or NULL. */
 const char *firehose_role(const struct service *service, const char *jid,

@@ -40,8 +40,10 @@ struct ingest_cyrus {
 	pthread_mutex_t lock;
 	struct dgram *head, *tail;   /* under lock */
 	unsigned queued;             /* under lock */
+	size_t queued_bytes;         /* under lock */
 	unsigned long long dropped;  /* under lock */
 	unsigned queue_max;
+	size_t queue_max_bytes;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
@@ -91,7 +93,8 @@ static void enqueue(struct ingest_cyrus *in, const char *buf, size_t len)
 	struct dgram *d;
 
 	pthread_mutex_lock(&in->lock);
-	if (in->queued >= in->queue_max) {
+	if (in->queued >= in->queue_max ||
+	    in->queued_bytes + len > in->queue_max_bytes) {
 		in->dropped++;
 		pthread_mutex_unlock(&in->lock);
 		return;
@@ -112,6 +115,7 @@ static void enqueue(struct ingest_cyrus *in, const char *buf, size_t len)
 		in->head = d;
 	in->tail = d;
 	in->queued++;
+	in->queued_bytes += len;
 	pthread_mutex_unlock(&in->lock);
 	uv_async_send(&in->async);
 }
@@ -203,6 +207,7 @@ static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropp
 	list = in->head;
 	in->head = in->tail = NULL;
 	in->queued = 0;
+	in->queued_bytes = 0;
 	*dropped_r = in->dropped;
 	in->dropped = 0;
 	pthread_mutex_unlock(&in->lock);
@@ -220,8 +225,8 @@ static void journal_batch(struct ingest_cyrus *in)
 
 	if (dropped > 0) {
 		service->stats.dropped += dropped;
-		log_error("ingest: queue full (%u): %llu events dropped", in->queue_max,
-			  dropped);
+		log_error("ingest: queue full (%u datagrams or %zu bytes): %llu events "
+			  "dropped", in->queue_max, in->queue_max_bytes, dropped);
 	}
 	if (!any)
 		return;
@@ -257,6 +262,7 @@ int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
 	in->on_journaled = on_journaled;
 	in->context = context;
 	in->queue_max = service->config->ingest_queue_max;
+	in->queue_max_bytes = (size_t)service->config->ingest_queue_max_mb << 20;
 	in->fd = -1;
 	in->stop_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&in->lock, NULL);

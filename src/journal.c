@@ -1,5 +1,6 @@
 #include "journal.h"
 
+#include "changelog.h"
 #include "log.h"
 
 int journal_append(struct store *store, const char *source,
@@ -22,7 +23,9 @@ int journal_append(struct store *store, const char *source,
 	if (store_exec_stmt(store, stmt) < 0)
 		return -1;
 	*seq_r = sqlite3_last_insert_rowid(store_db(store));
-	return 0;
+	/* every source comes through here: the e-Discovery record is part
+	 * of the same transaction, so it exists exactly when the event does */
+	return changelog_append_event(store, *seq_r, event, received_us);
 }
 
 int journal_read_after(struct store *store, long long after_seq, unsigned limit,

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "authz.h"
+#include "changelog.h"
 #include "component.h"
 #include "counts.h"
 #include "discovery.h"
@@ -27,6 +28,7 @@
 #include "publisher.h"
 #include "service.h"
 #include "store.h"
+#include "tap.h"
 
 struct daemon_state {
 	uv_loop_t *loop;
@@ -37,6 +39,7 @@ struct daemon_state {
 	struct ingest_json *ingest_json;
 	struct ingest_imap *ingest_imap;
 	struct imap_client *imap;
+	struct changelog_retention *retention;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 };
@@ -118,6 +121,8 @@ static void shutdown_daemon(struct daemon_state *st)
 	ingest_imap_close(&st->ingest_imap);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
+	tap_relay_close(&st->service.taps);
+	changelog_retention_close(&st->retention);
 	st->service.publisher = NULL;
 	counts_close(&st->service.counts);
 	discovery_close(&st->service.discovery);
@@ -216,6 +221,10 @@ static int start(struct daemon_state *st, const char **error_r)
 	st->service.publisher = st->publisher;
 	if (firehose_new(st->loop, &st->service, st->imap, &st->service.firehose,
 			 error_r) < 0)
+		return -1;
+	if (tap_relay_new(st->loop, &st->service, st->imap, &st->service.taps, error_r) < 0 ||
+	    changelog_retention_new(st->loop, st->service.store, c->changelog_retention,
+				    c->changelog_key_file, &st->retention, error_r) < 0)
 		return -1;
 	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
 		return -1;

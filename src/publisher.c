@@ -15,6 +15,7 @@
 #include "service.h"
 #include "subscription.h"
 #include "subopts.h"
+#include "tap.h"
 
 /* Events per loop turn: keeps IQs and the ingest queue served during a
  * large backlog. */
@@ -323,6 +324,9 @@ static int publish_record(void *context, const struct journal_record *rec)
 			  rec->seq, error);
 	} else {
 		dispatch(pub, rec, ev);
+		/* after the event's own publication: taps change nothing the
+		 * target's subscribers get, nor when they get it */
+		tap_relay_event(pub->service->taps, rec, ev);
 		event_free(&ev);
 	}
 	pub->dispatched_seq = rec->seq;

@@ -9,8 +9,10 @@
 #include "firehose.h"
 #include "jid.h"
 #include "log.h"
+#include "mam.h"
 #include "pubsub.h"
 #include "pubsub_error.h"
+#include "tap.h"
 
 long long service_now_us(void)
 {
@@ -85,6 +87,21 @@ static void handle_iq(struct service *service, xmpp_stanza_t *iq)
 	    (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)) {
 		service_send_release(service, pubsub_error_stanza_reply(ctx, iq,
 				"modify", "bad-request"));
+		return;
+	}
+	if (strcmp(ns, MAM_NS) == 0 && strcmp(xmpp_stanza_get_name(child), "query") == 0) {
+		mam_handle(service, iq, child);
+		return;
+	}
+	/* the tap commands exist for [taps] admins only (src/tap.c) */
+	if (strcmp(ns, COMMANDS_NS) == 0 && strcmp(xmpp_stanza_get_name(child), "command") == 0) {
+		tap_handle_command(service, iq, child);
+		return;
+	}
+	if (strcmp(ns, DISCO_NS_PREFIX "items") == 0 && strcmp(type, "get") == 0 &&
+	    xmpp_stanza_get_attribute(child, "node") != NULL &&
+	    strcmp(xmpp_stanza_get_attribute(child, "node"), COMMANDS_NS) == 0) {
+		tap_handle_disco_items(service, iq);
 		return;
 	}
 	if (strncmp(ns, DISCO_NS_PREFIX, strlen(DISCO_NS_PREFIX)) == 0) {

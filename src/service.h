@@ -37,6 +37,7 @@ struct service {
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
 	struct firehose *firehose;
+	struct tap_relay *taps;        /* interception (src/tap.c) */
 	struct service_stats stats;
 };
 

@@ -100,6 +100,47 @@ static const char *const migrations[] = {
 	"  uid INTEGER NOT NULL,"
 	"  flags TEXT NOT NULL,"               /* sorted, space separated */
 	"  PRIMARY KEY (account, node, uid)) WITHOUT ROWID;",
+	/* 3: the e-Discovery changelog (src/changelog.c): the hash-chained
+	 * records, the Message-ID index, what it remembers to attribute
+	 * events (uid -> Message-ID, Cyrus sessions), retention checkpoints;
+	 * and the interception taps (src/tap.c). */
+	"CREATE TABLE IF NOT EXISTS changelog ("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_us INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  record TEXT NOT NULL,"               /* canonical JSON, hashed */
+	"  hash TEXT NOT NULL);"                /* hex SHA-256(prev || record) */
+	"CREATE INDEX IF NOT EXISTS changelog_time ON changelog (time_us);"
+	"CREATE TABLE IF NOT EXISTS changelog_msgids ("
+	"  message_id TEXT NOT NULL,"
+	"  id INTEGER NOT NULL,"
+	"  PRIMARY KEY (message_id, id)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS changelog_msgmap ("
+	"  account TEXT NOT NULL,"
+	"  uidvalidity INTEGER NOT NULL,"
+	"  uid INTEGER NOT NULL,"
+	"  message_id TEXT NOT NULL,"
+	"  PRIMARY KEY (account, uidvalidity, uid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS changelog_sessions ("
+	"  session TEXT PRIMARY KEY,"
+	"  user TEXT, client_ip TEXT, client_port INTEGER, service TEXT,"
+	"  login_us INTEGER) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS changelog_checkpoints ("
+	"  id INTEGER PRIMARY KEY,"
+	"  time_us INTEGER NOT NULL,"
+	"  last_dropped_id INTEGER NOT NULL,"
+	"  last_dropped_hash TEXT NOT NULL,"
+	"  signature TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS taps ("
+	"  id INTEGER PRIMARY KEY,"
+	"  target TEXT NOT NULL,"               /* account, or an address */
+	"  authorities TEXT NOT NULL,"          /* space separated JIDs */
+	"  not_before_us INTEGER NOT NULL,"
+	"  not_after_us INTEGER NOT NULL,"
+	"  reference TEXT NOT NULL,"
+	"  created_by TEXT NOT NULL,"
+	"  created_us INTEGER NOT NULL,"
+	"  expired INTEGER NOT NULL DEFAULT 0);",
 };
 
 static int migrate(sqlite3 *db, const char **error_r)

@@ -1,0 +1,398 @@
+"""Benchmark: fan-out, one event -> M subscribers (M = 50 and 1000; a
+small and a ~2 KB item payload), N events as fast as the path allows.
+
+    /usr/bin/python3 bench/fanout.py BUILD_DIR [--quick]
+
+Rows, all through one private Prosody 0.12 (memory storage for pubsub,
+log level error, Nagle off: harness.Prosody writes network_settings =
+{ nagle = false }; mailpubsubd and libstrophe's component set TCP_NODELAY):
+
+  mailpubsubd via Prosody: N MessageNew datagrams (Cyrus's wire format)
+      for alice's INBOX to mailpubsubd's notify socket; M users subscribed
+      to INBOX on alice@events.localhost (authorized by Cyrus's ACL:
+      'anyone lr' on user/alice).
+  Prosody mod_pubsub: a client publishes N items (the very payload
+      mailpubsubd produced, so the notifications have the same size) to a
+      node of Prosody's own pubsub component with the same M subscribers.
+  raw ceiling: a component (bench/fanout_component: mailpubsubd's own
+      src/component.c, no store or checks) sends M*N ready-made
+      notifications (mailpubsubd's <event/>) straight to the subscribers.
+
+Deliveries/s = M*N / (time from the first send to the last notification
+at the clients). The subscribers are bench/fanout_client: up to 500
+libstrophe connections per process in one select() loop; its CPU time
+(getrusage) from GO to the last delivery is printed beside each row with
+Prosody's CPU time over the same span (/proc/PID/stat).
+"""
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, 'tests', 'integration'))
+
+from harness import wait_until  # noqa: E402
+from stack import Stack, iq_type, items_iq, service_jid  # noqa: E402
+
+PW = 'pw'
+PER_PROC = 500
+SVC = service_jid('alice')
+PUBSUB = 'pubsub.localhost'
+RAW = 'raw.localhost'
+MULTICAST = 'multicast.localhost'
+EXTRA = '''
+Component "%s" "pubsub"
+    storage = "memory"
+    autocreate_on_publish = true
+    admins = { "pub@localhost" }
+
+Component "%s"
+    component_secret = "s3cret"
+
+Component "%s" "fanout_multicast" { multicast_senders = { "%s" } }
+plugin_paths = { "%%s" }
+''' % (PUBSUB, RAW, MULTICAST, RAW)
+
+# An XEP-0033 multicast service in 20 lines (not in Prosody 0.12 nor in
+# Debian's prosody-modules): one stanza in, one copy routed per bcc address,
+# as mod_pubsub's broadcast routes one per subscriber. Measured as the
+# "multicast" row: what mailpubsubd could reach with such a module.
+MULTICAST_MODULE = '''
+local jid_bare = require "util.jid".bare;
+local ns = "http://jabber.org/protocol/address";
+local senders = module:get_option_set("multicast_senders", {});
+module:add_feature(ns);
+module:hook("message/host", function (event)
+	local stanza = event.stanza;
+	local addresses = stanza:get_child("addresses", ns);
+	if not addresses then return; end
+	if not senders:contains(jid_bare(stanza.attr.from)) then return true; end
+	stanza:maptags(function (tag)
+		if tag.name == "addresses" and tag.attr.xmlns == ns then return nil; end
+		return tag;
+	end);
+	for address in addresses:childtags("address") do
+		if address.attr.jid then
+			stanza.attr.to = address.attr.jid;
+			module:send(stanza);
+		end
+	end
+	return true;
+end);
+'''
+
+
+def cpu_ticks(pid):
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def write_accounts(prosody, users):
+    """Prosody 0.12 internal_plain: data/<host>/accounts/<user>.dat holding
+    a Lua table, the format prosodyctl register writes (checked at start
+    against alice's)."""
+    d = os.path.join(prosody.base, 'data', 'localhost', 'accounts')
+    for u in users:
+        with open(os.path.join(d, u + '.dat'), 'w') as f:
+            f.write('return {\n\t["password"] = "%s";\n};\n' % PW)
+
+
+class Clients:
+    """M subscribers in ceil(M / 500) fanout_client processes."""
+
+    def __init__(self, build, port, m):
+        self.m = m
+        self.procs = []
+        exe = os.path.join(build, 'bench', 'fanout_client')
+        for first in range(0, m, PER_PROC):
+            n = min(PER_PROC, m - first)
+            p = subprocess.Popen([exe, 'recv', '127.0.0.1', str(port), 'u',
+                                  str(first), str(n), PW],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, bufsize=1)
+            p.n = n
+            self.procs.append(p)
+        for p in self.procs:
+            line = p.stdout.readline().split()
+            if line[:1] != ['READY'] or int(line[1]) != p.n:
+                raise RuntimeError('clients: %r' % line)
+
+    def subscribe(self, service, node):
+        for p in self.procs:
+            p.stdin.write('SUB %s %s\n' % (service, node))
+        for p in self.procs:
+            line = p.stdout.readline().split()
+            if line[:1] != ['SUBSCRIBED'] or int(line[1]) != p.n:
+                raise RuntimeError('subscribe to %s %s: %r' % (service, node, line))
+
+    def go(self, n_events, dump=None):
+        for i, p in enumerate(self.procs):
+            p.stdin.write('GO %d%s\n' % (p.n * n_events,
+                                         ' ' + dump if dump and i == 0 else ''))
+
+    def results(self):
+        return [json.loads(p.stdout.readline()) for p in self.procs]
+
+    def close(self):
+        for p in self.procs:
+            try:
+                p.stdin.write('QUIT\n')
+                p.stdin.close()
+                p.wait(10)
+            except Exception:
+                p.kill()
+
+
+def datagram(uid, pad):
+    body = {'event': 'MessageNew',
+            'uri': 'imap://localhost/user/alice;UIDVALIDITY=1/;UID=%d' % uid,
+            'messages': uid, 'uidnext': uid + 1, 'vnd.cmu.unseenMessages': uid}
+    if pad:
+        body['vnd.bench.pad'] = 'x' * pad
+    return (b'pubsub\0EVENT\0\0\0\0' b'0\0' +
+            json.dumps(body, separators=(',', ':')).encode() + b'\0')
+
+
+class Bench:
+    def __init__(self, build, work):
+        self.build = build
+        self.work = work
+        self.uid = 100
+        self.prosody_pid = None
+
+    def measure(self, clients, n, send, dump=None):
+        """Starts the clients counting, calls send() (returns the wall time
+        of the first send), and returns a result dict."""
+        sampler = None
+        if os.environ.get('FANOUT_SAMPLE'):   # debugging: socket queues over time
+            import threading
+            stop = threading.Event()
+
+            def sample():
+                with open(os.environ['FANOUT_SAMPLE'], 'a') as f:
+                    while not stop.is_set():
+                        out = subprocess.run(['ss', '-tnH', 'state', 'established'],
+                                             capture_output=True, text=True).stdout
+                        rq = sq = 0
+                        big = []
+                        for line in out.splitlines():
+                            parts = line.split()
+                            r, q = int(parts[0]), int(parts[1])
+                            rq += r
+                            sq += q
+                            if r > 20000 or q > 20000:
+                                big.append(line)
+                        f.write('%.2f prosody_cpu=%.2f recvq=%d sendq=%d %s\n' % (
+                            time.time(), cpu_ticks(self.prosody_pid), rq, sq,
+                            ' | '.join(big[:4])))
+                        f.flush()
+                        time.sleep(0.25)
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+        try:
+            return self._measure(clients, n, send, dump)
+        finally:
+            if sampler:
+                stop.set()
+                sampler.join()
+
+    def quiesce(self, timeout=60):
+        """Waits until Prosody is idle (< 5% CPU over 0.5 s): what a row
+        left queued must not be counted by the next one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c0 = cpu_ticks(self.prosody_pid)
+            time.sleep(0.5)
+            if cpu_ticks(self.prosody_pid) - c0 < 0.025:
+                return True
+        return False
+
+    def _measure(self, clients, n, send, dump=None):
+        self.quiesce()
+        c0 = cpu_ticks(self.prosody_pid)
+        clients.go(n, dump)
+        time.sleep(0.2)
+        t_send = send()
+        res = clients.results()
+        c1 = cpu_ticks(self.prosody_pid)
+        total = sum(r['total'] for r in res)
+        last = max(r['last'] for r in res)
+        span = last - t_send
+        return dict(total=total, expect=clients.m * n, rate=total / span if span > 0 else 0,
+                    span=span,
+                    client_cpu=max(r['cpu_s'] / max(r['last'] - r['t_go'], 1e-6)
+                                   for r in res),
+                    client_cpu_s=sum(r['cpu_s'] for r in res),
+                    prosody_cpu=(c1 - c0) / max(last - t_send + 0.2, 1e-6),
+                    per_second=[r['per_second'] for r in res])
+
+    def mailpubsubd_row(self, stack, clients, n, pad, dump):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        dgrams = [datagram(self.uid + i, pad) for i in range(n)]
+        self.uid += n
+
+        def send():
+            t0 = time.time()
+            for d in dgrams:
+                sock.sendto(d, stack.notify_socket)
+            return t0
+        try:
+            return self.measure(clients, n, send, dump)
+        finally:
+            sock.close()
+
+    def pubsub_row(self, prosody, clients, n, payload_file, subscribe):
+        exe = os.path.join(self.build, 'bench', 'fanout_client')
+        pub = subprocess.Popen([exe, 'publish', '127.0.0.1', str(prosody.c2s_port),
+                                'pub@localhost', PW, PUBSUB, 'INBOX', payload_file,
+                                str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, bufsize=1)
+        try:
+            if pub.stdout.readline().strip() != 'READY':
+                raise RuntimeError('publisher did not start')
+            if subscribe:
+                clients.subscribe(PUBSUB, 'INBOX')
+
+            def send():
+                pub.stdin.write('GO\n')
+                return json.loads(pub.stdout.readline())['t_send']
+            return self.measure(clients, n, send)
+        finally:
+            try:
+                pub.stdin.write('QUIT\n')
+                pub.stdin.close()
+                pub.wait(10)
+            except Exception:
+                pub.kill()
+
+    def raw_row(self, prosody, clients, n, event_file, multicast=False):
+        exe = os.path.join(self.build, 'bench', 'fanout_component')
+        comp = subprocess.Popen([exe, '127.0.0.1', str(prosody.component_port), RAW,
+                                 's3cret', 'u', '0', str(clients.m), str(n), event_file] +
+                                ([MULTICAST] if multicast else []),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, bufsize=1)
+        try:
+            if comp.stdout.readline().strip() != 'READY':
+                raise RuntimeError('component did not connect')
+
+            def send():
+                comp.stdin.write('GO\n')
+                return json.loads(comp.stdout.readline())['t_send']
+            return self.measure(clients, n, send)
+        finally:
+            try:
+                comp.stdin.close()
+                comp.wait(10)
+            except Exception:
+                comp.kill()
+
+
+def main():
+    build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else 'build')
+    quick = '--quick' in sys.argv
+    verbose = '-v' in sys.argv
+    only = sys.argv[sys.argv.index('--only') + 1] if '--only' in sys.argv else None
+    os.environ.setdefault('MAILPUBSUBD', os.path.join(build, 'mailpubsubd'))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    cases = [(50, 200), (1000, 20)] if not quick else [(50, 50)]
+    sizes = [('small', 0), ('2 KB', 1800)]
+    if only:   # e.g. --only 1000x20:1800 (debugging one case)
+        mn, pad = only.split(':')
+        cases = [tuple(int(x) for x in mn.split('x'))]
+        sizes = [(pad, int(pad))]
+    work = tempfile.mkdtemp(prefix='mailpubsub-bench-')
+    os.chmod(work, 0o755)
+    stack = Stack(work, users=('alice',), config={'log': {'level': 'info'}})
+    stack.prosody.log_level = 'error'
+    plugins = os.path.join(work, 'plugins')
+    os.makedirs(plugins)
+    with open(os.path.join(plugins, 'mod_fanout_multicast.lua'), 'w') as f:
+        f.write(MULTICAST_MODULE)
+    stack.prosody.extra_config = EXTRA % plugins
+    rows = []
+    bench = Bench(build, work)
+    try:
+        stack.start()
+        bench.prosody_pid = stack.prosody.proc.pid
+        with open(os.path.join(stack.prosody.base, 'data', 'localhost', 'accounts',
+                               'alice.dat')) as f:
+            written = f.read()
+        if written != 'return {\n\t["password"] = "%s";\n};\n' % 'secret-pw':
+            raise RuntimeError('unexpected account file format: %r' % written)
+        max_m = max(m for m, _ in cases)
+        write_accounts(stack.prosody, ['u%d' % i for i in range(max_m)] + ['pub'])
+        stack.cyrus.setacl(stack.cyrus.mailbox('alice'), 'anyone', 'lr')
+        # the node exists once an event for it was seen
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.sendto(datagram(1, 0), stack.notify_socket)
+        s.close()
+        alice = stack.client('alice')
+        wait_until(lambda: iq_type(alice.iq(items_iq(SVC, 'INBOX'))) == 'result', 10)
+        for m, n in cases:
+            t0 = time.monotonic()
+            clients = Clients(build, stack.prosody.c2s_port, m)
+            clients.subscribe(SVC, 'INBOX')
+            login_s = time.monotonic() - t0
+            try:
+                first_pubsub = True
+                for label, pad in sizes:
+                    dump = os.path.join(work, 'dump-%d-%d' % (m, pad))
+                    r = bench.mailpubsubd_row(stack, clients, n, pad, dump)
+                    payload = open(dump + '.payload').read()
+                    r['payload'] = len(payload.encode())
+                    r['stanza'] = len(open(dump + '.event').read().encode())
+                    rows.append(('mailpubsubd via Prosody', m, n, label, r))
+                    time.sleep(0.5)
+                    r = bench.pubsub_row(stack.prosody, clients, n, dump + '.payload',
+                                         first_pubsub)
+                    first_pubsub = False
+                    rows.append(("Prosody's mod_pubsub", m, n, label, r))
+                    time.sleep(0.5)
+                    r = bench.raw_row(stack.prosody, clients, n, dump + '.event')
+                    rows.append(('raw ceiling (component, 1 msg/subscriber)', m, n, label, r))
+                    time.sleep(0.5)
+                    r = bench.raw_row(stack.prosody, clients, n, dump + '.event', True)
+                    rows.append(('multicast (component, 1 msg/event, XEP-0033)*', m, n,
+                                 label, r))
+                    time.sleep(0.5)
+            finally:
+                clients.close()
+            print('(M=%d: %d logins + subscriptions in %.1f s)' % (m, m, login_s),
+                  flush=True)
+    finally:
+        stack.stop()
+    print('\n%-44s %5s %4s %-6s %8s %7s %12s %7s %9s %9s' % (
+        'fan-out (1 event -> M subscribers)', 'M', 'N', 'size', 'payload',
+        'got', 'deliveries/s', 'ratio', 'client', 'Prosody'))
+    base = {(m, label): r['rate'] for name, m, n, label, r in rows
+            if name.startswith("Prosody's")}
+    payloads = {(m, label): (r['payload'], r['stanza']) for name, m, n, label, r in rows
+                if 'payload' in r}
+    for name, m, n, label, r in rows:
+        ratio = r['rate'] / base[(m, label)] if base.get((m, label)) else 0
+        print('%-44s %5d %4d %-6s %7dB %7s %12.0f %6.2fx %8.0f%% %8.0f%%' % (
+            name, m, n, label, payloads[(m, label)][0],
+            '%d/%d' % (r['total'], r['expect']) if r['total'] != r['expect'] else 'all',
+            r['rate'], ratio, 100 * r['client_cpu'], 100 * r['prosody_cpu']))
+        if verbose:
+            print('    span %.2f s, per second per client process: %s' % (
+                r['span'], r['per_second']))
+    print('(payload: the item payload; every notification carries it in the same '
+          '<event/>. client: the busiest fanout_client process\'s CPU time '
+          '(getrusage) / its wall time from GO to its last delivery; Prosody: its '
+          'CPU time (/proc/PID/stat) / the row\'s span; 100% = one core)')
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,71 @@
+/* Live interception taps: while a tap is active (its validity window),
+ * every event of its target (an account, or an address seen as sender or
+ * recipient in a new message's envelope) is relayed at once to the tap's
+ * authority JIDs on node "mailpubsub:tap:<id>", and a new message's full
+ * content follows as soon as it is retrieved over IMAP. The relay runs
+ * after the event's ordinary publication and touches nothing the target
+ * can see (subscriptions, items, disco). Taps are managed by [taps] admins
+ * with XEP-0050 ad-hoc commands on the component domain, and by
+ * mailpubsubctl; every change, expiry and relayed event is recorded in the
+ * changelog. Persisted in the store's taps table. */
+#ifndef MAILPUBSUB_TAP_H
+#define MAILPUBSUB_TAP_H
+
+#include <strophe.h>
+#include <uv.h>
+
+#include "event.h"
+#include "journal.h"
+#include "store.h"
+
+#define TAP_NODE_PREFIX "mailpubsub:tap:"
+#define COMMANDS_NS "http://jabber.org/protocol/commands"
+
+struct service;
+struct imap_client;
+struct tap_relay;
+
+struct tap {
+	long long id;
+	char *target;              /* account, or an address (has '@') */
+	char *authorities;         /* space separated bare JIDs */
+	long long not_before_us;
+	long long not_after_us;
+	char *reference;           /* warrant id */
+};
+
+/* Validates and stores t; audited as tap-add by `by`. */
+int tap_add(struct store *store, const struct tap *t, const char *by,
+	    long long now_us, long long *id_r, const char **error_r);
+/* Removes tap id; audited as tap-remove. */
+int tap_remove(struct store *store, long long id, const char *by,
+	       long long now_us, const char **error_r);
+/* Every tap not yet removed, as a JSON array (with "active"); newly
+ * allocated. */
+char *tap_list_json(struct store *store, long long now_us);
+/* Marks the taps whose window ended as expired (audited as tap-expire). */
+int tap_expire(struct store *store, long long now_us);
+
+/* ISO 8601 UTC ("2026-11-23T10:00:00Z") or seconds since the epoch, in
+ * microseconds; -1 when text is neither. */
+long long tap_parse_time_us(const char *text);
+
+/* The relay; imap may be NULL (then no content is relayed). */
+int tap_relay_new(uv_loop_t *loop, struct service *service,
+		  struct imap_client *imap, struct tap_relay **relay_r,
+		  const char **error_r);
+/* Freed once retrievals in flight have answered. Clears *relay. */
+void tap_relay_close(struct tap_relay **relay);
+/* A journaled event was dispatched: relays it to every tap that matches.
+ * Call inside the publisher's transaction. */
+void tap_relay_event(struct tap_relay *relay, const struct journal_record *rec,
+		     const struct event *ev);
+
+/* disco#items on the commands node of the component domain: the tap
+ * commands for admins, nothing for anybody else. */
+void tap_handle_disco_items(struct service *service, xmpp_stanza_t *iq);
+/* <command xmlns='http://jabber.org/protocol/commands'/>. */
+void tap_handle_command(struct service *service, xmpp_stanza_t *iq,
+			xmpp_stanza_t *command);
+
+#endif
