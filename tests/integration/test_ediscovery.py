@@ -16,7 +16,7 @@ import pytest
 import xml.etree.ElementTree as ET
 
 from harness import make_message, wait_until
-from stack import (COMPONENT, NS_ITEM, TOP, Stack, error_of, event_items, iq_type,
+from stack import (COMPONENT, TOP, Stack, error_of, event_items, iq_type,
                    subscribe_iq, validate_payload)
 
 MID = '<ediscovery-1@harness.test>'
