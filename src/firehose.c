@@ -265,7 +265,71 @@ struct fetch_ctx {
 	struct firehose *fh;
 	long long seq;
 	char part[8];
+	char *account, *node;     /* where the message is looked for */
+	char *mailbox_id;         /* the store's unique id (Cyrus), or NULL */
+	uint32_t uidvalidity, uid;
+	unsigned hops;            /* renames followed */
 };
+
+static void fetch_ctx_free(struct fetch_ctx *fc)
+{
+	free(fc->account);
+	free(fc->node);
+	free(fc->mailbox_id);
+	free(fc);
+}
+
+static void fetch_issue(struct fetch_ctx *fc);
+
+/* The node a mailbox of account is known under now, by the store's
+ * unique mailbox id, else by its UIDVALIDITY (both survive RENAME) when no
+ * other mailbox of the account has the same (Cyrus gives mailboxes created
+ * in the same second the same one): it may have moved since the event. */
+static char *node_now(struct store *store, const char *account,
+		      const char *mailbox_id, uint32_t uidvalidity)
+{
+	static const char by_id[] =
+		"SELECT node FROM nodes WHERE account = ? AND mailbox_id = ? LIMIT 2";
+	static const char by_uidvalidity[] =
+		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? LIMIT 2";
+	sqlite3_stmt *st = store_stmt(store, mailbox_id != NULL ? by_id : by_uidvalidity);
+	char *node = NULL;
+
+	if (st == NULL || (mailbox_id == NULL && uidvalidity == 0))
+		return NULL;
+	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+	if (mailbox_id != NULL)
+		sqlite3_bind_text(st, 2, mailbox_id, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(st, 2, uidvalidity);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		node = strdup((const char *)sqlite3_column_text(st, 0));
+	if (node != NULL && sqlite3_step(st) == SQLITE_ROW) {
+		free(node);   /* ambiguous */
+		node = NULL;
+	}
+	sqlite3_reset(st);
+	return node;
+}
+
+/* Whether the journal has a rename of one of account's mailboxes after
+ * seq that the tree may not show yet. */
+static bool renamed_later(struct store *store, const char *account, long long seq)
+{
+	static const char sql[] =
+		"SELECT 1 FROM journal WHERE seq > ? AND account = ?"
+		" AND type = 'MailboxRename' LIMIT 1";
+	sqlite3_stmt *st = store_stmt(store, sql);
+	bool found;
+
+	if (st == NULL)
+		return false;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return found;
+}
 
 static void maybe_free(struct firehose *fh);
 
@@ -278,9 +342,28 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 
 	fh->fetching = false;
 	if (fh->closing) {
-		free(fc);
+		fetch_ctx_free(fc);
 		maybe_free(fh);
 		return;
+	}
+	if (r == IMAP_NO && fc->hops < 8) {
+		/* the mailbox was renamed after the event: look there */
+		char *moved = node_now(service->store, fc->account, fc->mailbox_id,
+				       fc->uidvalidity);
+
+		if (moved != NULL && strcmp(moved, fc->node) != 0) {
+			log_info("firehose: #%lld: %s/%s is now %s/%s", fc->seq, fc->account,
+				 fc->node, fc->account, moved);
+			free(fc->node);
+			fc->node = moved;
+			fc->hops++;
+			fetch_issue(fc);
+			return;
+		}
+		free(moved);
+		/* a rename the tree does not show yet: worth another attempt */
+		if (renamed_later(service->store, fc->account, fc->seq))
+			r = IMAP_TEMPFAIL;
 	}
 	if (r == IMAP_OK) {
 		content_put(service->store, fc->seq, fc->part, msg, now);
@@ -304,28 +387,44 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 			 fc->seq, fh->attempts, delay);
 		fh->backing_off = true;
 		uv_timer_start(&fh->retry, on_retry, delay, 0);
-		free(fc);
+		fetch_ctx_free(fc);
 		return;
 	}
-	free(fc);
+	fetch_ctx_free(fc);
 	start_idle(fh);
+}
+
+static void fetch_issue(struct fetch_ctx *fc)
+{
+	fc->fh->fetching = true;
+	imap_client_fetch(fc->fh->imap, fc->account, fc->node, fc->uidvalidity, fc->uid,
+			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
+			  fetched, fc);
 }
 
 static void start_fetch(struct firehose *fh, const struct event *ev, long long seq,
 			const char *part)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
+	const char *mailbox_id;
 
 	if (fc == NULL)
 		return;
 	fc->fh = fh;
 	fc->seq = seq;
 	snprintf(fc->part, sizeof(fc->part), "%s", part);
-	fh->fetching = true;
-	imap_client_fetch(fh->imap, ev->mailbox.account, ev->mailbox.node,
-			  ev->mailbox.uidvalidity, ev->mailbox.uid,
-			  strcmp(part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
-			  fetched, fc);
+	fc->account = strdup(ev->mailbox.account);
+	fc->node = strdup(ev->mailbox.node);
+	fc->uidvalidity = ev->mailbox.uidvalidity;
+	fc->uid = ev->mailbox.uid;
+	mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
+	if (mailbox_id != NULL)
+		fc->mailbox_id = strdup(mailbox_id);
+	if (fc->account == NULL || fc->node == NULL) {
+		fetch_ctx_free(fc);
+		return;
+	}
+	fetch_issue(fc);
 }
 
 struct step_ctx {

@@ -271,3 +271,30 @@ def test_accounts_filter_and_prev(workdir):
         assert int(p2.get('prev')) == chain[chain.index(second) - 1]
     finally:
         s.stop()
+
+
+def test_content_follows_a_rename(fstack):
+    """A folder renamed before its message is retrieved (here while the
+    Jabber server is away, so the firehose waits): the retrieval finds it
+    under the new name by its UIDVALIDITY instead of calling it gone."""
+    arch = fstack.client('archiver')
+    assert iq_type(subscribe(arch)) == 'result'
+    old = fstack.cyrus.mailbox('alice', 'Old')
+    fstack.cyrus.create_mailbox(old, lmtp_post=True)
+    next_item(arch, 'MailboxCreate')
+    fstack.prosody.stop()
+    fstack.daemon.wait_log(r'component disconnected', timeout=15)
+    fstack.clients.remove(arch)
+    fstack.cyrus.deliver('alice', make_message(subject='moved away'), mailbox='Old')
+    m = fstack.cyrus.imap('alice')
+    assert m.rename('INBOX/Old', 'INBOX/New')[0] == 'OK'
+    m.logout()
+    fstack.daemon.wait_log(r'ingest: #\d+ MailboxRename alice/INBOX/New', timeout=10)
+    fstack.prosody.start()
+    arch = fstack.client('archiver')
+    _, payload = next_item(arch, 'MessageNew', timeout=30)
+    assert mailbox_of(payload).get('node') == 'INBOX/Old'
+    c = payload.find('{%s}content' % NS_CONTENT)
+    assert c is not None, ET.tostring(payload, 'unicode')
+    raw, _ = imap_bytes(fstack, 'alice', 1, mailbox='INBOX/New')
+    assert base64.b64decode(c.text) == raw
