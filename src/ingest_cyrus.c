@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -40,7 +41,9 @@ struct ingest_cyrus {
 	pthread_mutex_t lock;
 	struct dgram *head, *tail;   /* under lock */
 	unsigned queued;             /* under lock */
-	size_t queued_bytes;         /* under lock */
+	/* bytes received and not yet journaled, including a batch the loop
+	 * thread is working through: what the queue bounds is memory */
+	atomic_size_t queued_bytes;
 	unsigned long long dropped;  /* under lock */
 	unsigned queue_max;
 	size_t queue_max_bytes;
@@ -94,7 +97,7 @@ static void enqueue(struct ingest_cyrus *in, const char *buf, size_t len)
 
 	pthread_mutex_lock(&in->lock);
 	if (in->queued >= in->queue_max ||
-	    in->queued_bytes + len > in->queue_max_bytes) {
+	    atomic_load(&in->queued_bytes) + len > in->queue_max_bytes) {
 		in->dropped++;
 		pthread_mutex_unlock(&in->lock);
 		return;
@@ -115,7 +118,7 @@ static void enqueue(struct ingest_cyrus *in, const char *buf, size_t len)
 		in->head = d;
 	in->tail = d;
 	in->queued++;
-	in->queued_bytes += len;
+	atomic_fetch_add(&in->queued_bytes, len);
 	pthread_mutex_unlock(&in->lock);
 	uv_async_send(&in->async);
 }
@@ -207,7 +210,6 @@ static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropp
 	list = in->head;
 	in->head = in->tail = NULL;
 	in->queued = 0;
-	in->queued_bytes = 0;
 	*dropped_r = in->dropped;
 	in->dropped = 0;
 	pthread_mutex_unlock(&in->lock);
@@ -235,6 +237,7 @@ static void journal_batch(struct ingest_cyrus *in)
 		struct dgram *next = list->next;
 
 		ingest_cyrus_accept(service, list->data, list->len, list->received_us);
+		atomic_fetch_sub(&in->queued_bytes, list->len);
 		free(list);
 		list = next;
 	}
@@ -258,6 +261,7 @@ int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
 		*error_r = "out of memory";
 		return -1;
 	}
+	atomic_init(&in->queued_bytes, 0);
 	in->service = service;
 	in->on_journaled = on_journaled;
 	in->context = context;

@@ -249,8 +249,11 @@ def test_event_storm_never_blocks_cyrus(stack):
     assert sent / took >= 10 * sustained
     log = stack.daemon.log()
     assert 'events dropped' not in log
+    # what waits for the journal is bounded by [cyrus] queue_max_mb (256
+    # MiB of datagrams by default, counted until journaled); the rest of
+    # the daemon takes some tens of MiB
     if 'libasan' not in open('/proc/%d/maps' % stack.daemon.pid).read():
-        assert max(rss) < 256 * 1024
+        assert max(rss) < (256 + 128) * 1024
 
 
 def test_xmpp_server_restart_mid_stream(workdir):
