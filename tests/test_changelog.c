@@ -11,6 +11,7 @@
 #include "event.h"
 #include "journal.h"
 #include "store.h"
+#include "temp_store.h"
 
 static const char envelope[] =
 	"(\"Mon, 1 Jan 2024 00:00:00 +0000\" \"a \\\"quoted\\\" subject\" "
@@ -19,36 +20,6 @@ static const char envelope[] =
 	"((NIL NIL \"alice\" \"localhost\") (NIL NIL \"bob\" \"localhost\")) "
 	"NIL NIL NIL \"<id-1@test>\")";
 
-struct fixture {
-	char dir[64];
-	char path[96];
-	struct store *store;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	const char *err;
-
-	strcpy(f->dir, "/tmp/mps-changelog-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/db", f->dir);
-	assert_int_equal(store_open(f->path, false, &f->store, &err), 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[128];
-
-	store_close(&f->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
 
 static void journal(struct store *store, const char *json, long long t)
 {
@@ -97,7 +68,7 @@ static const char expunge_msg[] =
  * (no midset: the uid map alone), and the session gives the client IP. */
 static void test_identity_and_session(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	sqlite3_stmt *st;
 	int n = 0;
 
@@ -122,7 +93,7 @@ static void test_identity_and_session(void **state)
 	assert_int_equal(n, 4);   /* new, read, move, expunge */
 }
 
-static void verify(struct fixture *f, const unsigned char *key, int expect_rc,
+static void verify(struct temp_store *f, const unsigned char *key, int expect_rc,
 		   long long expect_bad)
 {
 	struct changelog_verify_result r;
@@ -135,7 +106,7 @@ static void verify(struct fixture *f, const unsigned char *key, int expect_rc,
 
 static void test_tamper(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 
 	journal(f->store, login, 1);
 	journal(f->store, new_msg, 2);
@@ -158,7 +129,7 @@ static void test_tamper(void **state)
 
 static void test_prune_checkpoint(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	static const unsigned char key[16] = "0123456789abcdef";
 	static const unsigned char other[16] = "fedcba9876543210";
 	const char *err;
@@ -182,9 +153,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_envelope),
-		cmocka_unit_test_setup_teardown(test_identity_and_session, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_prune_checkpoint, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_and_session, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_tamper, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_prune_checkpoint, temp_store_setup, temp_store_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,40 +12,11 @@
 #include "journal.h"
 #include "node_tree.h"
 #include "store.h"
+#include "temp_store.h"
 #include "subscription.h"
 
 static struct subopts defaults = { .deliver = true, .events = "MessageNew" };
 
-struct fixture {
-	char dir[64];
-	char path[96];
-	struct store *store;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	const char *err;
-
-	strcpy(f->dir, "/tmp/mps-store-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/db", f->dir);
-	assert_int_equal(store_open(f->path, false, &f->store, &err), 0);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-	char cmd[128];
-
-	store_close(&f->store);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f);
-	return 0;
-}
 
 struct names {
 	char buf[512];
@@ -71,7 +42,7 @@ static const char *children(struct store *s, const char *acct, const char *paren
 
 static void test_tree(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 
 	assert_int_equal(node_tree_touch(f->store, "alice", "INBOX/A/B", NULL, 0, 1), 0);
 	assert_int_equal(node_tree_touch(f->store, "alice", "INBOX/A0", "id", 5, 1), 0);
@@ -92,7 +63,7 @@ static int count_item(void *context, long long seq, long long published_us,
 
 static void test_rename_moves_subtree(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	char subid[SUBSCRIPTION_SUBID_LEN + 1];
 	bool created;
 
@@ -115,7 +86,7 @@ static void test_rename_moves_subtree(void **state)
 
 static void test_delete(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	char subid[SUBSCRIPTION_SUBID_LEN + 1];
 	bool created;
 
@@ -132,7 +103,7 @@ static void test_delete(void **state)
 
 static void test_subscriptions(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	char s1[SUBSCRIPTION_SUBID_LEN + 1], s2[SUBSCRIPTION_SUBID_LEN + 1];
 	bool created;
 
@@ -167,7 +138,7 @@ static int collect_seq(void *context, long long seq, long long published_us,
 
 static void test_items_trim(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	struct seqs s = { .n = 0 };
 
 	for (long long i = 1; i <= 8; i++)
@@ -180,7 +151,7 @@ static void test_items_trim(void **state)
 
 static void test_journal_persists(void **state)
 {
-	struct fixture *f = *state;
+	struct temp_store *f = *state;
 	const char *err;
 
 	assert_int_equal(journal_published_seq(f->store), 0);
@@ -193,12 +164,12 @@ static void test_journal_persists(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_tree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rename_moves_subtree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_subscriptions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_items_trim, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_journal_persists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tree, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_rename_moves_subtree, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_delete, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_subscriptions, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_items_trim, temp_store_setup, temp_store_teardown),
+		cmocka_unit_test_setup_teardown(test_journal_persists, temp_store_setup, temp_store_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

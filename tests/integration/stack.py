@@ -42,6 +42,7 @@ class Stack:
         self.notify_socket = os.path.join(workdir, 'notify.sock')
         self.cyrus = Cyrus(workdir, self.notify_socket,
                            unixhierarchysep=unixhierarchysep)
+        self.mail_server = self.cyrus   # what stop() stops besides Prosody
         self.prosody = Prosody(workdir, component_domain=COMPONENT)
         self.conf = os.path.join(workdir, 'mailpubsub.conf')
         self.db = os.path.join(workdir, 'mailpubsub.db')
@@ -143,7 +144,7 @@ level = debug
             self.stop_daemon()
         finally:
             try:
-                self.cyrus.stop()
+                self.mail_server.stop()
             finally:
                 self.prosody.stop()
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from dovecot import Dovecot
-from harness import Daemon, Prosody, XmppClient, make_message, wait_until
-from stack import (COMPONENT, NS_PUBSUB, NS_PUBSUB_EVENT, PASSWORD,
+from harness import Daemon, Prosody, make_message, wait_until
+from stack import (COMPONENT, NS_PUBSUB, NS_PUBSUB_EVENT, PASSWORD, Stack,
                    child_text, daemon_binary, error_of, iq_type, items_iq,
                    mailbox_of, service_jid, subscribe_iq, wait_event)
 
@@ -19,7 +19,7 @@ ALICE_SVC = service_jid('alice')
 CLOSED = ('cancel', 'not-allowed', 'closed-node', None)
 
 
-class DovecotStack:
+class DovecotStack(Stack):
     """Prosody + Dovecot + mailpubsubd with the generic source only."""
 
     def __init__(self, workdir, users=('alice', 'bob')):
@@ -27,6 +27,8 @@ class DovecotStack:
         self.users = users
         self.json_socket = os.path.join(workdir, 'events.sock')
         self.dovecot = Dovecot(workdir, self.json_socket, users=users)
+        self.mail_server = self.dovecot
+        self.wrapper = []
         self.prosody = Prosody(workdir, component_domain=COMPONENT)
         self.conf = os.path.join(workdir, 'mailpubsub.conf')
         self.db = os.path.join(workdir, 'mailpubsub.db')
@@ -83,31 +85,6 @@ level = debug
         self.daemon.wait_log(r'component connected', timeout=15)
         wait_until(lambda: os.path.exists(self.json_socket), 5, what='json socket')
         return self
-
-    def client(self, user):
-        c = XmppClient()
-        c.connect('%s@localhost' % user, PASSWORD, port=self.prosody.c2s_port)
-        self.clients.append(c)
-        return c
-
-    def stop(self):
-        for c in self.clients:
-            try:
-                c.disconnect()
-            except Exception:
-                pass
-        try:
-            if self.daemon is not None:
-                self.daemon.stop()
-                log = self.daemon.log()
-                for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
-                               'runtime error:'):
-                    assert marker not in log, 'sanitizer report in mailpubsubd log'
-        finally:
-            try:
-                self.dovecot.stop()
-            finally:
-                self.prosody.stop()
 
 
 @pytest.fixture
