@@ -285,13 +285,17 @@ static void fetch_issue(struct fetch_ctx *fc);
  * unique mailbox id, else by its UIDVALIDITY (both survive RENAME) when no
  * other mailbox of the account has the same (Cyrus gives mailboxes created
  * in the same second the same one): it may have moved since the event. */
-static char *node_now(struct store *store, const char *account,
+static char *node_now(struct store *store, const char *account, const char *node_then,
 		      const char *mailbox_id, uint32_t uidvalidity)
 {
+	/* not the old name: an event Cyrus sent about it after the rename
+	 * can bring that node back */
 	static const char by_id[] =
-		"SELECT node FROM nodes WHERE account = ? AND mailbox_id = ? LIMIT 2";
+		"SELECT node FROM nodes WHERE account = ? AND mailbox_id = ? AND node != ?3"
+		" LIMIT 2";
 	static const char by_uidvalidity[] =
-		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? LIMIT 2";
+		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? AND node != ?3"
+		" LIMIT 2";
 	sqlite3_stmt *st = store_stmt(store, mailbox_id != NULL ? by_id : by_uidvalidity);
 	char *node = NULL;
 
@@ -302,6 +306,7 @@ static char *node_now(struct store *store, const char *account,
 		sqlite3_bind_text(st, 2, mailbox_id, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_int64(st, 2, uidvalidity);
+	sqlite3_bind_text(st, 3, node_then, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		node = strdup((const char *)sqlite3_column_text(st, 0));
 	if (node != NULL && sqlite3_step(st) == SQLITE_ROW) {
@@ -348,10 +353,10 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 	}
 	if (r == IMAP_NO && fc->hops < 8) {
 		/* the mailbox was renamed after the event: look there */
-		char *moved = node_now(service->store, fc->account, fc->mailbox_id,
-				       fc->uidvalidity);
+		char *moved = node_now(service->store, fc->account, fc->node,
+				       fc->mailbox_id, fc->uidvalidity);
 
-		if (moved != NULL && strcmp(moved, fc->node) != 0) {
+		if (moved != NULL) {
 			log_info("firehose: #%lld: %s/%s is now %s/%s", fc->seq, fc->account,
 				 fc->node, fc->account, moved);
 			free(fc->node);

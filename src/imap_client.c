@@ -1113,6 +1113,10 @@ static enum run_result run_fetch(struct session *s, struct op *op)
 	conn_set_deadline(s->conn, s->client->timeout_ms * 10);
 	r = mailimap_uid_fetch(s->imap, set, ft, &result);
 	log_cmd(s, "UID FETCH", what, r, t0);
+	/* on a NO libetpan has freed the list already, but leaves the
+	 * pointer: freeing it again crashed (ASan) */
+	if (r != MAILIMAP_NO_ERROR)
+		result = NULL;
 	mailimap_fetch_type_free(ft);
 	mailimap_set_free(set);
 	if (r != MAILIMAP_NO_ERROR) {

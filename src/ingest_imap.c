@@ -1377,6 +1377,10 @@ static int fetch_flags(struct watcher *w, uint64_t since, bool vanished,
 	else
 		r = mailimap_uid_fetch(wimap(w), set, ft, &result);
 	if (r != MAILIMAP_NO_ERROR) {
+		/* libetpan frees the list itself on a NO but leaves the
+		 * pointer (see imap_client.c run_fetch) */
+		result = NULL;
+		van = NULL;
 		if (!stopping(w))
 			log_warn("imap source: %s: UID FETCH failed: %s", w->account,
 				 imap_session_error(w->session));
