@@ -617,35 +617,10 @@ void firehose_close(struct firehose **firehose)
 
 /* ---- requests ------------------------------------------------------------- */
 
-static void send_text(struct service *service, char *text)
-{
-	if (text != NULL)
-		component_send_raw(service->component, text, strlen(text));
-	free(text);
-}
-
 static void reply_err(struct service *service, xmpp_stanza_t *iq, enum pubsub_error e)
 {
 	service_send_release(service, pubsub_error_reply(
 		component_xmpp_ctx(service->component), iq, e, NULL));
-}
-
-/* "<iq type='result' id=.. to=.. from=..>" + body + "</iq>", escaped. */
-static char *result_iq(xmpp_stanza_t *iq, const char *body)
-{
-	char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
-	char *to = item_xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
-	char *from = item_xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
-	char *out = NULL;
-
-	if (id != NULL && to != NULL && from != NULL &&
-	    asprintf(&out, "<iq type='result' id='%s' to='%s' from='%s'>%s</iq>",
-		     id, to, from, body) < 0)
-		out = NULL;
-	free(id);
-	free(to);
-	free(from);
-	return out;
 }
 
 static xmpp_stanza_t *child_ns(xmpp_stanza_t *parent, const char *name, const char *ns)
@@ -755,7 +730,7 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 		body = NULL;
 	free(ejid);
 	if (body != NULL)
-		send_text(service, result_iq(iq, body));
+		service_send_result_raw(service, iq, body);
 	free(body);
 }
 
@@ -776,7 +751,7 @@ static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
 		return;
 	}
 	log_info("firehose: %s unsubscribed", bare);
-	send_text(service, result_iq(iq, ""));
+	service_send_result_raw(service, iq, "");
 }
 
 struct items_ctx {
@@ -890,7 +865,7 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 	if (asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><items node='" FIREHOSE_NODE
 		     "'>%s</items>%s</pubsub>", ic.xml != NULL ? ic.xml : "",
 		     rsm != NULL ? rsm : "") >= 0) {
-		send_text(service, result_iq(iq, body));
+		service_send_result_raw(service, iq, body);
 		free(body);
 	}
 	free(rsm);
@@ -943,7 +918,7 @@ static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq
 		reply_err(service, iq, PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED);
 		return;
 	}
-	send_text(service, result_iq(iq, body));
+	service_send_result_raw(service, iq, body);
 	free(body);
 }
 
@@ -1036,7 +1011,7 @@ void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 	if (b64 != NULL &&
 	    asprintf(&body, "<chunk xmlns='" CONTENT_NS "' item='%lld' offset='%lld'"
 		     " size='%zu'>%s</chunk>", seq, offset, cr.size, b64) >= 0) {
-		send_text(service, result_iq(iq, body));
+		service_send_result_raw(service, iq, body);
 		free(body);
 	}
 	free(b64);

@@ -239,15 +239,7 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 		     *q->queryid != '\0' ? " queryid='" : "", q->queryid,
 		     *q->queryid != '\0' ? "'" : "", complete ? "true" : "false",
 		     set != NULL ? set : "<set xmlns='" RSM_NS "'/>") >= 0) {
-		char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
-		char *out = NULL;
-
-		if (id != NULL && asprintf(&out, "<iq type='result' id='%s' to='%s' from='%s'>%s</iq>",
-					   id, eto, service->config->component_domain, body) >= 0) {
-			component_send_raw(service->component, out, strlen(out));
-			free(out);
-		}
-		free(id);
+		service_send_result_raw(service, iq, body);
 		free(body);
 	}
 	log_info("mam: %s: %u results (%s)", bare, n, complete ? "complete" : "more");

@@ -7,6 +7,7 @@
 #include "content.h"
 #include "disco.h"
 #include "firehose.h"
+#include "item.h"
 #include "jid.h"
 #include "log.h"
 #include "mam.h"
@@ -68,6 +69,25 @@ void service_send_release(struct service *service, xmpp_stanza_t *reply)
 		service->stats.iq_errors++;
 	component_send(service->component, reply);
 	xmpp_stanza_release(reply);
+}
+
+void service_send_result_raw(struct service *service, xmpp_stanza_t *iq,
+			     const char *body)
+{
+	char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
+	char *to = item_xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
+	char *from = item_xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
+	char *out = NULL;
+
+	if (id != NULL && to != NULL && from != NULL &&
+	    asprintf(&out, "<iq type='result' id='%s' to='%s' from='%s'>%s</iq>",
+		     id, to, from, body) >= 0) {
+		component_send_raw(service->component, out, strlen(out));
+		free(out);
+	}
+	free(id);
+	free(to);
+	free(from);
 }
 
 static void handle_iq(struct service *service, xmpp_stanza_t *iq)

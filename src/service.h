@@ -50,6 +50,11 @@ char *service_jid_for_account(const struct service *service, const char *account
 /* The component's on_stanza callback (context: struct service). */
 void service_handle_stanza(void *context, xmpp_stanza_t *stanza);
 
+/* Sends "<iq type='result'>" + body (serialized XML, may be "") in reply
+ * to iq: for replies built as text, such as items with stored payloads. */
+void service_send_result_raw(struct service *service, xmpp_stanza_t *iq,
+			     const char *body);
+
 /* Sends and releases reply. */
 void service_send_release(struct service *service, xmpp_stanza_t *reply);
 

@@ -629,24 +629,6 @@ static bool is_admin(const struct service *service, const char *from, char *bare
 	return config_list_contains(service->config->tap_admins, bare);
 }
 
-static void send_result(struct service *service, xmpp_stanza_t *iq, const char *body)
-{
-	char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
-	char *to = item_xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
-	char *from = item_xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
-	char *out = NULL;
-
-	if (id != NULL && to != NULL && from != NULL &&
-	    asprintf(&out, "<iq type='result' id='%s' to='%s' from='%s'>%s</iq>",
-		     id, to, from, body) >= 0) {
-		component_send_raw(service->component, out, strlen(out));
-		free(out);
-	}
-	free(id);
-	free(to);
-	free(from);
-}
-
 static void reply_error(struct service *service, xmpp_stanza_t *iq, const char *type,
 			const char *condition)
 {
@@ -672,7 +654,7 @@ void tap_handle_disco_items(struct service *service, xmpp_stanza_t *iq)
 	}
 	if (asprintf(&body, "<query xmlns='" DISCO_ITEMS_NS "' node='" COMMANDS_NS "'>%s</query>",
 		     items) >= 0) {
-		send_result(service, iq, body);
+		service_send_result_raw(service, iq, body);
 		free(body);
 	}
 	free(items);
@@ -730,7 +712,7 @@ static void command_reply(struct service *service, xmpp_stanza_t *iq, const char
 	if (asprintf(&body, "<command xmlns='" COMMANDS_NS "' node='%s' sessionid='%s'"
 		     " status='%s'>%s</command>", node, sid, status, inner) < 0)
 		return;
-	send_result(service, iq, body);
+	service_send_result_raw(service, iq, body);
 	free(body);
 }
 
