@@ -8,7 +8,7 @@ autoconf automake libtool make gcc pkg-config
 clang libclang-rt-14-dev
 libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
 libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
-libxml2-utils sqlite3
+libxml2-utils sqlite3 valgrind
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody
 dovecot-core dovecot-lmtpd lua-socket lua-cjson
