@@ -65,6 +65,8 @@ static const struct config_option options[] = {
 	    "Longest event line in bytes; a longer one is refused and the connection closed."),
 	OPT("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
 	    "Concurrent sender connections; more are refused."),
+	OPT("delegate", "service", CONFIG_STRING, delegate_service, "",
+	    "The Jabber server's own pubsub service (e.g. pubsub.example.org in Prosody, with our component domain among its admins). Plain subscriptions to a mailbox (its own node, default options) are then mirrored onto its node <account>/<mailbox> and each event is published there once, for the server to fan out: much cheaper than one stanza per subscriber through Prosody. Only JIDs whose rights are cached as granted are put on that whitelist node, and it is rebuilt before the next publish whenever one leaves. Empty: every notification goes directly."),
 	OPT("firehose", "subscribers", CONFIG_STRING, firehose_subscribers, "",
 	    "Who may subscribe to the firehose (node mailpubsub:firehose on the component domain: every event of every account, with message content): bare-jid:role pairs, space separated; roles archive, ediscovery, intercept. Empty: nobody."),
 	OPT("firehose", "inline_max", CONFIG_UINT, firehose_inline_max, "131072",

@@ -40,6 +40,8 @@ struct config {
 	unsigned json_max_line;     /* bytes */
 	unsigned json_max_connections;
 	/* [firehose] */
+	char *delegate_service;     /* the server's pubsub JID; empty: off */
+
 	char *firehose_subscribers; /* "jid:role ..." */
 	unsigned firehose_inline_max;
 	unsigned firehose_fetch_attempts;

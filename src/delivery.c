@@ -45,7 +45,7 @@ int delivery_new(struct service *service, struct delivery **delivery_r,
 	return 0;
 }
 
-static struct queue *find_queue(struct delivery *d, const char *jid)
+static struct queue *find_queue(const struct delivery *d, const char *jid)
 {
 	for (struct queue *q = d->queues; q != NULL; q = q->next) {
 		if (strcmp(q->jid, jid) == 0)
@@ -159,6 +159,11 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 	d->pending++;
 	/* may answer at once (cached): then flush runs before we return */
 	authz_check(d->service->authz, jid, account, node, decided, e);
+}
+
+bool delivery_waiting(const struct delivery *d, const char *jid)
+{
+	return find_queue(d, jid) != NULL;
 }
 
 size_t delivery_pending(const struct delivery *d)

@@ -37,6 +37,9 @@ void delivery_send(struct delivery *delivery, const char *jid, const char *text,
 		   size_t len, enum delivery_check check, const char *account,
 		   const char *node);
 
+/* Is anything for jid still queued behind a pending decision? */
+bool delivery_waiting(const struct delivery *delivery, const char *jid);
+
 /* Notifications waiting for a decision (the stanza fuzz target checks
  * none is left behind). */
 size_t delivery_pending(const struct delivery *delivery);

@@ -17,6 +17,7 @@
 #include "changelog.h"
 #include "component.h"
 #include "counts.h"
+#include "delegate.h"
 #include "discovery.h"
 #include "expat_stream.h"
 #include "firehose.h"
@@ -76,6 +77,8 @@ static void on_component_state(void *context, bool connected)
 	struct daemon_state *st = context;
 
 	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
+	/* first: the publisher kicked below may delegate at once */
+	delegate_connected(st->service.delegate, connected);
 	if (connected) {
 		publisher_kick(st->publisher);
 		firehose_kick(st->service.firehose);
@@ -212,7 +215,8 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
 		return -1;
-	if (delivery_new(&st->service, &st->service.delivery, error_r) < 0)
+	if (delivery_new(&st->service, &st->service.delivery, error_r) < 0 ||
+	    delegate_new(&st->service, &st->service.delegate, error_r) < 0)
 		return -1;
 	if (start_component(st, error_r) < 0)
 		return -1;
@@ -340,6 +344,7 @@ int main(int argc, char **argv)
 		 st.config->component_domain);
 	ret = uv_run(st.loop, UV_RUN_DEFAULT);
 	delivery_free(&st.service.delivery);
+	delegate_free(&st.service.delegate);
 	authz_free(&st.service.authz);
 	store_close(&st.service.store);
 	uv_loop_close(st.loop);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "counts.h"
+#include "delegate.h"
 #include "event.h"
 #include "item.h"
 #include "items.h"
@@ -112,6 +113,7 @@ struct fanout {
 	const char *type;          /* its RFC 5423 name; NULL: unfiltered */
 	bool gone;                 /* the mailbox was deleted */
 	bool stale;                /* a subscriber's rights are due a re-check */
+	bool delegating;           /* plain subscribers go through [delegate] */
 };
 
 static int notify_one(void *context, const struct subscription *sub)
@@ -124,6 +126,11 @@ static int notify_one(void *context, const struct subscription *sub)
 	/* type NULL: the node's deletion, which every subscriber must learn */
 	if (f->type != NULL && !subopts_wants(&sub->opts, f->type))
 		return 0;
+	if (f->delegating &&
+	    delegate_eligible(f->service->delegate, sub, f->account, f->node)) {
+		delegate_add(f->service->delegate, sub->jid);
+		return 0;
+	}
 	text = item_message_for(&f->msg, sub->jid, &len);
 	if (text == NULL)
 		return 0;
@@ -153,15 +160,25 @@ static int notify_one(void *context, const struct subscription *sub)
  * the node's own subscribers only. */
 static void fan_out(struct service *service, const char *account,
 		    const char *node, const char *type, struct item_message *msg,
-		    bool covering)
+		    bool covering, long long seq, const char *payload)
 {
 	struct fanout f = { service, *msg, account, node, type,
-			    type != NULL && strcmp(type, "MailboxDelete") == 0, false };
+			    type != NULL && strcmp(type, "MailboxDelete") == 0, false, false };
+	struct subopts plain;
 
+	/* only for events plain subscriptions want; a deletion goes directly
+	 * (the service's node goes with the mailbox) */
+	subopts_defaults(&plain);
+	f.delegating = service->delegate != NULL && payload != NULL && !f.gone &&
+		       subopts_wants(&plain, type);
+	if (f.delegating)
+		delegate_begin(service->delegate, account, node);
 	if (covering)
 		subscription_each_covering(service->store, account, node, notify_one, &f);
 	else
 		subscription_each_on_node(service->store, account, node, notify_one, &f);
+	if (f.delegating)
+		delegate_publish(service->delegate, seq, payload);
 	if (f.stale && !f.gone)
 		pubsub_recheck(service, account, node, false);
 }
@@ -176,7 +193,7 @@ static void publish_item(struct service *service, const char *account,
 	if (from == NULL)
 		return;
 	if (item_message_build(from, node, seq, payload, 0, &msg) == 0) {
-		fan_out(service, account, node, type, &msg, covering);
+		fan_out(service, account, node, type, &msg, covering, seq, payload);
 		item_message_clear(&msg);
 	}
 	free(from);
@@ -212,7 +229,7 @@ static void notify_deleted(struct service *service, const char *account,
 	if (from == NULL)
 		return;
 	if (item_message_build_delete(from, node, &msg) == 0) {
-		fan_out(service, account, node, NULL, &msg, false);
+		fan_out(service, account, node, NULL, &msg, false, 0, NULL);
 		item_message_clear(&msg);
 	}
 	free(from);
@@ -224,9 +241,12 @@ static void apply_tree(struct service *service, const struct event *ev,
 	const struct mailbox_uri *mb = &ev->mailbox;
 	const char *mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
 
-	if (ev->type == EVENT_MAILBOX_RENAME)
+	if (ev->type == EVENT_MAILBOX_RENAME) {
+		delegate_drop(service->delegate, ev->old_mailbox.account,
+			      ev->old_mailbox.node);
 		node_tree_rename(service->store, ev->old_mailbox.account,
 				 ev->old_mailbox.node, mb->account, mb->node);
+	}
 	if (ev->type != EVENT_MAILBOX_DELETE)
 		node_tree_touch(service->store, mb->account, mb->node, mailbox_id,
 				mb->uidvalidity, now_us);
@@ -306,6 +326,7 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		publish_event(service, rec, ev, &known);
 	if (ev->type == EVENT_MAILBOX_DELETE) {
 		node_tree_delete(service->store, mb->account, mb->node);
+		delegate_drop(service->delegate, mb->account, mb->node);
 		/* only now: the notices above were judged by these answers */
 		authz_invalidate(service->authz, mb->account, mb->node,
 				 strcmp(mb->node, "INBOX") == 0);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "content.h"
+#include "delegate.h"
 #include "disco.h"
 #include "firehose.h"
 #include "item.h"
@@ -97,8 +98,12 @@ static void handle_iq(struct service *service, xmpp_stanza_t *iq)
 	xmpp_stanza_t *child = xmpp_stanza_get_children(iq);
 	const char *ns;
 
-	if (type == NULL || strcmp(type, "result") == 0 || strcmp(type, "error") == 0)
+	if (type == NULL)
 		return;
+	if (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) {
+		delegate_handle_reply(service->delegate, iq);
+		return;
+	}
 	service->stats.iq_requests++;
 	while (child != NULL && !xmpp_stanza_is_tag(child))
 		child = xmpp_stanza_get_next(child);

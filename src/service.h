@@ -12,6 +12,7 @@
 #include "store.h"
 
 struct counts;
+struct delegate;
 struct discovery;
 struct publisher;
 
@@ -33,6 +34,7 @@ struct service {
 	struct component *component;
 	struct authz *authz;
 	struct delivery *delivery;
+	struct delegate *delegate;     /* NULL without [delegate] service */
 	struct counts *counts;
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
