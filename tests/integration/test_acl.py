@@ -117,8 +117,9 @@ def test_revoke_and_regrant(stack):
     msg = bob.wait_message(lambda m: m.find('{%s}event/{%s}subscription' % (
         NS_PUBSUB_EVENT, NS_PUBSUB_EVENT)) is not None, 5)
     revoked_after = time.monotonic() - t0
+    # printed, not asserted (no timing asserts): it comes from the
+    # AclChange event, not from a later poll
     print('revocation notice after %.1f ms' % (revoked_after * 1000))
-    assert revoked_after < 1.0
     sub = msg.find('{%s}event/{%s}subscription' % (NS_PUBSUB_EVENT, NS_PUBSUB_EVENT))
     assert sub.get('subscription') == 'none'
     assert sub.get('node') == 'INBOX/Projects'
