@@ -15,14 +15,26 @@ struct authz {
 	/* bumped by every invalidation: an answer that was asked for before
 	 * may describe the old ACL and is asked again instead of cached */
 	unsigned long long generation;
+	/* questions on their way to the store: the same question asked
+	 * again meanwhile waits for the same answer (when a cached answer
+	 * expires under a stream of events, each event would ask otherwise) */
+	struct pending *inflight;
 };
 
-struct pending {
-	struct authz *authz;
-	char *jid, *identity, *account, *node;
+/* Someone waiting for a pending answer. */
+struct waiter {
+	struct waiter *next;
+	char *jid;
 	char required[16];
 	authz_cb *cb;
 	void *context;
+};
+
+struct pending {
+	struct pending *next;          /* in authz->inflight */
+	struct authz *authz;
+	char *identity, *account, *node;
+	struct waiter *waiters, **last_waiter;
 	unsigned long long generation;
 	long long started_us;
 	bool retried;
@@ -216,7 +228,13 @@ void authz_invalidate(struct authz *authz, const char *account,
 
 static void pending_free(struct pending *p)
 {
-	free(p->jid);
+	while (p->waiters != NULL) {
+		struct waiter *w = p->waiters;
+
+		p->waiters = w->next;
+		free(w->jid);
+		free(w);
+	}
 	free(p->identity);
 	free(p->account);
 	free(p->node);
@@ -229,7 +247,6 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 {
 	struct pending *p = ctx;
 	struct authz *authz = p->authz;
-	enum authz_result result;
 	char how[64];
 
 	if (r == IMAP_OK && p->generation != authz->generation && !p->retried) {
@@ -242,20 +259,30 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 		 (double)(mono_us() - p->started_us) / 1000.0);
 	if (r == IMAP_OK) {
 		cache_put(authz, p->identity, p->account, p->node, rights);
-		result = rights_allow(rights, p->required) ? AUTHZ_GRANTED : AUTHZ_DENIED;
 	} else if (r == IMAP_NO) {
 		/* no such mailbox, or not even `l`: both mean no */
 		cache_put(authz, p->identity, p->account, p->node, "");
 		rights = "";
-		result = AUTHZ_DENIED;
 	} else {
 		cache_drop(authz, p->identity, p->account, p->node);
 		rights = NULL;
-		result = AUTHZ_TEMPFAIL;
 		snprintf(how, sizeof(how), "imap: %s", imap_client_last_error(authz->imap));
 	}
-	log_decision(p->jid, p->identity, p->account, p->node, rights, result, how);
-	p->cb(p->context, result);
+	/* off the in-flight list first: a callback may ask again */
+	for (struct pending **q = &authz->inflight; *q != NULL; q = &(*q)->next) {
+		if (*q == p) {
+			*q = p->next;
+			break;
+		}
+	}
+	for (struct waiter *w = p->waiters; w != NULL; w = w->next) {
+		enum authz_result result = rights == NULL ? AUTHZ_TEMPFAIL :
+					   rights_allow(rights, w->required) ?
+					   AUTHZ_GRANTED : AUTHZ_DENIED;
+
+		log_decision(w->jid, p->identity, p->account, p->node, rights, result, how);
+		w->cb(w->context, result);
+	}
 	pending_free(p);
 }
 
@@ -267,12 +294,26 @@ static void ask_store(struct pending *p)
 			     rights_answered, p);
 }
 
+/* The same question, asked since the ACL last changed, still unanswered. */
+static struct pending *find_inflight(struct authz *authz, const char *identity,
+				     const char *account, const char *node)
+{
+	for (struct pending *p = authz->inflight; p != NULL; p = p->next) {
+		if (p->generation == authz->generation &&
+		    strcmp(p->identity, identity) == 0 &&
+		    strcmp(p->account, account) == 0 && strcmp(p->node, node) == 0)
+			return p;
+	}
+	return NULL;
+}
+
 static void check_with_store(struct authz *authz, const char *jid,
 			     char *identity, const char *account,
 			     const char *node, const char *required,
 			     authz_cb *cb, void *context)
 {
 	struct pending *p;
+	struct waiter *w;
 	char rights[64];
 
 	if (cache_get(authz, identity, account, node, rights, sizeof(rights))) {
@@ -284,20 +325,39 @@ static void check_with_store(struct authz *authz, const char *jid,
 		cb(context, result);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
-	if (p == NULL) {
+	w = calloc(1, sizeof(*w));
+	if (w == NULL || (w->jid = strdup(jid)) == NULL) {
+		free(w);
 		free(identity);
 		cb(context, AUTHZ_TEMPFAIL);
 		return;
 	}
+	snprintf(w->required, sizeof(w->required), "%s", required);
+	w->cb = cb;
+	w->context = context;
+	p = find_inflight(authz, identity, account, node);
+	if (p != NULL) {
+		free(identity);
+		*p->last_waiter = w;
+		p->last_waiter = &w->next;
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		free(identity);
+		free(w->jid);
+		free(w);
+		cb(context, AUTHZ_TEMPFAIL);
+		return;
+	}
 	p->authz = authz;
-	p->jid = strdup(jid);
 	p->identity = identity;
 	p->account = strdup(account);
 	p->node = strdup(node);
-	snprintf(p->required, sizeof(p->required), "%s", required);
-	p->cb = cb;
-	p->context = context;
+	p->waiters = w;
+	p->last_waiter = &w->next;
+	p->next = authz->inflight;
+	authz->inflight = p;
 	ask_store(p);
 }
 

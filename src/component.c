@@ -84,6 +84,9 @@ struct component {
 	bool finishing;        /* handles are being closed */
 	int pump_depth;
 	unsigned long sends; /* bumped on every queued stanza */
+	unsigned long received; /* stanzas from the server */
+	/* where the stream stood when the outstanding ping went out */
+	unsigned long ping_written, ping_received;
 
 	int fd; /* last socket libstrophe created, -1 if none */
 	unsigned fd_gen;
@@ -450,6 +453,14 @@ static void component_ping_stop(struct component *c)
 
 static void component_pong_timeout_cb(uv_timer_t *timer);
 
+/* Stanzas libstrophe has written out (to the kernel) so far. */
+static unsigned long component_written(struct component *c)
+{
+	int queued = c->conn != NULL ? xmpp_conn_send_queue_len(c->conn) : 0;
+
+	return c->sends - (unsigned long)(queued > 0 ? queued : 0);
+}
+
 static int component_send_ping(struct component *c)
 {
 	xmpp_stanza_t *iq, *ping;
@@ -490,6 +501,8 @@ static void component_ping_cb(uv_timer_t *timer)
 		return;
 	}
 	c->ping_outstanding = true;
+	c->ping_written = component_written(c);
+	c->ping_received = c->received;
 	uv_timer_start(&c->pong, component_pong_timeout_cb, c->ping_timeout_ms,
 		       0);
 }
@@ -586,6 +599,7 @@ static int component_stanza_handler(xmpp_conn_t *conn, xmpp_stanza_t *stanza,
 
 	if (conn != c->conn || c->closing || !c->connected)
 		return 1;
+	c->received++;
 	if (name == NULL || !component_is_routed_stanza(name))
 		return 1;
 	if (strcmp(name, "iq") == 0) {
@@ -736,10 +750,28 @@ static void component_pong_timeout_cb(uv_timer_t *timer)
 {
 	struct component *c = timer->data;
 
+	unsigned long written;
+
 	if (!c->connected || !c->ping_outstanding)
 		return;
-	log_warn("component %s: no reply to keepalive ping within %u ms; "
-		 "reconnecting", c->domain, c->ping_timeout_ms);
+	/* Under a backlog the ping waits behind thousands of notifications
+	 * the server has still to read: a stream that keeps taking our
+	 * stanzas (the kernel only takes more once the server reads) or
+	 * bringing us some is alive, however late the pong. */
+	written = component_written(c);
+	if (written != c->ping_written || c->received != c->ping_received) {
+		log_debug("component %s: keepalive: no pong yet, but the stream "
+			  "moves (%lu stanzas out, %lu in); waiting", c->domain,
+			  written - c->ping_written, c->received - c->ping_received);
+		c->ping_written = written;
+		c->ping_received = c->received;
+		uv_timer_start(&c->pong, component_pong_timeout_cb,
+			       c->ping_timeout_ms, 0);
+		return;
+	}
+	log_warn("component %s: no reply to keepalive ping within %u ms and "
+		 "nothing moved on the stream; reconnecting", c->domain,
+		 c->ping_timeout_ms);
 	component_lost(c);
 }
 

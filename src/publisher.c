@@ -22,8 +22,10 @@
  * large backlog. */
 #define PUBLISHER_BATCH 256
 /* Stop feeding libstrophe while this much is unsent: the journal, not
- * RAM, holds the backlog when the server is slow. */
-#define PUBLISHER_MAX_QUEUED 20000
+ * RAM, holds the backlog when the server is slow. About a second of
+ * Prosody's work: enough to keep it busy, and what is repeated after a
+ * lost connection stays small. */
+#define PUBLISHER_MAX_QUEUED 2000
 
 struct publisher {
 	uv_loop_t *loop;
