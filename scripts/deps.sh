@@ -10,7 +10,7 @@ libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
 libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
 libxml2-utils sqlite3 valgrind
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
-prosody
+prosody ejabberd
 dovecot-core dovecot-lmtpd lua-socket lua-cjson
 python3 python3-slixmpp python3-pytest python3-jsonschema
 "

@@ -21,6 +21,8 @@
 
 /* ---- IMAP ENVELOPE ------------------------------------------------------ */
 
+static const char *sexp_skip(const char *s);
+
 /* One IMAP s-expression (quoted string, NIL, atom, literal-free list) as
  * JSON: strings, null, arrays. Cyrus writes envelopes without literals. */
 static json_t *sexp_parse(const char **p)
@@ -59,7 +61,8 @@ static json_t *sexp_parse(const char **p)
 		return arr;
 	}
 	if (*s == '"') {
-		char *buf = malloc(strlen(s) + 1);
+		const char *end = sexp_skip(s);
+		char *buf = end != NULL ? malloc((size_t)(end - s)) : NULL;
 		size_t n = 0;
 		json_t *str;
 
@@ -106,13 +109,58 @@ static json_t *envelope_parse(const char *envelope)
 	return env;
 }
 
+/* Past one s-expression element (as sexp_parse reads it); NULL when
+ * malformed. */
+static const char *sexp_skip(const char *s)
+{
+	while (*s == ' ')
+		s++;
+	if (*s == '(') {
+		for (s++;;) {
+			while (*s == ' ')
+				s++;
+			if (*s == ')')
+				return s + 1;
+			if (*s == '\0' || (s = sexp_skip(s)) == NULL)
+				return NULL;
+		}
+	}
+	if (*s == '"') {
+		for (s++; *s != '"'; s++) {
+			if (*s == '\0')
+				return NULL;
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+		}
+		return s + 1;
+	}
+	if (strncmp(s, "NIL", 3) == 0)
+		return s + 3;
+	return strcspn(s, " ()") > 0 ? s + strcspn(s, " ()") : NULL;
+}
+
+/* The Message-ID is the envelope's tenth field. Every MessageNew asks for
+ * it while journaling, so it is read in place, not through a JSON tree. */
 char *changelog_envelope_message_id(const char *envelope)
 {
-	json_t *env = envelope_parse(envelope);
-	const char *mid = env != NULL ? json_string_value(json_array_get(env, 9)) : NULL;
-	char *out = mid != NULL && *mid != '\0' ? strdup(mid) : NULL;
+	const char *s = envelope;
+	json_t *mid;
+	char *out = NULL;
 
-	json_decref(env);
+	if (s == NULL)
+		return NULL;
+	while (*s == ' ')
+		s++;
+	if (*s++ != '(')
+		return NULL;
+	for (int i = 0; i < 9 && s != NULL; i++)
+		s = sexp_skip(s);
+	if (s == NULL)
+		return NULL;
+	mid = sexp_parse(&s);
+	if (json_is_string(mid) && *json_string_value(mid) != '\0')
+		out = strdup(json_string_value(mid));
+	json_decref(mid);
 	return out;
 }
 
@@ -155,10 +203,27 @@ char *changelog_envelope_addresses(const char *envelope)
 
 /* ---- helpers ------------------------------------------------------------- */
 
+/* Both run for every journaled event: no stdio formatting. */
 static void hex(const unsigned char *bin, size_t len, char *out)
 {
-	for (size_t i = 0; i < len; i++)
-		snprintf(out + 2 * i, 3, "%02x", bin[i]);
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[bin[i] >> 4];
+		out[2 * i + 1] = digits[bin[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 static int unhex(const char *text, unsigned char *bin, size_t len)
@@ -166,11 +231,11 @@ static int unhex(const char *text, unsigned char *bin, size_t len)
 	if (text == NULL || strlen(text) != 2 * len)
 		return -1;
 	for (size_t i = 0; i < len; i++) {
-		unsigned v;
+		int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
 
-		if (sscanf(text + 2 * i, "%2x", &v) != 1)
+		if (hi < 0 || lo < 0)
 			return -1;
-		bin[i] = (unsigned char)v;
+		bin[i] = (unsigned char)(hi << 4 | lo);
 	}
 	return 0;
 }

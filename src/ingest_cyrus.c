@@ -202,6 +202,11 @@ int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
 	return 0;
 }
 
+size_t ingest_cyrus_waiting(struct ingest_cyrus *in)
+{
+	return in != NULL ? atomic_load(&in->queued_bytes) : 0;
+}
+
 static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropped_r)
 {
 	struct dgram *list;

@@ -26,4 +26,7 @@ void ingest_cyrus_close(struct ingest_cyrus **ingest);
 int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
 			long long received_us);
 
+/* Bytes received and not yet journaled (ingest NULL: 0); any thread. */
+size_t ingest_cyrus_waiting(struct ingest_cyrus *ingest);
+
 #endif

@@ -118,6 +118,7 @@ static void shutdown_daemon(struct daemon_state *st)
 {
 	log_info("shutting down");
 	/* ingest first: what was received gets journaled before we stop */
+	st->service.ingest_cyrus = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
 	/* before the IMAP client: its sessions come from it */
@@ -240,6 +241,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,
 			     error_r) < 0)
 		return -1;
+	st->service.ingest_cyrus = st->ingest;
 	if ((*c->json_socket != '\0' || *c->json_listen != '\0') &&
 	    ingest_json_new(st->loop, &st->service, on_journaled, st,
 			    &st->ingest_json, error_r) < 0)

@@ -6,6 +6,7 @@
 #include "counts.h"
 #include "delegate.h"
 #include "event.h"
+#include "ingest_cyrus.h"
 #include "item.h"
 #include "items.h"
 #include "journal.h"
@@ -26,6 +27,10 @@
  * Prosody's work: enough to keep it busy, and what is repeated after a
  * lost connection stays small. */
 #define PUBLISHER_MAX_QUEUED 2000
+/* Received datagrams waiting to be journaled above which publishing
+ * pauses: some thousands of events, a fraction of a second at storm
+ * rates */
+#define PUBLISHER_YIELD_BYTES (4u << 20)
 
 struct publisher {
 	uv_loop_t *loop;
@@ -387,7 +392,11 @@ static void publisher_on_idle(uv_idle_t *idle)
 		uv_idle_stop(idle);   /* kicked again on connect */
 		return;
 	}
-	if (component_queue_len(service->component) > PUBLISHER_MAX_QUEUED) {
+	/* Under a storm the loop thread is what journals: accepting events
+	 * durably (and so draining Cyrus's socket) comes first, publishing
+	 * catches up from the journal afterwards */
+	if (component_queue_len(service->component) > PUBLISHER_MAX_QUEUED ||
+	    ingest_cyrus_waiting(service->ingest_cyrus) > PUBLISHER_YIELD_BYTES) {
 		uv_idle_stop(idle);
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;

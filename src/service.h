@@ -13,6 +13,7 @@
 
 struct counts;
 struct delegate;
+struct ingest_cyrus;
 struct discovery;
 struct publisher;
 
@@ -38,6 +39,7 @@ struct service {
 	struct counts *counts;
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
+	struct ingest_cyrus *ingest_cyrus; /* NULL without [cyrus] notify_socket */
 	struct firehose *firehose;
 	struct tap_relay *taps;        /* interception (src/tap.c) */
 	struct service_stats stats;

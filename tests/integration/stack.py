@@ -34,7 +34,7 @@ def daemon_binary():
 
 class Stack:
     def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
-                 config=None, wrapper=None):
+                 config=None, wrapper=None, xmpp_server=None):
         self.workdir = workdir
         self.wrapper = list(wrapper or [])   # e.g. valgrind and its options
         self.extra_config = config or {}
@@ -43,11 +43,19 @@ class Stack:
         self.cyrus = Cyrus(workdir, self.notify_socket,
                            unixhierarchysep=unixhierarchysep)
         self.mail_server = self.cyrus   # what stop() stops besides Prosody
-        self.prosody = Prosody(workdir, component_domain=COMPONENT)
+        # the XMPP server (named after the first one; test_dovecot's stack
+        # sets it too): Prosody, or any server with the same start, stop,
+        # register, c2s_port, component_port and secret, made for COMPONENT
+        # in this workdir (ejabberd.Ejabberd)
+        self.prosody = xmpp_server or Prosody(workdir, component_domain=COMPONENT)
         self.conf = os.path.join(workdir, 'mailpubsub.conf')
         self.db = os.path.join(workdir, 'mailpubsub.db')
         self.daemon = None
         self.clients = []
+
+    @property
+    def xmpp(self):
+        return self.prosody
 
     def write_config(self, **extra):
         sep = self.cyrus.sep
