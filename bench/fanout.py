@@ -132,6 +132,12 @@ def machine_busy():
     return sum(v) - idle, sum(v)
 
 
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return float('nan')
+    return sorted_values[min(len(sorted_values) - 1, len(sorted_values) * q // 100)]
+
+
 def write_accounts(prosody, users):
     """Prosody 0.12 internal_plain: data/<host>/accounts/<user>.dat holding
     a Lua table, the format prosodyctl register writes (checked at start
@@ -270,6 +276,7 @@ class Bench:
         c1 = cpu_ticks(self.server_pid)
         m1 = machine_busy()
         total = sum(r['total'] for r in res)
+        lat = sorted(x for r in res for x in r.get('lat_ms', []))
         last = max(r['last'] for r in res)
         span = last - t_send
         return dict(total=total, expect=clients.m * n, rate=total / span if span > 0 else 0,
@@ -279,7 +286,8 @@ class Bench:
                     client_cpu_s=sum(r['cpu_s'] for r in res),
                     server_cpu=(c1 - c0) / max(last - t_send + 0.2, 1e-6),
                     machine=(m1[0] - m0[0]) / max(m1[1] - m0[1], 1),
-                    per_second=[r['per_second'] for r in res])
+                    per_second=[r['per_second'] for r in res],
+                    p50=percentile(lat, 50), p99=percentile(lat, 99))
 
     def mailpubsubd_row(self, stack, clients, n, pad, dump):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -527,24 +535,28 @@ def main():
     rows = []
     for key in servers:
         run_server(key, build, work, cases, sizes, rows)
-    print('\n%-46s %5s %4s %-6s %8s %11s %12s %7s %7s %8s %8s' % (
+    print('\n%-46s %5s %4s %-6s %8s %11s %12s %7s %8s %8s %7s %7s %8s' % (
         'fan-out (1 event -> M subscribers)', 'M', 'N', 'size', 'payload',
-        'got', 'deliveries/s', 'ratio', 'client', 'server', 'machine'))
+        'got', 'deliveries/s', 'ratio', 'p50 ms', 'p99 ms', 'client', 'server', 'machine'))
     rate = {(key, kind, m, label): r['rate'] for key, kind, _, m, n, label, r in rows}
     payloads = {(key, m, label): r['payload'] for key, kind, _, m, n, label, r in rows
                 if 'payload' in r}
     for key, kind, name, m, n, label, r in rows:
         base = rate.get((key, 'pubsub', m, label))
-        print('%-46s %5d %4d %-6s %7dB %11s %12.0f %6.2fx %6.0f%% %7.0f%% %7.0f%%' % (
+        print('%-46s %5d %4d %-6s %7dB %11s %12.0f %6.2fx %8.1f %8.1f %6.0f%% %7.0f%% %7.0f%%' % (
             name, m, n, label, payloads.get((key, m, label), 0),
             '%d/%d' % (r['total'], r['expect']) if r['total'] != r['expect'] else 'all',
-            r['rate'], r['rate'] / base if base else 0, 100 * r['client_cpu'],
-            100 * r['server_cpu'], 100 * r['machine']))
+            r['rate'], r['rate'] / base if base else 0, r['p50'], r['p99'],
+            100 * r['client_cpu'], 100 * r['server_cpu'], 100 * r['machine']))
         if verbose:
             print('    span %.2f s, per second per client process: %s' % (
                 r['span'], r['per_second']))
     print('(payload: the item payload; every notification carries it in the same '
-          '<event/>. ratio: to the same server\'s mod_pubsub. client: the busiest '
+          '<event/>. ratio: to the same server\'s mod_pubsub. p50/p99: per delivery, '
+          'from the event accepted (mailpubsubd: the item\'s received stamp, taken '
+          'when the datagram is read; the other senders stamp it as they send each '
+          'event) to the client\'s receipt, ms precision; the N events go as fast '
+          'as each path takes them, so this is latency at saturation. client: the busiest '
           'fanout_client process\'s CPU time (getrusage) / its wall time from GO to '
           'its last delivery; server: the XMPP server\'s CPU time (/proc/PID/stat; '
           'ejabberd: beam.smp, all threads) / the row\'s span; 100% = one core; '

@@ -59,6 +59,9 @@ struct app {
 	unsigned short port;
 	bool go, dumped, ready_printed;
 	unsigned long long total, expect, per_second[MAX_SECONDS];
+	/* per delivery: arrival - the payload's received stamp, ms */
+	float *lat_ms;
+	size_t n_lat, cap_lat;
 	double t_go, t_first, t_last, cpu_go, cpu_last;
 	/* publish mode */
 	char *payload;
@@ -148,6 +151,46 @@ static void dump_event(struct app *app, xmpp_stanza_t *ev)
 	}
 }
 
+/* The item payload's received='YYYY-MM-DDTHH:MM:SS.mmmZ' as epoch
+ * seconds: when mailpubsubd accepted the event (the other senders stamp
+ * it as they send); 0 if absent. */
+static double received_stamp(xmpp_stanza_t *ev)
+{
+	xmpp_stanza_t *items = xmpp_stanza_get_child_by_name(ev, "items");
+	xmpp_stanza_t *item = items ? xmpp_stanza_get_child_by_name(items, "item") : NULL;
+	xmpp_stanza_t *payload = item ? xmpp_stanza_get_children(item) : NULL;
+	const char *stamp;
+	struct tm tm = { 0 };
+	int ms = 0;
+
+	while (payload != NULL && !xmpp_stanza_is_tag(payload))
+		payload = xmpp_stanza_get_next(payload);
+	stamp = payload ? xmpp_stanza_get_attribute(payload, "received") : NULL;
+	if (stamp == NULL || sscanf(stamp, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon,
+				    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+				    &ms) != 7)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (double)timegm(&tm) + ms / 1000.0;
+}
+
+static void record_latency(struct app *app, double arrival, double stamp)
+{
+	if (stamp <= 0)
+		return;
+	if (app->n_lat == app->cap_lat) {
+		size_t cap = app->cap_lat ? 2 * app->cap_lat : 4096;
+		float *more = realloc(app->lat_ms, cap * sizeof(*more));
+
+		if (more == NULL)
+			return;
+		app->lat_ms = more;
+		app->cap_lat = cap;
+	}
+	app->lat_ms[app->n_lat++] = (float)((arrival - stamp) * 1000.0);
+}
+
 static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *msg, void *data)
 {
 	struct client *c = data;
@@ -162,6 +205,7 @@ static int on_message(xmpp_conn_t *conn, xmpp_stanza_t *msg, void *data)
 	if (app->dump != NULL && !app->dumped)
 		dump_event(app, ev);
 	t = now_real();
+	record_latency(app, t, received_stamp(ev));
 	if (app->total == 0)
 		app->t_first = t;
 	app->t_last = t;
@@ -283,6 +327,9 @@ static void print_result(struct app *app)
 	       app->t_last, app->cpu_last - app->cpu_go);
 	for (long s = 0; s <= last_sec && s < MAX_SECONDS; s++)
 		printf("%s%llu", s ? "," : "", app->per_second[s]);
+	printf("],\"lat_ms\":[");
+	for (size_t i = 0; i < app->n_lat; i++)
+		printf("%s%.1f", i ? "," : "", (double)app->lat_ms[i]);
 	printf("]}\n");
 	fflush(stdout);
 }
@@ -358,6 +405,7 @@ static int run_recv(struct app *app, char **argv, int argc)
 			app->dump = dump[0] ? dump : NULL;
 			app->dumped = false;
 			app->total = 0;
+			app->n_lat = 0;
 			app->t_first = app->t_last = 0;
 			memset(app->per_second, 0, sizeof(app->per_second));
 			app->go = true;
@@ -427,10 +475,33 @@ static void on_pub_connection(xmpp_conn_t *conn, xmpp_conn_event_t event, int er
 	exit(1);
 }
 
+/* Overwrites the payload's received='...' value (24 characters,
+ * YYYY-MM-DDTHH:MM:SS.mmmZ) in text with now: the latency the clients
+ * measure then starts where this sender hands the event on, as
+ * mailpubsubd's starts where it accepts it. */
+static void stamp_received(char *text)
+{
+	char *at = text ? strstr(text, "received=") : NULL;
+	struct timespec ts;
+	struct tm tm;
+	char now[64];
+
+	if (at == NULL || strlen(at) < 10 + 24)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(now + 19, sizeof(now) - 19, ".%03ldZ", ts.tv_nsec / 1000000);
+	memcpy(at + 10, now, 24);
+}
+
 static void publish(struct app *app, xmpp_conn_t *conn, unsigned long i)
 {
 	char *s;
-	int n = asprintf(&s, "<iq type='set' id='pub-%lu' to='%s'><pubsub xmlns='" NS_PUBSUB
+	int n;
+
+	stamp_received(app->payload);
+	n = asprintf(&s, "<iq type='set' id='pub-%lu' to='%s'><pubsub xmlns='" NS_PUBSUB
 			 "'><publish node='%s'><item id='i%lu'>%s</item></publish></pubsub></iq>",
 			 i, app->service, app->node, i, app->payload);
 
