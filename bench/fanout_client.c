@@ -28,6 +28,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "bench_stamp.h"
 #include "expat_stream.h"
 
 #include <errno.h>
@@ -475,32 +476,12 @@ static void on_pub_connection(xmpp_conn_t *conn, xmpp_conn_event_t event, int er
 	exit(1);
 }
 
-/* Overwrites the payload's received='...' value (24 characters,
- * YYYY-MM-DDTHH:MM:SS.mmmZ) in text with now: the latency the clients
- * measure then starts where this sender hands the event on, as
- * mailpubsubd's starts where it accepts it. */
-static void stamp_received(char *text)
-{
-	char *at = text ? strstr(text, "received=") : NULL;
-	struct timespec ts;
-	struct tm tm;
-	char now[64];
-
-	if (at == NULL || strlen(at) < 10 + 24)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(now + 19, sizeof(now) - 19, ".%03ldZ", ts.tv_nsec / 1000000);
-	memcpy(at + 10, now, 24);
-}
-
 static void publish(struct app *app, xmpp_conn_t *conn, unsigned long i)
 {
 	char *s;
 	int n;
 
-	stamp_received(app->payload);
+	bench_stamp_received(app->payload);
 	n = asprintf(&s, "<iq type='set' id='pub-%lu' to='%s'><pubsub xmlns='" NS_PUBSUB
 			 "'><publish node='%s'><item id='i%lu'>%s</item></publish></pubsub></iq>",
 			 i, app->service, app->node, i, app->payload);

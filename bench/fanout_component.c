@@ -16,6 +16,7 @@
  * CLOCK_REALTIME of the first send and, once libstrophe wrote everything,
  * of the last write; stays connected until stdin closes. */
 #include "component.h"
+#include "bench_stamp.h"
 #include "expat_stream.h"
 #include "log.h"
 
@@ -74,33 +75,13 @@ static void on_timer(uv_timer_t *t)
 	}
 }
 
-/* Overwrites the payload's received='...' value (24 characters,
- * YYYY-MM-DDTHH:MM:SS.mmmZ) in text with now: the latency the clients
- * measure then starts where this sender hands the event on, as
- * mailpubsubd's starts where it accepts it. */
-static void stamp_received(char *text)
-{
-	char *at = text ? strstr(text, "received=") : NULL;
-	struct timespec ts;
-	struct tm tm;
-	char now[64];
-
-	if (at == NULL || strlen(at) < 10 + 24)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(now + 19, sizeof(now) - 19, ".%03ldZ", ts.tv_nsec / 1000000);
-	memcpy(at + 10, now, 24);
-}
-
 static void send_multicast(struct fc *fc)
 {
 	size_t cap = strlen(fc->event) + 512 + (size_t)fc->m * 96, used;
 	char *buf = malloc(cap);
 
 	for (unsigned long e = 0; e < fc->n; e++) {
-		stamp_received(fc->event);
+		bench_stamp_received(fc->event);
 		used = (size_t)snprintf(buf, cap, "<message type='headline' from='%s' to='%s' "
 					"id='e%lu'><addresses xmlns='http://jabber.org/protocol/address'>",
 					fc->domain, fc->multicast, e);
@@ -129,7 +110,7 @@ static void on_refill(uv_timer_t *t)
 		int len;
 
 		if (i == 0)
-			stamp_received(fc->event);   /* once per event */
+			bench_stamp_received(fc->event);   /* once per event */
 		len = snprintf(buf, sizeof(buf), "<message type='headline' from='%s' "
 				   "to='%s%d@localhost' id='e%lu-%d'>%s</message>",
 				   fc->domain, fc->prefix, fc->first + i, e, i, fc->event);
