@@ -28,7 +28,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "bench_stamp.h"
+#include "bench_common.h"
 #include "expat_stream.h"
 
 #include <errno.h>
@@ -492,28 +492,6 @@ static void publish(struct app *app, xmpp_conn_t *conn, unsigned long i)
 	}
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (f == NULL || fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) < 0) {
-		perror(path);
-		exit(1);
-	}
-	buf = calloc(1, (size_t)n + 1);
-	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		perror(path);
-		exit(1);
-	}
-	fclose(f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	return buf;
-}
-
 static int run_publish(struct app *app, char **argv)
 {
 	xmpp_conn_t *conn = xmpp_conn_new(app->ctx);
@@ -522,7 +500,7 @@ static int run_publish(struct app *app, char **argv)
 
 	app->service = argv[6];
 	app->node = argv[7];
-	app->payload = slurp(argv[8]);
+	app->payload = bench_slurp(argv[8]);
 	app->n_publish = strtoul(argv[9], NULL, 10);
 	memset(pad, ' ', sizeof(pad) - 1);
 	pad[sizeof(pad) - 1] = '\0';

@@ -16,7 +16,7 @@
  * CLOCK_REALTIME of the first send and, once libstrophe wrote everything,
  * of the last write; stays connected until stdin closes. */
 #include "component.h"
-#include "bench_stamp.h"
+#include "bench_common.h"
 #include "expat_stream.h"
 #include "log.h"
 
@@ -180,28 +180,6 @@ static void on_state(void *context, bool connected)
 	}
 }
 
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (f == NULL || fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) < 0) {
-		perror(path);
-		exit(1);
-	}
-	buf = calloc(1, (size_t)n + 1);
-	if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		perror(path);
-		exit(1);
-	}
-	fclose(f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-		buf[--n] = '\0';
-	return buf;
-}
-
 int main(int argc, char **argv)
 {
 	static struct fc fc;
@@ -221,7 +199,7 @@ int main(int argc, char **argv)
 	fc.first = atoi(argv[6]);
 	fc.m = atoi(argv[7]);
 	fc.n = strtoul(argv[8], NULL, 10);
-	fc.event = slurp(argv[9]);
+	fc.event = bench_slurp(argv[9]);
 	fc.multicast = argc == 11 ? argv[10] : NULL;
 	settings = (struct component_settings){
 		.host = argv[1],
