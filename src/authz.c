@@ -310,7 +310,8 @@ static struct pending *find_inflight(struct authz *authz, const char *identity,
 static void check_with_store(struct authz *authz, const char *jid,
 			     char *identity, const char *account,
 			     const char *node, const char *required,
-			     authz_cb *cb, void *context)
+			     bool ask_again_if_denied, authz_cb *cb,
+			     void *context)
 {
 	struct pending *p;
 	struct waiter *w;
@@ -320,10 +321,13 @@ static void check_with_store(struct authz *authz, const char *jid,
 		enum authz_result result = rights_allow(rights, required) ?
 					   AUTHZ_GRANTED : AUTHZ_DENIED;
 
-		log_decision(jid, identity, account, node, rights, result, "cached");
-		free(identity);
-		cb(context, result);
-		return;
+		if (result == AUTHZ_GRANTED || !ask_again_if_denied) {
+			log_decision(jid, identity, account, node, rights, result,
+				     "cached");
+			free(identity);
+			cb(context, result);
+			return;
+		}
 	}
 	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->jid = strdup(jid)) == NULL) {
@@ -361,15 +365,9 @@ static void check_with_store(struct authz *authz, const char *jid,
 	ask_store(p);
 }
 
-void authz_check(struct authz *authz, const char *jid, const char *account,
-		 const char *node, authz_cb *cb, void *context)
-{
-	authz_check_rights(authz, jid, account, node, "lr", cb, context);
-}
-
-void authz_check_rights(struct authz *authz, const char *jid,
-			const char *account, const char *node,
-			const char *required, authz_cb *cb, void *context)
+static void check(struct authz *authz, const char *jid, const char *account,
+		  const char *node, const char *required,
+		  bool ask_again_if_denied, authz_cb *cb, void *context)
 {
 	char *identity = authz_identity(authz, jid);
 	enum authz_result result;
@@ -384,8 +382,8 @@ void authz_check_rights(struct authz *authz, const char *jid,
 			 AUTHZ_GRANTED : AUTHZ_DENIED;
 		how = "account listing";
 	} else if (authz->imap != NULL) {
-		check_with_store(authz, jid, identity, account, node, required, cb,
-				 context);
+		check_with_store(authz, jid, identity, account, node, required,
+				 ask_again_if_denied, cb, context);
 		return;
 	} else {
 		result = *account != '\0' && strcmp(identity, account) == 0 ?
@@ -395,6 +393,26 @@ void authz_check_rights(struct authz *authz, const char *jid,
 	log_decision(jid, identity, account, node, NULL, result, how);
 	free(identity);
 	cb(context, result);
+}
+
+void authz_check(struct authz *authz, const char *jid, const char *account,
+		 const char *node, authz_cb *cb, void *context)
+{
+	check(authz, jid, account, node, "lr", false, cb, context);
+}
+
+void authz_check_subscribe(struct authz *authz, const char *jid,
+			   const char *account, const char *node,
+			   authz_cb *cb, void *context)
+{
+	check(authz, jid, account, node, "lr", true, cb, context);
+}
+
+void authz_check_rights(struct authz *authz, const char *jid,
+			const char *account, const char *node,
+			const char *required, authz_cb *cb, void *context)
+{
+	check(authz, jid, account, node, required, false, cb, context);
 }
 
 enum authz_result authz_cached(struct authz *authz, const char *jid,

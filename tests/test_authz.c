@@ -190,6 +190,38 @@ static void test_cache(void **state)
 	assert_int_equal(fake_imap.calls, 2);
 }
 
+static void subscribe_answered(struct fixture *f, enum authz_result want)
+{
+	unsigned before = f->answers;
+
+	authz_check_subscribe(f->authz, "bob@localhost", "alice", "INBOX/P",
+			      answered, f);
+	assert_int_equal(f->answers, before + 1);
+	assert_int_equal(f->last, want);
+}
+
+/* A subscribe asks again when the cache says no (the grant may be ahead
+ * of its AclChange event); a cached yes stands, for every kind of check. */
+static void test_subscribe_asks_again_if_denied(void **state)
+{
+	struct fixture *f = *state;
+
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "l";
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 1);
+	/* SETACL done, its event not yet seen: the cache still says no */
+	fake_imap.rights = "lr";
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 1);
+	subscribe_answered(f, AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 2);
+	/* the fresh answer is cached for the others */
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX/P"), AUTHZ_GRANTED);
+	subscribe_answered(f, AUTHZ_GRANTED);
+	assert_int_equal(fake_imap.calls, 2);
+}
+
 static void invalidate_now(void)
 {
 	authz_invalidate(current->authz, "alice", "INBOX/P", false);
@@ -240,6 +272,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_domain_rewrite, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_only, setup_owner_only, teardown),
 		cmocka_unit_test_setup_teardown(test_rights_decide, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_subscribe_asks_again_if_denied,
+						setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_cache, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_change_while_asking, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_fail_closed, setup_imap, teardown),
