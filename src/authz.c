@@ -401,9 +401,9 @@ void authz_check(struct authz *authz, const char *jid, const char *account,
 	check(authz, jid, account, node, "lr", false, cb, context);
 }
 
-void authz_check_subscribe(struct authz *authz, const char *jid,
-			   const char *account, const char *node,
-			   authz_cb *cb, void *context)
+void authz_check_request(struct authz *authz, const char *jid,
+			 const char *account, const char *node,
+			 authz_cb *cb, void *context)
 {
 	check(authz, jid, account, node, "lr", true, cb, context);
 }

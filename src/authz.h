@@ -45,14 +45,14 @@ char *authz_identity(const struct authz *authz, const char *jid);
  * about the account service itself: its owner only. */
 void authz_check(struct authz *authz, const char *jid, const char *account,
 		 const char *node, authz_cb *cb, void *context);
-/* authz_check for a subscribe request: a cached refusal is asked of the
- * store again. The grant that makes it wrong may have been made a moment
+/* authz_check for a client's request on one node (subscribe, items): a
+ * cached refusal is asked of the store again. The grant that makes it wrong may have been made a moment
  * ago, its AclChange event still queued behind a backlog in the journal;
  * a user just given access must not be refused by our stale answer.
  * Cached grants stand: AclChange re-checks every subscription anyway. */
-void authz_check_subscribe(struct authz *authz, const char *jid,
-			   const char *account, const char *node,
-			   authz_cb *cb, void *context);
+void authz_check_request(struct authz *authz, const char *jid,
+			 const char *account, const char *node,
+			 authz_cb *cb, void *context);
 /* Does jid hold every right in `required` (RFC 4314 letters, e.g. "l" to
  * see that the mailbox exists) on node of account? */
 void authz_check_rights(struct authz *authz, const char *jid,

@@ -257,8 +257,8 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
-	authz_check_subscribe(service->authz, jid, account, node,
-			      subscribe_decided, req);
+	authz_check_request(service->authz, jid, account, node,
+			    subscribe_decided, req);
 }
 
 /* ---- unsubscribe (6.2) ---- */
@@ -526,7 +526,8 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
-	authz_check(service->authz, req->from, account, node, items_decided, req);
+	authz_check_request(service->authz, req->from, account, node,
+			    items_decided, req);
 }
 
 /* ---- revocation ---- */

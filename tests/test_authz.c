@@ -194,8 +194,8 @@ static void subscribe_answered(struct fixture *f, enum authz_result want)
 {
 	unsigned before = f->answers;
 
-	authz_check_subscribe(f->authz, "bob@localhost", "alice", "INBOX/P",
-			      answered, f);
+	authz_check_request(f->authz, "bob@localhost", "alice", "INBOX/P",
+			    answered, f);
 	assert_int_equal(f->answers, before + 1);
 	assert_int_equal(f->last, want);
 }
