@@ -149,6 +149,12 @@ def c_sender(path, files, rate, seconds):
     return json.loads(out.stdout)
 
 
+# The storm's rate, in multiples of the calibrated sustainable rate: 10x is
+# the requirement; the margin covers the calibration's error (a few per
+# cent), and every point above it adds a minute of backlog to the suite
+STORM_FACTOR = 11.5
+
+
 def middle_rate(times):
     """Arrivals per second over the middle half of a list of arrival
     times (buffers fill at first, stragglers trail at the end)."""
@@ -173,8 +179,8 @@ def test_event_storm_never_blocks_cyrus(quiet_stack):
     """A storm of real captured events for MAILPUBSUB_STORM_SECONDS (the
     test command runs the full 60 s in a step of its own; 1.5 by default
     for quick runs), sent like Cyrus sends (a fresh socket per event,
-    blocking sendto) at 16 times the publish rate a calibration burst
-    shows at the subscribers (alice and bob, who may read alice's INBOX:
+    blocking sendto) at STORM_FACTOR times the publish rate a calibration
+    backlog shows at the subscribers (alice and bob, who may read alice's INBOX:
     two notifications per event, through Prosody, to Debian's slixmpp).
     The socket is drained all along (the sendto stalls are printed), every
     event is journaled, memory stays bounded while the backlog is worked
@@ -229,19 +235,21 @@ def test_event_storm_never_blocks_cyrus(quiet_stack):
         for t in threads:
             t.start()
         start = {n: len(a) for n, a in arrivals.items()}
-        # calibration: a dense burst, worked off as the storm will be
-        # (measured where it counts, at a subscriber, over the middle of
-        # it, after the sending); the minute's long backlog runs up to
-        # half as fast again as this short one (869/s against 1317/s
-        # here), hence 16x
-        cal = c_sender(stack.notify_socket, files, 10000, 1.0)['sent']
-        wait_until(lambda: got(start) >= cal, 120, interval=0.2,
-                   what='calibration burst received')
-        calibrated = middle_rate(arrivals['alice'][start['alice']:])
+        # calibration: a backlog worked off as the storm's will be,
+        # measured where it counts (at a subscriber, over the middle half,
+        # after the sending). A short burst (10,000 events) measured 0.66
+        # to 1.1 times the long backlog's rate from run to run; a backlog
+        # of 50,000 (about 40 s) comes within a few per cent of it, so the
+        # storm can aim at 11.5x and its work-off stays near 12 minutes
         seconds = float(os.environ.get('MAILPUBSUB_STORM_SECONDS', '1.5'))
+        cal_events = 50000 if seconds >= 30 else 10000
+        cal = c_sender(stack.notify_socket, files, cal_events / 3.0, 3.0)['sent']
+        wait_until(lambda: got(start) >= cal, 60 + cal / 200, interval=0.2,
+                   what='calibration backlog received')
+        calibrated = middle_rate(arrivals['alice'][start['alice']:])
         before_j = count()
         before = {n: len(a) for n, a in arrivals.items()}
-        res = c_sender(stack.notify_socket, files, 16 * calibrated, seconds)
+        res = c_sender(stack.notify_socket, files, STORM_FACTOR * calibrated, seconds)
         sent, took = res['sent'], res['seconds']
         t1 = time.monotonic()
         wait_until(lambda: count() - before_j == sent, 120, what='all journaled')
@@ -266,11 +274,11 @@ def test_event_storm_never_blocks_cyrus(quiet_stack):
     tenths = [0] * 10
     for t in storm:
         tenths[min(int((t - t0) / max(span, 1e-3) * 10), 9)] += 1
-    print('storm: calibrated %.0f/s; storm %d events in %.1f s = %.0f/s; '
+    print('storm: calibrated %.0f/s (%.2f of sustained); storm %d events in %.1f s = %.0f/s; '
           'journaled %.1f s and received %.1f s after it: sustained %.0f/s, '
           'storm = %.1f x sustained; arrivals per tenth of %.0f s: %s; '
           'sendto p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms; RSS max %d MiB'
-          % (calibrated, sent, took, sent / took, journaled_s, backlog_s, sustained,
+          % (calibrated, calibrated / sustained, sent, took, sent / took, journaled_s, backlog_s, sustained,
              sent / took / sustained, span, tenths, res['p50_ms'], res['p99_ms'],
              res['p999_ms'], res['max_ms'], max(rss) // 1024))
     assert sent / took >= 10 * sustained
