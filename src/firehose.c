@@ -15,6 +15,7 @@
 #include "jid.h"
 #include "journal.h"
 #include "log.h"
+#include "node_tree.h"
 #include "pubsub_error.h"
 #include "service.h"
 #include "store.h"
@@ -281,42 +282,6 @@ static void fetch_ctx_free(struct fetch_ctx *fc)
 
 static void fetch_issue(struct fetch_ctx *fc);
 
-/* The node a mailbox of account is known under now, by the store's
- * unique mailbox id, else by its UIDVALIDITY (both survive RENAME) when no
- * other mailbox of the account has the same (Cyrus gives mailboxes created
- * in the same second the same one): it may have moved since the event. */
-static char *node_now(struct store *store, const char *account, const char *node_then,
-		      const char *mailbox_id, uint32_t uidvalidity)
-{
-	/* not the old name: an event Cyrus sent about it after the rename
-	 * can bring that node back */
-	static const char by_id[] =
-		"SELECT node FROM nodes WHERE account = ? AND mailbox_id = ? AND node != ?3"
-		" LIMIT 2";
-	static const char by_uidvalidity[] =
-		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? AND node != ?3"
-		" LIMIT 2";
-	sqlite3_stmt *st = store_stmt(store, mailbox_id != NULL ? by_id : by_uidvalidity);
-	char *node = NULL;
-
-	if (st == NULL || (mailbox_id == NULL && uidvalidity == 0))
-		return NULL;
-	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-	if (mailbox_id != NULL)
-		sqlite3_bind_text(st, 2, mailbox_id, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_int64(st, 2, uidvalidity);
-	sqlite3_bind_text(st, 3, node_then, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		node = strdup((const char *)sqlite3_column_text(st, 0));
-	if (node != NULL && sqlite3_step(st) == SQLITE_ROW) {
-		free(node);   /* ambiguous */
-		node = NULL;
-	}
-	sqlite3_reset(st);
-	return node;
-}
-
 /* Whether the journal has a rename of one of account's mailboxes after
  * seq that the tree may not show yet. */
 static bool renamed_later(struct store *store, const char *account, long long seq)
@@ -353,8 +318,9 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 	}
 	if (r == IMAP_NO && fc->hops < 8) {
 		/* the mailbox was renamed after the event: look there */
-		char *moved = node_now(service->store, fc->account, fc->node,
-				       fc->mailbox_id, fc->uidvalidity);
+		char *moved = node_tree_find_moved(service->store, fc->account,
+						   fc->node, fc->mailbox_id,
+						   fc->uidvalidity);
 
 		if (moved != NULL) {
 			log_info("firehose: #%lld: %s/%s is now %s/%s", fc->seq, fc->account,

@@ -67,6 +67,39 @@ int node_tree_touch(struct store *store, const char *account, const char *node,
 	return ret;
 }
 
+char *node_tree_find_moved(struct store *store, const char *account,
+			   const char *node_then, const char *mailbox_id,
+			   uint32_t uidvalidity)
+{
+	/* not the old name: an event Cyrus sent about it after the rename
+	 * can bring that node back */
+	static const char by_id[] =
+		"SELECT node FROM nodes WHERE account = ? AND mailbox_id = ? AND node != ?3"
+		" LIMIT 2";
+	static const char by_uidvalidity[] =
+		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? AND node != ?3"
+		" LIMIT 2";
+	sqlite3_stmt *st = store_stmt(store, mailbox_id != NULL ? by_id : by_uidvalidity);
+	char *node = NULL;
+
+	if (st == NULL || (mailbox_id == NULL && uidvalidity == 0))
+		return NULL;
+	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+	if (mailbox_id != NULL)
+		sqlite3_bind_text(st, 2, mailbox_id, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_int64(st, 2, uidvalidity);
+	sqlite3_bind_text(st, 3, node_then, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		node = strdup((const char *)sqlite3_column_text(st, 0));
+	if (node != NULL && sqlite3_step(st) == SQLITE_ROW) {
+		free(node);   /* ambiguous */
+		node = NULL;
+	}
+	sqlite3_reset(st);
+	return node;
+}
+
 bool node_tree_exists(struct store *store, const char *account, const char *node)
 {
 	static const char sql[] = "SELECT 1 FROM nodes WHERE account = ? AND node = ?";

@@ -14,6 +14,14 @@
 int node_tree_touch(struct store *store, const char *account, const char *node,
 		    const char *mailbox_id, uint32_t uidvalidity, long long now_us);
 bool node_tree_exists(struct store *store, const char *account, const char *node);
+/* The node (newly allocated) a mailbox of account is known under now if
+ * not node_then, or NULL: by the store's unique mailbox id, else (id NULL)
+ * by its UIDVALIDITY when no other mailbox of the account has the same
+ * (Cyrus gives mailboxes created in the same second the same one). Both
+ * survive RENAME: an event may name a mailbox that has moved since. */
+char *node_tree_find_moved(struct store *store, const char *account,
+			   const char *node_then, const char *mailbox_id,
+			   uint32_t uidvalidity);
 /* Removes node with its subscriptions and items; the account's INBOX takes
  * the whole account with it (that is how Cyrus reports a deleted user).
  * Descendants of other nodes stay: IMAP DELETE does not remove inferiors. */

@@ -32,6 +32,10 @@
  * rates */
 #define PUBLISHER_YIELD_BYTES (4u << 20)
 
+/* Cyrus's late reports about a renamed mailbox come within milliseconds
+ * of the rename; a few dozen renames cover a busy store's burst. */
+#define RECENT_RENAMES 32
+
 struct publisher {
 	uv_loop_t *loop;
 	struct service *service;
@@ -44,6 +48,11 @@ struct publisher {
 	long long dispatched_seq;
 	long long published_seq;
 	char sep;
+	/* names the last renames took away (see about_a_gone_name) */
+	struct gone_name {
+		char *account, *node;
+	} gone[RECENT_RENAMES];
+	unsigned gone_next;
 };
 
 static void publisher_on_idle(uv_idle_t *idle);
@@ -77,9 +86,20 @@ void publisher_kick(struct publisher *pub)
 		uv_idle_start(&pub->idle, publisher_on_idle);
 }
 
+static void gone_name_clear(struct gone_name *g)
+{
+	free(g->account);
+	free(g->node);
+	memset(g, 0, sizeof(*g));
+}
+
 static void retry_closed(uv_handle_t *handle)
 {
-	free(handle->data);
+	struct publisher *pub = handle->data;
+
+	for (unsigned i = 0; i < RECENT_RENAMES; i++)
+		gone_name_clear(&pub->gone[i]);
+	free(pub);
 }
 
 static void idle_closed(uv_handle_t *handle)
@@ -315,6 +335,64 @@ static void publish_event(struct service *service, const struct journal_record *
 	free(payload);
 }
 
+static void remember_rename(struct publisher *pub, const struct event *ev)
+{
+	struct gone_name *g = &pub->gone[pub->gone_next++ % RECENT_RENAMES];
+
+	gone_name_clear(g);
+	if (ev->old_mailbox.node == NULL)
+		return;
+	g->account = strdup(ev->old_mailbox.account);
+	g->node = strdup(ev->old_mailbox.node);
+	if (g->account == NULL || g->node == NULL)
+		gone_name_clear(g);
+}
+
+static bool at_or_below(const char *node, const char *top)
+{
+	size_t n = strlen(top);
+
+	return strncmp(node, top, n) == 0 && (node[n] == '\0' || node[n] == '/');
+}
+
+/* Cyrus reports some changes of a renamed folder after the MailboxRename,
+ * under the old name: the MailboxModseqs of the children it moved along
+ * silently. Recording or publishing them would bring back nodes that no
+ * longer exist. The mailbox id tells them apart from events about a new
+ * mailbox of that name (which would exist: MailboxCreate comes first) or
+ * about a mailbox whose rename we never heard of (sent while we were
+ * down: it is not among the recent renames). */
+static bool about_a_gone_name(struct publisher *pub, const struct event *ev)
+{
+	const struct mailbox_uri *mb = &ev->mailbox;
+	const char *mailbox_id;
+	char *now;
+	unsigned i;
+
+	if (ev->type == EVENT_MAILBOX_CREATE || ev->type == EVENT_MAILBOX_RENAME)
+		return false;
+	for (i = 0; i < RECENT_RENAMES; i++) {
+		const struct gone_name *g = &pub->gone[i];
+
+		if (g->node != NULL && strcmp(g->account, mb->account) == 0 &&
+		    at_or_below(mb->node, g->node))
+			break;
+	}
+	mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
+	if (i == RECENT_RENAMES || mailbox_id == NULL ||
+	    node_tree_exists(pub->service->store, mb->account, mb->node))
+		return false;
+	now = node_tree_find_moved(pub->service->store, mb->account, mb->node,
+				   mailbox_id, 0);
+	if (now == NULL)
+		return false;
+	log_info("publisher: %s about %s/%s came after its rename to %s/%s: not "
+		 "published under the old name", event_type_info(ev->type)->name,
+		 mb->account, mb->node, mb->account, now);
+	free(now);
+	return true;
+}
+
 static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		     struct event *ev)
 {
@@ -325,6 +403,10 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 
 	if (mb->node == NULL)
 		return;   /* Login/Logout: no mailbox node to publish on */
+	if (about_a_gone_name(pub, ev))
+		return;
+	if (ev->type == EVENT_MAILBOX_RENAME)
+		remember_rename(pub, ev);
 	apply_tree(service, ev, service_now_us());
 	recheck_rights(service, ev);
 	counts_for_event(service->counts, ev, &known);
