@@ -215,28 +215,14 @@ static void hex(const unsigned char *bin, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
+/* Exactly len bytes from 2 * len hex digits, or -1. */
 static int unhex(const char *text, unsigned char *bin, size_t len)
 {
-	if (text == NULL || strlen(text) != 2 * len)
-		return -1;
-	for (size_t i = 0; i < len; i++) {
-		int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+	size_t got;
 
-		if (hi < 0 || lo < 0)
-			return -1;
-		bin[i] = (unsigned char)(hi << 4 | lo);
-	}
+	if (text == NULL || OPENSSL_hexstr2buf_ex(bin, len, &got, text, '\0') != 1 ||
+	    got != len)
+		return -1;
 	return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 /* A growing NUL-terminated string; on allocation failure `failed` sticks
@@ -301,17 +302,6 @@ static void free_levels(char **levels, size_t n)
 	free(levels);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Splits a node at '/' and undoes the %25 / %2F escaping of each level
  * (mailbox_uri.c escapes exactly those two). */
 static int node_levels(const char *node, char ***levels_r, size_t *n_r,
@@ -350,8 +340,8 @@ static int node_levels(const char *node, char ***levels_r, size_t *n_r,
 				*o++ = p[i];
 				continue;
 			}
-			hi = i + 2 < len ? hexval(p[i + 1]) : -1;
-			lo = i + 2 < len ? hexval(p[i + 2]) : -1;
+			hi = i + 2 < len ? OPENSSL_hexchar2int((unsigned char)p[i + 1]) : -1;
+			lo = i + 2 < len ? OPENSSL_hexchar2int((unsigned char)p[i + 2]) : -1;
 			v = hi < 0 || lo < 0 ? -1 : hi << 4 | lo;
 			if (v != '%' && v != '/') {
 				free_levels(levels, k);
