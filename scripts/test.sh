@@ -49,7 +49,7 @@ echo "== fuzz output"
 cat "$fuzzlog"
 rm -f "$fuzzlog"
 
-echo "== event storm: over 10x the sustainable publish rate for a minute, then the backlog (~13 min)"
+echo "== event storm: over 10x the sustainable publish rate for a minute, then the backlog (~12 min)"
 count storm env MAILPUBSUB_STORM_SECONDS=60 \
 	make -s -C build check-integration PYTEST_ARGS="-s -k storm"
 

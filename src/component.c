@@ -1087,6 +1087,11 @@ size_t component_queue_len(const struct component *c)
 	return len > 0 ? (size_t)len : 0;
 }
 
+unsigned long component_sent_count(const struct component *c)
+{
+	return c->sends;
+}
+
 /* No callbacks run after this, except done. */
 void component_close(struct component **component, void (*done)(void *),
 		     void *context)

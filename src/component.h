@@ -59,6 +59,9 @@ int component_send_raw(struct component *component, const char *data,
 
 /* Bytes/stanzas accepted by libstrophe but not yet written to the socket. */
 size_t component_queue_len(const struct component *component);
+/* Stanzas handed to libstrophe since the component was made, over every
+ * connection: what a rate cap counts. */
+unsigned long component_sent_count(const struct component *component);
 
 /* Disconnects, closes the libuv handles and frees everything once they are
  * closed; then calls done(context) if given. Clears *component. */

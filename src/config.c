@@ -35,6 +35,8 @@ static const struct config_option options[] = {
 	    "Seconds between XEP-0199 pings to the server; 0 disables."),
 	OPT("component", "ping_timeout", CONFIG_UINT, ping_timeout, "20",
 	    "Seconds to wait for a pong before reconnecting."),
+	OPT("component", "max_stanza_rate", CONFIG_UINT, max_stanza_rate, "0",
+	    "Stanzas per second the component may send the server (0: no cap); notifications wait in the journal beyond it."),
 	OPT("cyrus", "notify_socket", CONFIG_STRING, notify_socket, "",
 	    "Path of the Unix datagram socket to bind; set Cyrus's notifysocket to it. Empty: no Cyrus source."),
 	OPT("cyrus", "socket_mode", CONFIG_OCTAL, notify_socket_mode, "0660",

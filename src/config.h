@@ -22,6 +22,7 @@ struct config {
 	char *component_secret_file;
 	unsigned ping_interval;     /* seconds */
 	unsigned ping_timeout;      /* seconds */
+	unsigned max_stanza_rate;   /* per second; 0: no cap */
 	/* [cyrus] */
 	char *notify_socket;
 	unsigned notify_socket_mode;

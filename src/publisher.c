@@ -1,5 +1,6 @@
 #include "publisher.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,11 @@ struct publisher {
 		char *account, *node;
 	} gone[RECENT_RENAMES];
 	unsigned gone_next;
+	/* [component] max_stanza_rate: a token bucket in stanzas, refilled
+	 * by the clock, drawn by what the component sent */
+	double tokens;
+	uint64_t refilled_ns;
+	unsigned long sends_seen;
 };
 
 static void publisher_on_idle(uv_idle_t *idle);
@@ -72,6 +78,8 @@ int publisher_new(uv_loop_t *loop, struct service *service,
 	pub->sep = service->config->hierarchy_separator[0];
 	pub->published_seq = journal_published_seq(service->store);
 	pub->dispatched_seq = pub->published_seq;
+	pub->refilled_ns = uv_hrtime();
+	pub->sends_seen = component_sent_count(service->component);
 	uv_idle_init(loop, &pub->idle);
 	pub->idle.data = pub;
 	uv_timer_init(loop, &pub->retry);
@@ -464,11 +472,39 @@ void publisher_reset(struct publisher *pub)
 	pub->dispatched_seq = pub->published_seq;
 }
 
+/* How many events may go now under [component] max_stanza_rate (each is
+ * at least one stanza; what it really cost is drawn from the bucket on
+ * the next turn), or 0 with *wait_ms_r set. Without a cap: a batch. At
+ * most a tenth of a second's worth is saved up, so the server sees the
+ * rate, not bursts of it. */
+static unsigned allowance(struct publisher *pub, uint64_t *wait_ms_r)
+{
+	unsigned rate = pub->service->config->max_stanza_rate;
+	unsigned long sent = component_sent_count(pub->service->component);
+	uint64_t now = uv_hrtime();
+	double burst = rate / 10.0 > 1 ? rate / 10.0 : 1;
+
+	if (rate == 0)
+		return PUBLISHER_BATCH;
+	pub->tokens += (double)(now - pub->refilled_ns) * rate / 1e9;
+	if (pub->tokens > burst)
+		pub->tokens = burst;
+	pub->tokens -= (double)(sent - pub->sends_seen);
+	pub->refilled_ns = now;
+	pub->sends_seen = sent;
+	if (pub->tokens < 1) {
+		*wait_ms_r = (uint64_t)((1 - pub->tokens) * 1000 / rate) + 1;
+		return 0;
+	}
+	return pub->tokens < PUBLISHER_BATCH ? (unsigned)pub->tokens : PUBLISHER_BATCH;
+}
+
 static void publisher_on_idle(uv_idle_t *idle)
 {
 	struct publisher *pub = idle->data;
 	struct service *service = pub->service;
-	unsigned count = 0;
+	unsigned count = 0, batch;
+	uint64_t wait_ms = 0;
 
 	if (!component_is_connected(service->component)) {
 		uv_idle_stop(idle);   /* kicked again on connect */
@@ -483,9 +519,15 @@ static void publisher_on_idle(uv_idle_t *idle)
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
+	batch = allowance(pub, &wait_ms);
+	if (batch == 0) {
+		uv_idle_stop(idle);
+		uv_timer_start(&pub->retry, publisher_on_retry, wait_ms, 0);
+		return;
+	}
 	if (store_begin(service->store) < 0)
 		return;
-	journal_read_after(service->store, pub->dispatched_seq, PUBLISHER_BATCH,
+	journal_read_after(service->store, pub->dispatched_seq, batch,
 			   publish_record, pub, &count);
 	if (store_commit(service->store) < 0) {
 		log_error("publisher: commit failed; will retry");
@@ -493,6 +535,6 @@ static void publisher_on_idle(uv_idle_t *idle)
 		return;
 	}
 	advance_watermark(pub);
-	if (count < PUBLISHER_BATCH)
+	if (count < batch)
 		uv_idle_stop(idle);
 }
