@@ -76,6 +76,11 @@ size_t component_queue_len(const struct component *component)
 	return 0;
 }
 
+unsigned long component_sent_count(const struct component *component)
+{
+	return (unsigned long)component->stats.stanzas;
+}
+
 /* Serialized as the real module does before writing it out. */
 int component_send(struct component *component, xmpp_stanza_t *stanza)
 {
