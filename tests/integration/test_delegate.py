@@ -2,7 +2,8 @@
 notifications of plain subscriptions, and the ACL guarantee holds: only JIDs
 the store lets read the mailbox are ever on the server's node, a JID that
 loses its rights gets nothing more, and nobody can subscribe there behind
-mailpubsubd's back. Real Cyrus, real Prosody, real clients."""
+mailpubsubd's back. Real Cyrus, real Prosody (and ejabberd for the
+guarantee), real clients."""
 import pytest
 
 from harness import make_message
@@ -93,6 +94,41 @@ def grant_bob(stack, rights):
 
 
 def test_plain_subscriptions_go_through_the_server(stack):
+    # Prosody refuses a non-member of a whitelist node with forbidden
+    check_plain_subscriptions(stack, ('auth', 'forbidden'))
+
+
+@pytest.fixture
+def ejabberd_stack(workdir):
+    """The same behind ejabberd 23.01: mailpubsubd's component domain may
+    create nodes on its mod_pubsub (access_createnode), and owns those it
+    made, which is all [delegate] needs there."""
+    from ejabberd import Ejabberd
+    from stack import COMPONENT
+    s = Stack(workdir, users=('alice', 'bob', 'carol'),
+              config={'delegate': {'service': PUBSUB}},
+              xmpp_server=Ejabberd(workdir, component_domain=COMPONENT,
+                                   pubsub_host=PUBSUB,
+                                   pubsub_creators=(COMPONENT,)))
+    try:
+        s.start()
+        s.daemon.wait_log(r'delegate: plain subscriptions are published through',
+                          timeout=30)
+        yield s
+    finally:
+        s.stop()
+
+
+def test_plain_subscriptions_go_through_ejabberd(ejabberd_stack):
+    # ejabberd refuses a non-member of a whitelist node as XEP-0060 6.1.3.4
+    # says: not-allowed with closed-node
+    check_plain_subscriptions(ejabberd_stack, ('cancel', 'not-allowed'))
+
+
+def check_plain_subscriptions(stack, refused):
+    """Plain subscribers get the item from the server's pubsub, a
+    subscriber with options directly; a reader who is not a member, or a
+    subscriber who lost the rights, gets nothing through the server."""
     alice, bob, carol = (stack.client(u) for u in ('alice', 'bob', 'carol'))
     grant_bob(stack, 'lr')
     subscribe(alice)
@@ -119,7 +155,7 @@ def test_plain_subscriptions_go_through_the_server(stack):
     # nobody gets around mailpubsubd: carol's rights do not make her a
     # member of the server's node, and the node keeps no items
     reply = carol.iq(subscribe_iq(PUBSUB, NODE, 'carol@localhost'))
-    assert error_of(reply)[:2] == ('auth', 'forbidden')
+    assert error_of(reply)[:2] == refused, error_of(reply)
     reply = carol.iq(items_iq(PUBSUB, NODE))
     assert iq_type(reply) == 'error'
 
