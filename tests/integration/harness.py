@@ -13,6 +13,7 @@ stopped by PIDs recorded under the given work directory.
 
 import asyncio
 import base64
+import calendar
 import copy
 import grp
 import imaplib
@@ -158,6 +159,28 @@ def imap_quote(name):
     """Quote a mailbox name (str, any Unicode) for an imaplib argument."""
     name = imap_utf7_encode(name)
     return '"' + name.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun',
+           'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+
+
+def imap_date_instant(text):
+    """An RFC 3501 date-time ('02-Dec-2026 10:00:00 +0100', or ' 2-Dec-...'
+    with a space-padded day, as Cyrus writes it) -> seconds since the epoch.
+
+    Both day forms are valid, so tests compare instants, never the strings;
+    month names are parsed here, not with strptime's %b (locale-dependent).
+    """
+    m = re.fullmatch(r'\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) '
+                     r'([+-])(\d\d)(\d\d)', text)
+    if m is None:
+        raise ValueError('not an IMAP date-time: %r' % text)
+    day, mon, year, hh, mm, ss, sign, zh, zm = m.groups()
+    month = [x.lower() for x in _MONTHS].index(mon.lower()) + 1
+    utc = calendar.timegm((int(year), month, int(day), int(hh), int(mm), int(ss)))
+    offset = (int(zh) * 60 + int(zm)) * 60
+    return utc - offset if sign == '+' else utc + offset
 
 
 def _chown_tree(path, user, group):

@@ -17,7 +17,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from harness import Daemon, imap_quote, make_message, wait_until
+from harness import Daemon, imap_date_instant, imap_quote, make_message, wait_until
 from stack import COMPONENT, PASSWORD, TOP, Stack
 
 PROG = os.path.join(TOP, 'examples', 'archive', 'mpsarchive.py')
@@ -223,8 +223,9 @@ def test_archive_and_restore(astack):
     assert by_id['<attachment@archive.test>'][5] == 'INBOX'
     uid_of = {d['mid']: uid for uid, d in inbox.items()}
     for uid, d in inbox.items():
-        assert arch.sql('SELECT internaldate FROM messages WHERE node=? AND uid=?',
-                        'INBOX', uid)[0][0] == d['idate']
+        stored = arch.sql('SELECT internaldate FROM messages WHERE node=? AND uid=?',
+                          'INBOX', uid)[0][0]
+        assert imap_date_instant(stored) == imap_date_instant(d['idate'])
 
     # flags, a move, an expunge, a folder deleted
     alice.select('INBOX')

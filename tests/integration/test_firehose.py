@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import make_message
+from harness import imap_date_instant, make_message
 from stack import (COMPONENT, NS_PUBSUB, Stack, error_of, event_items, iq_type,
                    mailbox_of, subscribe_iq, validate_payload)
 
@@ -121,7 +121,8 @@ def test_content_inline_and_in_chunks(fstack):
     assert raw == imap_raw
     assert c.get('sha256') == hashlib.sha256(raw).hexdigest()
     assert int(c.get('size')) == len(raw) and c.get('part') == 'full'
-    assert c.get('internaldate') in meta
+    idate = re.search(r'INTERNALDATE "([^"]+)"', meta).group(1)
+    assert imap_date_instant(c.get('internaldate')) == imap_date_instant(idate)
     assert c.get('fetch') is None
 
     big = make_message(subject='big', body=('0123456789abcdef' * 64 + '\r\n') * 100)
