@@ -99,13 +99,85 @@ static void test_identity_rules(void **state)
 	id = authz_identity(f->authz, "boss@corp.example/x");
 	assert_string_equal(id, "alice");
 	free(id);
-	/* XEP-0106 escapes are undone */
-	id = authz_identity(f->authz, "a\\40b@localhost");
-	assert_string_equal(id, "a@b");
+	id = authz_identity(f->authz, "d.smith-2_x@localhost");
+	assert_string_equal(id, "d.smith-2_x");
 	free(id);
 	assert_null(authz_identity(f->authz, "mallory@evil.example"));
 	assert_null(authz_identity(f->authz, "localhost"));
 	assert_null(authz_identity(f->authz, "not a jid@@"));
+}
+
+/* No JID names another account: escapes are not undone and what an IMAP
+ * server would trim, fold, split or match as a pattern is refused. */
+static void test_identity_refusals(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const refused[] = {
+		"alice\\20@localhost",        /* "alice " once unescaped */
+		"\\20alice@localhost",
+		"alice\\40localhost@localhost",
+		"user\\2falice@localhost",
+		"alice\\5c20@localhost",
+		"ALICE@localhost", "Alice@localhost",
+		"alice+x@localhost", "alice%@localhost", "al*@localhost",
+		"%@localhost", "*@localhost", ".alice@localhost", "-x@localhost",
+		"al ice@localhost", "al\tice@localhost", "j\xc3\xb6rg@localhost",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@localhost",
+		/* [imap] admin_user, in any case */
+		"mailpubsub@localhost", "mailpubsub@example.org/r",
+	};
+
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("MailPubSub");
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		char *id = authz_identity(f->authz, refused[i]);
+
+		if (id != NULL)
+			fail_msg("%s -> %s", refused[i], id);
+	}
+	/* refused before the store is asked, and logged as such */
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "lr";
+	assert_int_equal(check(f, "alice\\20@localhost", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "mailpubsub@localhost", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 0);
+}
+
+/* With the '.' separator a dot would split the name into levels. */
+static void test_identity_separator(void **state)
+{
+	struct fixture *f = *state;
+	char *id;
+
+	free(f->config->hierarchy_separator);
+	f->config->hierarchy_separator = strdup(".");
+	assert_null(authz_identity(f->authz, "d.smith@localhost"));
+	id = authz_identity(f->authz, "d_smith@localhost");
+	assert_string_equal(id, "d_smith");
+	free(id);
+}
+
+/* Only [account_map] reaches what the domain rule refuses, the admin
+ * and components (a bare domain JID) included. */
+static void test_identity_map_exceptions(void **state)
+{
+	struct fixture *f = *state;
+	char *id;
+
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("admin");
+	id = authz_identity(f->authz, "boss@corp.example");
+	assert_string_equal(id, "alice");
+	free(id);
+	free(f->config->account_map[0].jid);
+	f->config->account_map[0].jid = strdup("mwi-gateway.localhost");
+	id = authz_identity(f->authz, "mwi-gateway.localhost");
+	assert_string_equal(id, "alice");
+	free(id);
+	id = authz_identity(f->authz, "mwi-gateway.localhost/any");
+	assert_string_equal(id, "alice");
+	free(id);
+	assert_null(authz_identity(f->authz, "admin@localhost"));
 }
 
 static void test_domain_rewrite(void **state)
@@ -122,6 +194,10 @@ static void test_domain_rewrite(void **state)
 	id = authz_identity(f->authz, "boss@corp.example");
 	assert_string_equal(id, "alice");
 	free(id);
+	/* the admin in its virtual domain is refused like the bare one */
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("mailpubsub@mail.example.org");
+	assert_null(authz_identity(f->authz, "mailpubsub@example.org"));
 }
 
 static void test_owner_only(void **state)
@@ -269,6 +345,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_refusals, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_separator, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_map_exceptions, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_rewrite, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_only, setup_owner_only, teardown),
 		cmocka_unit_test_setup_teardown(test_rights_decide, setup_imap, teardown),
