@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jid.h"
+
 enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
 
 struct config_option {
@@ -208,6 +210,20 @@ static int set_value(struct config *config, const struct config_option *opt,
 	return -1;
 }
 
+/* "user@domain" or "domain", no resource, no space: what jid_bare gives
+ * back unchanged. Compared with JIDs as servers send them: lower case. */
+static bool account_map_key_valid(const char *jid)
+{
+	char *bare = jid_bare(jid);
+	bool valid = bare != NULL && strcmp(bare, jid) == 0 &&
+		     strpbrk(jid, " \t") == NULL;
+
+	for (const char *p = jid; valid && *p != '\0'; p++)
+		valid = !(*p >= 'A' && *p <= 'Z');
+	free(bare);
+	return valid;
+}
+
 static int add_account_map(struct config *config, const char *jid,
 			   const char *account)
 {
@@ -229,11 +245,13 @@ static int config_ini_line(void *user, const char *section, const char *name,
 {
 	struct load_state *st = user;
 
-	/* [account_map] holds one "bare-jid = imap-account" per line */
+	/* [account_map] holds one "bare-jid = imap-account" per line; a bare
+	 * domain is a component's JID */
 	if (strcmp(section, "account_map") == 0) {
-		if (strchr(name, '@') == NULL || *value == '\0') {
+		if (!account_map_key_valid(name) || *value == '\0') {
 			snprintf(st->error, sizeof(st->error),
-				 "[account_map] %s: expected bare-jid = account", name);
+				 "[account_map] %s: expected bare-jid = account"
+				 " (user@domain or a component's domain, lower case)", name);
 			return 0;
 		}
 		return add_account_map(st->config, name, value) == 0;
