@@ -84,24 +84,25 @@ static enum authz_result check(struct fixture *f, const char *jid,
 	return f->last;
 }
 
+/* authz_identity(jid) is want. */
+static void expect_identity(struct fixture *f, const char *jid, const char *want)
+{
+	char *id = authz_identity(f->authz, jid);
+
+	assert_non_null(id);
+	assert_string_equal(id, want);
+	free(id);
+}
+
 static void test_identity_rules(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
-	id = authz_identity(f->authz, "alice@localhost/phone");
-	assert_string_equal(id, "alice");
-	free(id);
-	id = authz_identity(f->authz, "bob@example.org");
-	assert_string_equal(id, "bob");
-	free(id);
+	expect_identity(f, "alice@localhost/phone", "alice");
+	expect_identity(f, "bob@example.org", "bob");
 	/* the table wins over the domain rule */
-	id = authz_identity(f->authz, "boss@corp.example/x");
-	assert_string_equal(id, "alice");
-	free(id);
-	id = authz_identity(f->authz, "d.smith-2_x@localhost");
-	assert_string_equal(id, "d.smith-2_x");
-	free(id);
+	expect_identity(f, "boss@corp.example/x", "alice");
+	expect_identity(f, "d.smith-2_x@localhost", "d.smith-2_x");
 	assert_null(authz_identity(f->authz, "mallory@evil.example"));
 	assert_null(authz_identity(f->authz, "localhost"));
 	assert_null(authz_identity(f->authz, "not a jid@@"));
@@ -147,14 +148,11 @@ static void test_identity_refusals(void **state)
 static void test_identity_separator(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
 	free(f->config->hierarchy_separator);
 	f->config->hierarchy_separator = strdup(".");
 	assert_null(authz_identity(f->authz, "d.smith@localhost"));
-	id = authz_identity(f->authz, "d_smith@localhost");
-	assert_string_equal(id, "d_smith");
-	free(id);
+	expect_identity(f, "d_smith@localhost", "d_smith");
 }
 
 /* Only [account_map] reaches what the domain rule refuses, the admin
@@ -162,38 +160,26 @@ static void test_identity_separator(void **state)
 static void test_identity_map_exceptions(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
 	free(f->config->imap_admin_user);
 	f->config->imap_admin_user = strdup("admin");
-	id = authz_identity(f->authz, "boss@corp.example");
-	assert_string_equal(id, "alice");
-	free(id);
+	expect_identity(f, "boss@corp.example", "alice");
 	free(f->config->account_map[0].jid);
 	f->config->account_map[0].jid = strdup("mwi-gateway.localhost");
-	id = authz_identity(f->authz, "mwi-gateway.localhost");
-	assert_string_equal(id, "alice");
-	free(id);
-	id = authz_identity(f->authz, "mwi-gateway.localhost/any");
-	assert_string_equal(id, "alice");
-	free(id);
+	expect_identity(f, "mwi-gateway.localhost", "alice");
+	expect_identity(f, "mwi-gateway.localhost/any", "alice");
 	assert_null(authz_identity(f->authz, "admin@localhost"));
 }
 
 static void test_domain_rewrite(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
 	free(f->config->identity_domain);
 	f->config->identity_domain = strdup("mail.example.org");
-	id = authz_identity(f->authz, "alice@example.org/r");
-	assert_string_equal(id, "alice@mail.example.org");
-	free(id);
+	expect_identity(f, "alice@example.org/r", "alice@mail.example.org");
 	/* the explicit table is taken as written */
-	id = authz_identity(f->authz, "boss@corp.example");
-	assert_string_equal(id, "alice");
-	free(id);
+	expect_identity(f, "boss@corp.example", "alice");
 	/* the admin in its virtual domain is refused like the bare one */
 	free(f->config->imap_admin_user);
 	f->config->imap_admin_user = strdup("mailpubsub@mail.example.org");

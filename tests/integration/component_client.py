@@ -12,10 +12,10 @@ notifications away from the message handlers, so no plugin is loaded.
 """
 import asyncio
 import copy
-import queue
 import threading
-import time
 import xml.etree.ElementTree as ET
+
+from harness import XmppClient
 
 NS_COMPONENT = 'jabber:component:accept'
 NS_CLIENT = 'jabber:client'
@@ -31,17 +31,11 @@ def _as_client_ns(elem):
     return out
 
 
-class XmppComponent:
-    def __init__(self):
-        self.messages = queue.Queue()
-        self.xmpp = None
-        self.jid = None
-        self._loop = None
-        self._thread = None
+class XmppComponent(XmppClient):
+    """Sends, waits and disconnects as harness.XmppClient does."""
 
-    def _call(self, coro, timeout):
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(timeout)
+    def __init__(self):
+        super().__init__(plugins=())
 
     def connect(self, jid, secret, port, host='127.0.0.1', timeout=15.0):
         """Connect as component jid (a bare domain) and block until the
@@ -105,49 +99,3 @@ class XmppComponent:
                 raise TimeoutError('no reply to iq id=%s' % iq['id'])
             return _as_client_ns(reply.xml)
         return self._call(go(), timeout + 5)
-
-    def wait_message(self, predicate=None, timeout=10.0):
-        """First queued message for which predicate(elem) is true (others
-        seen meanwhile are dropped). Raises TimeoutError."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError('no matching message within %.1fs' % timeout)
-            try:
-                m = self.messages.get(timeout=left)
-            except queue.Empty:
-                continue
-            if predicate is None or predicate(m):
-                return m
-
-    def disconnect(self, timeout=5.0):
-        if self._loop is None:
-            return
-        x = self.xmpp
-
-        async def go():
-            if x is not None:
-                try:
-                    await asyncio.wait_for(x.disconnect(wait=timeout / 2), timeout)
-                except Exception:
-                    x.abort()
-        async def cancel_rest():
-            me = asyncio.current_task()
-            rest = [t for t in asyncio.all_tasks() if t is not me]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-        try:
-            if self._loop.is_running():
-                self._call(go(), timeout + 2)
-                self._call(cancel_rest(), timeout)
-        except Exception:
-            pass
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-            if not self._loop.is_running():
-                self._loop.close()
-            self._loop = None
-            self.xmpp = None
