@@ -1,6 +1,7 @@
 #include "authz.h"
 
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -86,12 +87,47 @@ void authz_free(struct authz **authz)
 	*authz = NULL;
 }
 
-char *authz_identity(const struct authz *authz, const char *jid)
+/* The localpart is the account as written: never XEP-0106 unescaped,
+ * because "alice\\20" would become "alice ", which Cyrus trims to alice.
+ * It must be an account name no server rewrites (jid_account_valid), and
+ * never the identity mailpubsubd itself logs in as: that one is reached
+ * through [account_map] or not at all. */
+static char *map_identity(const struct config *config, const char *bare,
+			  const char **why_r)
+{
+	char *domain = jid_domain(bare), *local = jid_local(bare);
+	char *identity = NULL;
+
+	*why_r = NULL;
+	if (domain == NULL || local == NULL || *local == '\0' ||
+	    !config_list_contains(config->jid_domains, domain))
+		*why_r = "JID not mapped to an IMAP identity";
+	else if (!jid_account_valid(local, config->hierarchy_separator[0]))
+		*why_r = "localpart is not an account name";
+	else if (*config->identity_domain == '\0')
+		identity = strdup(local);
+	else if (asprintf(&identity, "%s@%s", local, config->identity_domain) < 0)
+		identity = NULL;
+	if (identity != NULL && *config->imap_admin_user != '\0' &&
+	    (strcasecmp(local, config->imap_admin_user) == 0 ||
+	     strcasecmp(identity, config->imap_admin_user) == 0)) {
+		free(identity);
+		identity = NULL;
+		*why_r = "names the IMAP admin_user";
+	}
+	free(domain);
+	free(local);
+	return identity;
+}
+
+/* authz_identity, with why a JID is refused in *why_r. */
+static char *identity_of(const struct authz *authz, const char *jid,
+			 const char **why_r)
 {
 	const struct config *config = authz->config;
-	char *bare = jid_bare(jid);
-	char *domain, *local, *identity = NULL;
+	char *bare = jid_bare(jid), *identity;
 
+	*why_r = "malformed JID";
 	if (bare == NULL)
 		return NULL;
 	/* an explicit mapping wins over the domain rule */
@@ -101,24 +137,16 @@ char *authz_identity(const struct authz *authz, const char *jid)
 			return strdup(config->account_map[i].account);
 		}
 	}
-	domain = jid_domain(bare);
-	local = jid_local(bare);
-	if (domain != NULL && local != NULL && *local != '\0' &&
-	    config_list_contains(config->jid_domains, domain))
-		identity = jid_unescape_local(local);
-	/* the domain rewrite: example.org JIDs are alice@mail.example.org */
-	if (identity != NULL && *config->identity_domain != '\0') {
-		char *rewritten;
-
-		if (asprintf(&rewritten, "%s@%s", identity, config->identity_domain) < 0)
-			rewritten = NULL;
-		free(identity);
-		identity = rewritten;
-	}
-	free(domain);
-	free(local);
+	identity = map_identity(config, bare, why_r);
 	free(bare);
 	return identity;
+}
+
+char *authz_identity(const struct authz *authz, const char *jid)
+{
+	const char *why;
+
+	return identity_of(authz, jid, &why);
 }
 
 static bool rights_allow(const char *rights, const char *required)
@@ -369,13 +397,12 @@ static void check(struct authz *authz, const char *jid, const char *account,
 		  const char *node, const char *required,
 		  bool ask_again_if_denied, authz_cb *cb, void *context)
 {
-	char *identity = authz_identity(authz, jid);
-	enum authz_result result;
 	const char *how;
+	char *identity = identity_of(authz, jid, &how);
+	enum authz_result result;
 
 	if (identity == NULL) {
 		result = AUTHZ_DENIED;
-		how = "JID not mapped to an IMAP identity";
 	} else if (node == NULL) {
 		/* the account service's own listing: its owner's */
 		result = *account != '\0' && strcmp(identity, account) == 0 ?

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jid.h"
+
 enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
 
 struct config_option {
@@ -96,7 +98,7 @@ static const struct config_option options[] = {
 	OPT("pubsub", "suppress_events", CONFIG_STRING, suppress_events, "MailboxModseq",
 	    "Event types journaled but not published (space separated)."),
 	OPT("pubsub", "max_subscriptions_per_jid", CONFIG_UINT, max_subscriptions_per_jid, "1000",
-	    "Subscriptions one JID may hold."),
+	    "Subscriptions one bare JID may hold, its full JIDs included."),
 	OPT("pubsub", "max_items_per_request", CONFIG_UINT, max_items_per_request, "100",
 	    "Most items returned by one items request."),
 	OPT("imap", "host", CONFIG_STRING, imap_host, "",
@@ -138,7 +140,7 @@ static const struct config_option options[] = {
 	OPT("imap_source", "poll_interval", CONFIG_UINT, imap_source_poll_interval, "30",
 	    "Seconds between polls of the other mailboxes and LISTs of the account (MailboxCreate/Delete/Rename are found then)."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
-	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),
+	    "JID domains whose users map to the IMAP account of the same localpart (space separated): as written, 1-64 of a-z 0-9 . _ - and not admin_user; others only through [account_map]."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
 	    "Rewrite for jid_domains: a JID's localpart becomes localpart@identity_domain (Cyrus with virtdomains); empty: the bare localpart."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",
@@ -208,6 +210,20 @@ static int set_value(struct config *config, const struct config_option *opt,
 	return -1;
 }
 
+/* "user@domain" or "domain", no resource, no space: what jid_bare gives
+ * back unchanged. Compared with JIDs as servers send them: lower case. */
+static bool account_map_key_valid(const char *jid)
+{
+	char *bare = jid_bare(jid);
+	bool valid = bare != NULL && strcmp(bare, jid) == 0 &&
+		     strpbrk(jid, " \t") == NULL;
+
+	for (const char *p = jid; valid && *p != '\0'; p++)
+		valid = !(*p >= 'A' && *p <= 'Z');
+	free(bare);
+	return valid;
+}
+
 static int add_account_map(struct config *config, const char *jid,
 			   const char *account)
 {
@@ -229,11 +245,13 @@ static int config_ini_line(void *user, const char *section, const char *name,
 {
 	struct load_state *st = user;
 
-	/* [account_map] holds one "bare-jid = imap-account" per line */
+	/* [account_map] holds one "bare-jid = imap-account" per line; a bare
+	 * domain is a component's JID */
 	if (strcmp(section, "account_map") == 0) {
-		if (strchr(name, '@') == NULL || *value == '\0') {
+		if (!account_map_key_valid(name) || *value == '\0') {
 			snprintf(st->error, sizeof(st->error),
-				 "[account_map] %s: expected bare-jid = account", name);
+				 "[account_map] %s: expected bare-jid = account"
+				 " (user@domain or a component's domain, lower case)", name);
 			return 0;
 		}
 		return add_account_map(st->config, name, value) == 0;

@@ -282,6 +282,12 @@ void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *que
 		free(account);
 		return;
 	}
+	if (account == NULL && !service_is_domain(service, xmpp_stanza_get_to(iq))) {
+		/* a service localpart that is no account name: nothing there */
+		service_send_release(service, pubsub_error_reply(ctx, iq,
+				PUBSUB_ERR_NODE_NOT_FOUND, NULL));
+		return;
+	}
 	req = request_new(service, iq, query, account, node);
 	free(account);
 	if (req == NULL || req->op == NULL) {

@@ -106,3 +106,47 @@ char *jid_unescape_local(const char *local)
 	*o = '\0';
 	return out;
 }
+
+static bool local_valid(const char *p, size_t len, char sep)
+{
+	if (len == 0 || len > 64 || !((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (c == sep || !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+				  c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static bool domain_valid(const char *p)
+{
+	size_t label = 0, len = strlen(p);
+
+	if (len == 0 || len > 253)
+		return false;
+	for (; *p != '\0'; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-') {
+			if (++label > 63)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+bool jid_account_valid(const char *account, char sep)
+{
+	const char *at = strchr(account, '@');
+
+	if (at == NULL)
+		return local_valid(account, strlen(account), sep);
+	return local_valid(account, (size_t)(at - account), sep) && domain_valid(at + 1);
+}

@@ -41,10 +41,28 @@ char *service_account_for_jid(const struct service *service, const char *jid)
 	if (domain != NULL && local != NULL && *local != '\0' &&
 	    strcmp(domain, config->component_domain) == 0)
 		account = jid_unescape_local(local);
+	/* "%@events..." must not become a LIST pattern, nor "alice\\20" an
+	 * account the server trims to alice: such a service does not exist */
+	if (account != NULL &&
+	    !jid_account_valid(account, config->hierarchy_separator[0])) {
+		free(account);
+		account = NULL;
+	}
 	free(domain);
 	free(local);
 	free(bare);
 	return account;
+}
+
+bool service_is_domain(const struct service *service, const char *jid)
+{
+	char *local = jid_local(jid), *domain = jid_domain(jid);
+	bool is = local != NULL && *local == '\0' && domain != NULL &&
+		  strcmp(domain, service->config->component_domain) == 0;
+
+	free(local);
+	free(domain);
+	return is;
 }
 
 char *service_jid_for_account(const struct service *service, const char *account)

@@ -3,6 +3,8 @@
 #ifndef MAILPUBSUB_SERVICE_H
 #define MAILPUBSUB_SERVICE_H
 
+#include <stdbool.h>
+
 #include <strophe.h>
 
 #include "authz.h"
@@ -46,8 +48,11 @@ struct service {
 };
 
 /* The account a service JID names: "" for the shared service, NULL when the
- * JID is not one of ours. Newly allocated. */
+ * JID is not one of ours or its localpart, unescaped, is not an account
+ * name (jid_account_valid). Newly allocated. */
 char *service_account_for_jid(const struct service *service, const char *jid);
+/* Is jid the component domain itself (with or without a resource)? */
+bool service_is_domain(const struct service *service, const char *jid);
 /* The service JID of an account. Newly allocated. */
 char *service_jid_for_account(const struct service *service, const char *account);
 

@@ -2,9 +2,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/random.h>
 
+#include "jid.h"
 #include "log.h"
 
 static void new_subid(char *out)
@@ -155,16 +157,24 @@ int subscription_remove(struct store *store, const char *account,
 
 size_t subscription_count_for_jid(struct store *store, const char *jid)
 {
-	static const char sql[] = "SELECT count(*) FROM subscriptions WHERE jid = ?";
+	/* the bare JID and every full JID under it: '0' follows '/' */
+	static const char sql[] =
+		"SELECT count(*) FROM subscriptions WHERE jid = ?1"
+		" OR (jid > ?1 || '/' AND jid < ?1 || '0')";
 	sqlite3_stmt *stmt = store_stmt(store, sql);
+	char *bare = jid_bare(jid);
 	size_t n = 0;
 
-	if (stmt == NULL)
-		return 0;
-	sqlite3_bind_text(stmt, 1, jid, -1, SQLITE_STATIC);
+	if (stmt == NULL || bare == NULL) {
+		free(bare);
+		/* unknown: as if at any limit */
+		return SIZE_MAX;
+	}
+	sqlite3_bind_text(stmt, 1, bare, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) == SQLITE_ROW)
 		n = (size_t)sqlite3_column_int64(stmt, 0);
 	sqlite3_reset(stmt);
+	free(bare);
 	return n;
 }
 

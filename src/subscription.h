@@ -40,6 +40,9 @@ int subscription_find(struct store *store, const char *account,
 /* True if jid or any full JID of its bare JID is subscribed. */
 bool subscription_any_for_bare(struct store *store, const char *account,
 			       const char *node, const char *bare_jid);
+/* Subscriptions held by jid's bare JID and all its full JIDs, whichever
+ * of them jid is: a limit per JID must not grow with the resources a
+ * client invents. SIZE_MAX when they cannot be counted. */
 size_t subscription_count_for_jid(struct store *store, const char *jid);
 
 /* Return non-zero to stop. */

@@ -84,44 +84,106 @@ static enum authz_result check(struct fixture *f, const char *jid,
 	return f->last;
 }
 
+/* authz_identity(jid) is want. */
+static void expect_identity(struct fixture *f, const char *jid, const char *want)
+{
+	char *id = authz_identity(f->authz, jid);
+
+	assert_non_null(id);
+	assert_string_equal(id, want);
+	free(id);
+}
+
 static void test_identity_rules(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
-	id = authz_identity(f->authz, "alice@localhost/phone");
-	assert_string_equal(id, "alice");
-	free(id);
-	id = authz_identity(f->authz, "bob@example.org");
-	assert_string_equal(id, "bob");
-	free(id);
+	expect_identity(f, "alice@localhost/phone", "alice");
+	expect_identity(f, "bob@example.org", "bob");
 	/* the table wins over the domain rule */
-	id = authz_identity(f->authz, "boss@corp.example/x");
-	assert_string_equal(id, "alice");
-	free(id);
-	/* XEP-0106 escapes are undone */
-	id = authz_identity(f->authz, "a\\40b@localhost");
-	assert_string_equal(id, "a@b");
-	free(id);
+	expect_identity(f, "boss@corp.example/x", "alice");
+	expect_identity(f, "d.smith-2_x@localhost", "d.smith-2_x");
 	assert_null(authz_identity(f->authz, "mallory@evil.example"));
 	assert_null(authz_identity(f->authz, "localhost"));
 	assert_null(authz_identity(f->authz, "not a jid@@"));
 }
 
+/* No JID names another account: escapes are not undone and what an IMAP
+ * server would trim, fold, split or match as a pattern is refused. */
+static void test_identity_refusals(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const refused[] = {
+		"alice\\20@localhost",        /* "alice " once unescaped */
+		"\\20alice@localhost",
+		"alice\\40localhost@localhost",
+		"user\\2falice@localhost",
+		"alice\\5c20@localhost",
+		"ALICE@localhost", "Alice@localhost",
+		"alice+x@localhost", "alice%@localhost", "al*@localhost",
+		"%@localhost", "*@localhost", ".alice@localhost", "-x@localhost",
+		"al ice@localhost", "al\tice@localhost", "j\xc3\xb6rg@localhost",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@localhost",
+		/* [imap] admin_user, in any case */
+		"mailpubsub@localhost", "mailpubsub@example.org/r",
+	};
+
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("MailPubSub");
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		char *id = authz_identity(f->authz, refused[i]);
+
+		if (id != NULL)
+			fail_msg("%s -> %s", refused[i], id);
+	}
+	/* refused before the store is asked, and logged as such */
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "lr";
+	assert_int_equal(check(f, "alice\\20@localhost", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(check(f, "mailpubsub@localhost", "alice", "INBOX"), AUTHZ_DENIED);
+	assert_int_equal(fake_imap.calls, 0);
+}
+
+/* With the '.' separator a dot would split the name into levels. */
+static void test_identity_separator(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->config->hierarchy_separator);
+	f->config->hierarchy_separator = strdup(".");
+	assert_null(authz_identity(f->authz, "d.smith@localhost"));
+	expect_identity(f, "d_smith@localhost", "d_smith");
+}
+
+/* Only [account_map] reaches what the domain rule refuses, the admin
+ * and components (a bare domain JID) included. */
+static void test_identity_map_exceptions(void **state)
+{
+	struct fixture *f = *state;
+
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("admin");
+	expect_identity(f, "boss@corp.example", "alice");
+	free(f->config->account_map[0].jid);
+	f->config->account_map[0].jid = strdup("mwi-gateway.localhost");
+	expect_identity(f, "mwi-gateway.localhost", "alice");
+	expect_identity(f, "mwi-gateway.localhost/any", "alice");
+	assert_null(authz_identity(f->authz, "admin@localhost"));
+}
+
 static void test_domain_rewrite(void **state)
 {
 	struct fixture *f = *state;
-	char *id;
 
 	free(f->config->identity_domain);
 	f->config->identity_domain = strdup("mail.example.org");
-	id = authz_identity(f->authz, "alice@example.org/r");
-	assert_string_equal(id, "alice@mail.example.org");
-	free(id);
+	expect_identity(f, "alice@example.org/r", "alice@mail.example.org");
 	/* the explicit table is taken as written */
-	id = authz_identity(f->authz, "boss@corp.example");
-	assert_string_equal(id, "alice");
-	free(id);
+	expect_identity(f, "boss@corp.example", "alice");
+	/* the admin in its virtual domain is refused like the bare one */
+	free(f->config->imap_admin_user);
+	f->config->imap_admin_user = strdup("mailpubsub@mail.example.org");
+	assert_null(authz_identity(f->authz, "mailpubsub@example.org"));
 }
 
 static void test_owner_only(void **state)
@@ -269,6 +331,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_refusals, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_separator, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_map_exceptions, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_rewrite, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_only, setup_owner_only, teardown),
 		cmocka_unit_test_setup_teardown(test_rights_decide, setup_imap, teardown),

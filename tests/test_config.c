@@ -29,7 +29,8 @@ static void test_load(void **state)
 		"[component]\ndomain = events.localhost\nsecret = s3cret\nport = 5999\n"
 		"[cyrus]\nnotify_socket = /tmp/x.sock\nsocket_mode = 0600\n"
 		"[accounts]\njid_domains = localhost example.org\n"
-		"[account_map]\nboss@corp.example = alice\n");
+		"[account_map]\nboss@corp.example = alice\n"
+		"mwi-gateway.localhost = gateway\n");
 	struct config *c;
 	const char *err;
 
@@ -41,9 +42,12 @@ static void test_load(void **state)
 	assert_string_equal(c->shared_service, "events.localhost");
 	assert_true(c->store_full_sync);
 	assert_true(config_list_contains(c->suppress_events, "MailboxModseq"));
-	assert_int_equal(c->account_map_count, 1);
+	assert_int_equal(c->account_map_count, 2);
 	assert_string_equal(c->account_map[0].jid, "boss@corp.example");
 	assert_string_equal(c->account_map[0].account, "alice");
+	/* a component's JID is a bare domain */
+	assert_string_equal(c->account_map[1].jid, "mwi-gateway.localhost");
+	assert_string_equal(c->account_map[1].account, "gateway");
 	assert_true(config_list_contains(c->jid_domains, "example.org"));
 	assert_false(config_list_contains(c->jid_domains, "example"));
 	config_free(&c);
@@ -59,7 +63,11 @@ static void test_errors(void **state)
 		"[component]\ndomain = d\nsecret = x\nbogus = 1\n",
 		"[component]\ndomain = d\nsecret = x\n[store]\nfull_sync = maybe\n",
 		"[component]\ndomain = d\nsecret = x\n[cyrus]\nhierarchy_separator = :\n",
-		"[component]\ndomain = d\nsecret = x\n[account_map]\nnot-a-jid = a\n",
+		"[component]\ndomain = d\nsecret = x\n[account_map]\na@b/res = a\n",
+		"[component]\ndomain = d\nsecret = x\n[account_map]\na@b@c = a\n",
+		"[component]\ndomain = d\nsecret = x\n[account_map]\n@b = a\n",
+		"[component]\ndomain = d\nsecret = x\n[account_map]\nBoss@b = a\n",
+		"[component]\ndomain = d\nsecret = x\n[account_map]\nb = \n",
 		"[component]\ndomain = d\nsecret = x\n[imap]\ntls = ssl\n",
 		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\n",   /* no admin_user */
 		"[component]\ndomain = d\nsecret = x\n[imap]\npassword_file = /nonexistent\n",

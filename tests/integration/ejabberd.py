@@ -339,6 +339,10 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_service
     # no shaper_rule: a component's traffic is not throttled
+    # each component gets the routes of its own domain only: the default
+    # (true) registers every domain below for every connection, so a
+    # second component would receive mailpubsubd's stanzas and the reverse
+    global_routes: false
     hosts:
 %(components)s
 

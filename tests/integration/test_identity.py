@@ -1,0 +1,172 @@
+"""Which IMAP identity a JID is asked about (issue 14, findings 1, 2, 6, 8):
+no JID can name another account or the IMAP admin, the per-JID
+subscription limit counts the bare JID, and a service localpart that is not
+an account name (LIST wildcards, escapes) never reaches the IMAP server.
+
+Hostile users are registered on the real Prosody with prosodyctl; every
+decision is the real Cyrus's (or a refusal before it is asked)."""
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import make_message
+from stack import (COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB,
+                   PASSWORD, Stack, disco_iq, error_of, iq_type, items_iq,
+                   service_jid, subscribe_iq, wait_event)
+
+ALICE_SVC = service_jid('alice')
+CLOSED = ('cancel', 'not-allowed', 'closed-node', None)
+NOT_FOUND = ('cancel', 'item-not-found', None, None)
+TOO_MANY = ('wait', 'policy-violation', 'too-many-subscriptions', None)
+
+# XMPP localparts (as registered, XEP-0106 escapes written out) that an
+# unescaping or a lenient IMAP server could turn into alice or the admin
+HOSTILE = (
+    'alice\\20',            # "alice " : Cyrus drops the trailing space
+    '\\20alice',            # " alice"
+    'alice\\40localhost',   # "alice@localhost"
+    'user\\2falice',        # "user/alice"
+    'alice\\5c20',          # "alice\20" once unescaped
+    'alice+x',              # Cyrus's imapmagicplus would strip "+x"
+    'alice%',
+    'al*',
+    '%',
+    '*',
+    'admin',                # [imap] admin_user
+)
+
+
+@pytest.fixture
+def stack(workdir):
+    s = Stack(workdir, users=('alice', 'bob'),
+              config={'pubsub': {'max_subscriptions_per_jid': '5'}})
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def leaks_of_alice(client):
+    """What client learns of alice's Secret folder (the empty list: nothing)."""
+    bare = client.jid.split('/')[0]
+    leaks = []
+
+    def expect(what, reply, want):
+        got = error_of(reply) if iq_type(reply) == 'error' else 'result'
+        if got != want:
+            leaks.append('%s: %s' % (what, ET.tostring(reply, 'unicode')))
+
+    for node in ('INBOX/Secret', 'INBOX'):
+        expect('subscribe ' + node,
+               client.iq(subscribe_iq(ALICE_SVC, node, bare)), CLOSED)
+    expect('items', client.iq(items_iq(ALICE_SVC, 'INBOX/Secret')), CLOSED)
+    for node in ('INBOX/Secret', 'INBOX'):
+        expect('disco#info ' + node,
+               client.iq(disco_iq(ALICE_SVC, NS_DISCO_INFO, node)), NOT_FOUND)
+    expect('disco#items INBOX',
+           client.iq(disco_iq(ALICE_SVC, NS_DISCO_ITEMS, 'INBOX')), NOT_FOUND)
+    # alice's service and the component domain (which lists the asker's
+    # own service) list nothing for these
+    for to in (ALICE_SVC, COMPONENT):
+        reply = client.iq(disco_iq(to, NS_DISCO_ITEMS))
+        if reply.findall('.//{%s}item' % NS_DISCO_ITEMS):
+            leaks.append('disco#items %s: %s' % (to, ET.tostring(reply, 'unicode')))
+    return leaks
+
+
+def test_hostile_localparts_see_nothing_of_alice(stack):
+    alice = stack.client('alice')
+    imap = stack.cyrus.imap('alice')
+    assert imap.create('INBOX/Secret')[0] == 'OK'
+    imap.logout()
+    stack.cyrus.deliver('alice', make_message(subject='secret'), mailbox='Secret')
+    reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/Secret', 'alice@localhost'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+
+    for local in HOSTILE:
+        stack.prosody.register(local, PASSWORD)
+    leaks = {}
+    for local in HOSTILE:
+        client = stack.client(local)
+        assert client.jid.split('/')[0] == '%s@localhost' % local
+        leaks[local] = leaks_of_alice(client)
+        print('%-20s %s' % (local, '; '.join(l.split(':')[0] for l in leaks[local])
+                            or 'refused, sees nothing'))
+    assert not any(leaks.values()), leaks
+
+    # never a lookup of some other identity: the store is only asked about
+    # alice (and the admin's own discovery LISTs)
+    log = stack.daemon.log()
+    asked = set(re.findall(r'imap\[[^\]\s]+ as ([^\]]*)\]', log))
+    assert asked <= {'alice'}, asked
+    for local in HOSTILE:
+        assert re.search(r'authz: jid=%s@localhost/\S+ identity=\(unmapped\) '
+                         % re.escape(local), log), local
+
+    # alice herself still works: a grant, items, disco, events
+    reply = alice.iq(items_iq(ALICE_SVC, 'INBOX/Secret'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+    reply = alice.iq(disco_iq(ALICE_SVC, NS_DISCO_ITEMS, 'INBOX'))
+    nodes = {i.get('node') for i in reply.findall('.//{%s}item' % NS_DISCO_ITEMS)}
+    assert 'INBOX/Secret' in nodes, ET.tostring(reply, 'unicode')
+    stack.cyrus.deliver('alice', make_message(subject='after'), mailbox='Secret')
+    wait_event(alice, 'MessageNew', 'INBOX/Secret')
+
+
+def test_subscription_limit_counts_the_bare_jid(stack):
+    alice = stack.client('alice')
+    stack.cyrus.deliver('alice', make_message(subject='x'))
+    stack.daemon.wait_log(r'ingest: #\d+ MessageNew alice/INBOX', timeout=10,
+                          from_start=True)
+    outcomes = []
+    for n in range(12):
+        reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX',
+                                      'alice@localhost/r%d' % n))
+        outcomes.append('granted' if iq_type(reply) == 'result' else error_of(reply))
+    print('12 resources, limit 5:', outcomes)
+    assert outcomes[:5] == ['granted'] * 5
+    assert outcomes[5:] == [TOO_MANY] * 7
+    # the bare JID shares the same budget; a subscription held is renewed
+    assert error_of(alice.iq(subscribe_iq(ALICE_SVC, 'INBOX', 'alice@localhost'))) == TOO_MANY
+    reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX', 'alice@localhost/r0'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+    # another bare JID is not counted against alice's
+    bob = stack.client('bob')
+    stack.cyrus.setacl('user/alice', 'bob', 'lr')
+    stack.daemon.wait_log(r'ingest: #\d+ AclChange alice/INBOX', timeout=10)
+    reply = bob.iq(subscribe_iq(ALICE_SVC, 'INBOX', 'bob@localhost'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+
+
+WILDCARD_SERVICES = ('*', '%', 'al%', 'alice*', 'user\\2f*', 'alice\\20',
+                     '\\2a', 'alice\\2f%')
+
+
+def test_wildcard_service_localparts_never_reach_imap(stack):
+    alice = stack.client('alice')
+    stack.cyrus.deliver('alice', make_message(subject='x'))
+    stack.daemon.wait_log(r'ingest: #\d+ MessageNew alice/INBOX', timeout=10,
+                          from_start=True)
+    reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX', 'alice@localhost'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+    wait_event(alice, 'MessageNew', 'INBOX')   # the last item: all quiet now
+    start = len(stack.daemon.log())
+    for local in WILDCARD_SERVICES:
+        to = '%s@%s' % (local, COMPONENT)
+        for stanza in (disco_iq(to, NS_DISCO_ITEMS), disco_iq(to, NS_DISCO_INFO),
+                       disco_iq(to, NS_DISCO_INFO, 'INBOX'),
+                       subscribe_iq(to, 'INBOX', 'alice@localhost'),
+                       items_iq(to, 'INBOX')):
+            reply = alice.iq(stanza)
+            assert iq_type(reply) == 'error', (to, ET.tostring(reply, 'unicode'))
+            assert error_of(reply)[:2] == ('cancel', 'item-not-found'), \
+                (to, ET.tostring(reply, 'unicode'))
+    # a valid request afterwards: its reply proves the earlier ones were
+    # handled, and nothing between them asked Cyrus anything
+    reply = alice.iq(disco_iq(ALICE_SVC, NS_DISCO_ITEMS))
+    assert iq_type(reply) == 'result'
+    window = stack.daemon.log()[start:]
+    assert not re.search(r'imap\[.*\]: LIST', window), window
+    assert not re.search(r'discovery: (?!alice:)', window), window
