@@ -66,7 +66,11 @@ static const struct config_option options[] = {
 	OPT("json", "max_line", CONFIG_UINT, json_max_line, "4194304",
 	    "Longest event line in bytes; a longer one is refused and the connection closed."),
 	OPT("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
-	    "Concurrent sender connections; more are refused."),
+	    "Concurrent authenticated senders (Unix ones, and TCP ones once past the secret); more are refused."),
+	OPT("json", "max_unauthenticated", CONFIG_UINT, json_max_unauthenticated, "32",
+	    "TCP connections that have not sent the secret yet, counted apart from max_connections; beyond it the oldest is closed, so strangers cannot keep the sender out. Their handshake line may be 1024 bytes at most."),
+	OPT("json", "auth_timeout", CONFIG_UINT, json_auth_timeout, "5",
+	    "Seconds a TCP connection has to send the secret before it is closed."),
 	OPT("delegate", "service", CONFIG_STRING, delegate_service, "",
 	    "The Jabber server's own pubsub service (e.g. pubsub.example.org in Prosody, with our component domain among its admins). Plain subscriptions to a mailbox (its own node, default options) are then mirrored onto its node <account>/<mailbox> and each event is published there once, for the server to fan out: much cheaper than one stanza per subscriber through Prosody. Only JIDs whose rights are cached as granted are put on that whitelist node, and it is rebuilt before the next publish whenever one leaves. Empty: every notification goes directly."),
 	OPT("firehose", "subscribers", CONFIG_STRING, firehose_subscribers, "",
@@ -290,6 +294,10 @@ static int validate(struct config *config, const char **error_r)
 		return -1;
 	if (*config->json_listen != '\0' && *config->json_secret == '\0') {
 		*error_r = "[json] listen needs secret or secret_file";
+		return -1;
+	}
+	if (config->json_max_unauthenticated == 0 || config->json_auth_timeout == 0) {
+		*error_r = "[json] max_unauthenticated and auth_timeout must be at least 1";
 		return -1;
 	}
 	if (strcmp(config->imap_tls, "none") != 0 &&

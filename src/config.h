@@ -39,7 +39,9 @@ struct config {
 	char *json_secret;
 	char *json_secret_file;
 	unsigned json_max_line;     /* bytes */
-	unsigned json_max_connections;
+	unsigned json_max_connections;     /* authenticated senders */
+	unsigned json_max_unauthenticated; /* TCP connections before the secret */
+	unsigned json_auth_timeout;        /* seconds to send the secret */
 	/* [firehose] */
 	char *delegate_service;     /* the server's pubsub JID; empty: off */
 

@@ -91,9 +91,11 @@ static void on_component_state(void *context, bool connected)
 static void log_stats(const struct service_stats *s)
 {
 	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
-		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu",
+		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu "
+		 "json_auth_failures=%llu json_auth_timeouts=%llu json_auth_evicted=%llu",
 		 s->datagrams, s->json_lines, s->malformed, s->dropped, s->journaled, s->published,
-		 s->notifications, s->iq_requests, s->iq_errors);
+		 s->notifications, s->iq_requests, s->iq_errors, s->json_auth_failures,
+		 s->json_auth_timeouts, s->json_auth_evicted);
 }
 
 static void component_closed(void *context)
