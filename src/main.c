@@ -53,7 +53,8 @@ static void usage(FILE *out)
 		"  -c, --config FILE    configuration (default " SYSCONFDIR "/mailpubsub.conf)\n"
 		"  -f, --foreground     stay in the foreground, log to stderr\n"
 		"  -p, --pidfile FILE   write our PID there\n"
-		"      --dump-config    print every option with its value and exit\n"
+		"      --dump-config    print every option with its value and exit: the\n"
+		"                       defaults, or with -c the file's effective values\n"
 		"  -V, --version        print the version and exit\n");
 }
 
@@ -283,6 +284,28 @@ static int write_pidfile(const char *path)
 	return fclose(f);
 }
 
+/* --dump-config: the defaults without a file (to write one from), the
+ * effective values with one, printed even when the daemon could not start
+ * with them (exit status 1 then, and why on stderr). */
+static int dump_config(const char *path)
+{
+	struct config *config;
+	const char *error;
+	int ret = 0;
+
+	if (config_parse(path, &config, &error) < 0) {
+		fprintf(stderr, "mailpubsubd: %s\n", error);
+		return 1;
+	}
+	if (path != NULL && config_check(config, &error) < 0) {
+		fprintf(stderr, "mailpubsubd: %s: %s\n", path, error);
+		ret = 1;
+	}
+	config_dump(config, stdout);
+	config_free(&config);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -297,13 +320,13 @@ int main(int argc, char **argv)
 	struct daemon_state st = { 0 };
 	const char *config_path = SYSCONFDIR "/mailpubsub.conf";
 	const char *error;
-	bool foreground = false, dump = false;
+	bool foreground = false, dump = false, config_given = false;
 	enum log_level level;
 	int opt, ret;
 
 	while ((opt = getopt_long(argc, argv, "c:fp:Vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': config_path = optarg; break;
+		case 'c': config_path = optarg; config_given = true; break;
 		case 'f': foreground = true; break;
 		case 'p': st.pidfile = optarg; break;
 		case 'D': dump = true; break;
@@ -312,14 +335,11 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (dump)
+		return dump_config(config_given ? config_path : NULL);
 	if (config_load(config_path, &st.config, &error) < 0) {
 		fprintf(stderr, "mailpubsubd: %s\n", error);
 		return 1;
-	}
-	if (dump) {
-		config_dump(st.config, stdout);
-		config_free(&st.config);
-		return 0;
 	}
 	if (log_level_parse(st.config->log_level, &level) < 0) {
 		fprintf(stderr, "mailpubsubd: [log] level: unknown level '%s'\n",
