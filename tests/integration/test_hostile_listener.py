@@ -9,7 +9,6 @@ and its events reach an XMPP subscriber, every stranger is closed within
 2^63-1, negative or fractional are malformed events, refused and counted,
 while the good events around them are delivered. Real Prosody and Cyrus."""
 import json
-import os
 import re
 import signal
 import socket
@@ -18,9 +17,10 @@ import time
 
 import pytest
 
-from harness import free_port, wait_until
-from stack import Stack, child_text, event_items, mailbox_of, wait_event
-from test_sources import SECRET, JsonSender, event, subscribe
+from harness import free_port
+from stack import Stack, child_text, mailbox_of, wait_event
+from test_sources import (SECRET, JsonSender, event, json_port,
+                          message_new_payloads, running_json_stack, subscribe)
 
 AUTH_TIMEOUT = 2          # seconds ([json] auth_timeout)
 IDLE = 300                # more than the default max_connections (256)
@@ -31,22 +31,7 @@ RSS_GROWTH_MAX = 24 << 20
 
 @pytest.fixture
 def lstack(workdir):
-    path = os.path.join(workdir, 'events.sock')
-    s = Stack(workdir, config={'json': {
-        'socket': path, 'socket_group': '',
-        'listen': '127.0.0.1:%d' % free_port(), 'secret': SECRET,
-        'auth_timeout': str(AUTH_TIMEOUT)}})
-    s.json_socket = path
-    try:
-        s.start()
-        wait_until(lambda: os.path.exists(path), 5, what='json socket')
-        yield s
-    finally:
-        s.stop()
-
-
-def json_port(stack):
-    return int(stack.extra_config['json']['listen'].rsplit(':', 1)[1])
+    yield from running_json_stack(workdir, auth_timeout=str(AUTH_TIMEOUT))
 
 
 def rss(pid):
@@ -211,18 +196,8 @@ def test_counts_beyond_int64_are_malformed(lstack):
     assert ack['ok'] is True, ack
     uids.append(300)
     s.close()
-    seen = {}
-
-    def got_all():
-        try:
-            msg = alice.wait_message(lambda m: bool(event_items(m)[1]), 2)
-        except TimeoutError:
-            return False
-        for _, p in event_items(msg)[1]:
-            if p.get('type') == 'MessageNew':
-                seen[int(mailbox_of(p).get('uid'))] = child_text(p, 'unseen')
-        return len(seen) >= len(uids)
-    wait_until(got_all, 20, what='the good events')
+    seen = {int(mailbox_of(p).get('uid')): child_text(p, 'unseen')
+            for p in message_new_payloads(alice, len(uids))}
     assert sorted(seen) == uids
     assert seen[300] == '9223372036854775807'
     assert [seen[u] for u in uids[:-1]] == [str(i) for i in range(len(bad))]
