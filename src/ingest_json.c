@@ -1,5 +1,6 @@
 #include "ingest_json.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <openssl/crypto.h>
@@ -11,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <jansson.h>
