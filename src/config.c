@@ -28,7 +28,7 @@ static const struct config_option options[] = {
 	OPT("component", "port", CONFIG_UINT, component_port, "5347",
 	    "The component port (XEP-0114)."),
 	OPT("component", "domain", CONFIG_STRING, component_domain, "",
-	    "Our component JID, as configured in the Jabber server; account services are <account>@<domain>. Required."),
+	    "Our component JID, as configured in the Jabber server; account services are <account>@<domain>."),
 	OPT("component", "secret", CONFIG_STRING, component_secret, "",
 	    "Shared component secret. Prefer secret_file."),
 	OPT("component", "secret_file", CONFIG_STRING, component_secret_file, "",
@@ -68,7 +68,11 @@ static const struct config_option options[] = {
 	OPT("json", "max_line", CONFIG_UINT, json_max_line, "4194304",
 	    "Longest event line in bytes; a longer one is refused and the connection closed."),
 	OPT("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
-	    "Concurrent sender connections; more are refused."),
+	    "Concurrent authenticated senders (Unix ones, and TCP ones once past the secret); more are refused."),
+	OPT("json", "max_unauthenticated", CONFIG_UINT, json_max_unauthenticated, "32",
+	    "TCP connections that have not sent the secret yet, counted apart from max_connections; beyond it the oldest is closed, so strangers cannot keep the sender out. Their handshake line may be 1024 bytes at most."),
+	OPT("json", "auth_timeout", CONFIG_UINT, json_auth_timeout, "5",
+	    "Seconds a TCP connection has to send the secret before it is closed."),
 	OPT("delegate", "service", CONFIG_STRING, delegate_service, "",
 	    "The Jabber server's own pubsub service (e.g. pubsub.example.org in Prosody, with our component domain among its admins). Plain subscriptions to a mailbox (its own node, default options) are then mirrored onto its node <account>/<mailbox> and each event is published there once, for the server to fan out: much cheaper than one stanza per subscriber through Prosody. Only JIDs whose rights are cached as granted are put on that whitelist node, and it is rebuilt before the next publish whenever one leaves. Empty: every notification goes directly."),
 	OPT("firehose", "subscribers", CONFIG_STRING, firehose_subscribers, "",
@@ -84,7 +88,7 @@ static const struct config_option options[] = {
 	OPT("changelog", "retention", CONFIG_UINT, changelog_retention, "0",
 	    "Seconds e-Discovery changelog records are kept; older ones are dropped (hourly) behind a checkpoint signed with key_file, so the chain still verifies. 0: kept for ever."),
 	OPT("changelog", "key_file", CONFIG_STRING, changelog_key_file, "",
-	    "File whose bytes (at least 16; keep it mode 0600) are the HMAC-SHA256 key signing retention checkpoints; `mailpubsubctl changelog verify` needs it once records were dropped. Required with retention."),
+	    "File whose bytes (at least 16; keep it mode 0600) are the HMAC-SHA256 key signing retention checkpoints; `mailpubsubctl changelog verify` needs it once records were dropped."),
 	OPT("taps", "admins", CONFIG_STRING, tap_admins, "",
 	    "Bare JIDs (space separated) that may add, list and remove interception taps with XEP-0050 ad-hoc commands on the component domain. Nobody else sees the commands."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",
@@ -148,6 +152,17 @@ static const struct config_option options[] = {
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* What config_check() insists on, as --dump-config marks it. */
+static const struct {
+	const char *section, *name, *when;
+} required[] = {
+	{ "component", "domain", "" },
+	{ "component", "secret", " unless secret_file is set" },
+	{ "json", "secret", " with listen, unless secret_file is set" },
+	{ "imap", "admin_user", " with host" },
+	{ "changelog", "key_file", " with retention" },
+};
 
 struct load_state {
 	struct config *config;
@@ -292,7 +307,7 @@ static int read_secret_file(const char *path, char **value, const char **error_r
 	return 0;
 }
 
-static int validate(struct config *config, const char **error_r)
+int config_check(struct config *config, const char **error_r)
 {
 	if (*config->component_secret_file != '\0' &&
 	    read_secret_file(config->component_secret_file,
@@ -308,6 +323,10 @@ static int validate(struct config *config, const char **error_r)
 		return -1;
 	if (*config->json_listen != '\0' && *config->json_secret == '\0') {
 		*error_r = "[json] listen needs secret or secret_file";
+		return -1;
+	}
+	if (config->json_max_unauthenticated == 0 || config->json_auth_timeout == 0) {
+		*error_r = "[json] max_unauthenticated and auth_timeout must be at least 1";
 		return -1;
 	}
 	if (strcmp(config->imap_tls, "none") != 0 &&
@@ -358,7 +377,7 @@ static int validate(struct config *config, const char **error_r)
 	return 0;
 }
 
-int config_load(const char *path, struct config **config_r, const char **error_r)
+int config_parse(const char *path, struct config **config_r, const char **error_r)
 {
 	static char msg[300];
 	struct load_state st = { .config = calloc(1, sizeof(struct config)) };
@@ -381,11 +400,18 @@ int config_load(const char *path, struct config **config_r, const char **error_r
 		config_free(&st.config);
 		return -1;
 	}
-	if (validate(st.config, error_r) < 0) {
-		config_free(&st.config);
+	*config_r = st.config;
+	return 0;
+}
+
+int config_load(const char *path, struct config **config_r, const char **error_r)
+{
+	if (config_parse(path, config_r, error_r) < 0)
+		return -1;
+	if (config_check(*config_r, error_r) < 0) {
+		config_free(config_r);
 		return -1;
 	}
-	*config_r = st.config;
 	return 0;
 }
 
@@ -408,33 +434,80 @@ void config_free(struct config **configp)
 	*configp = NULL;
 }
 
+static const char *required_when(const struct config_option *opt)
+{
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (strcmp(required[i].section, opt->section) == 0 &&
+		    strcmp(required[i].name, opt->name) == 0)
+			return required[i].when;
+	return NULL;
+}
+
+/* The help as comment lines of at most 78 columns: libinih reads lines of
+ * 200 bytes, and a dump is meant to become a configuration file. */
+static void dump_comment(const char *text, FILE *out)
+{
+	while (*text != '\0') {
+		size_t len = strlen(text);
+
+		if (len > 76) {
+			len = 76;
+			while (len > 0 && text[len] != ' ')
+				len--;
+			if (len == 0)
+				len = strcspn(text, " ");
+		}
+		fprintf(out, "# %.*s\n", (int)len, text);
+		text += len;
+		text += strspn(text, " ");
+	}
+}
+
+static void dump_option(const struct config *config,
+			const struct config_option *opt, FILE *out)
+{
+	const void *field = (const char *)config + opt->offset;
+	const char *when = required_when(opt);
+
+	dump_comment(opt->help, out);
+	if (when != NULL)
+		fprintf(out, "# Required%s.\n", when);
+	if (opt->type == CONFIG_STRING &&
+	    (opt->offset == offsetof(struct config, component_secret) ||
+	     opt->offset == offsetof(struct config, imap_password) ||
+	     opt->offset == offsetof(struct config, json_secret)))
+		fprintf(out, "%s = %s\n", opt->name,
+			**(char *const *)field != '\0' ? "(set, not shown)" : "");
+	else if (opt->type == CONFIG_STRING)
+		fprintf(out, "%s = %s\n", opt->name, *(char *const *)field);
+	else if (opt->type == CONFIG_BOOL)
+		fprintf(out, "%s = %s\n", opt->name, *(const bool *)field ? "yes" : "no");
+	else if (opt->type == CONFIG_OCTAL)
+		fprintf(out, "%s = %04o\n", opt->name, *(const unsigned *)field);
+	else
+		fprintf(out, "%s = %u\n", opt->name, *(const unsigned *)field);
+}
+
+/* Whether options[i] is the first of its section in the table. */
+static bool section_first(size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(options[j].section, options[i].section) == 0)
+			return false;
+	return true;
+}
+
 void config_dump(const struct config *config, FILE *out)
 {
-	const char *section = "";
-
+	/* each section once, in the order the table first names it, though
+	 * the table lists some options away from their section */
 	for (size_t i = 0; i < NOPTIONS; i++) {
-		const struct config_option *opt = &options[i];
-		const void *field = (const char *)config + opt->offset;
-
-		if (strcmp(section, opt->section) != 0) {
-			section = opt->section;
-			fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", section);
-		}
-		fprintf(out, "# %s\n", opt->help);
-		if (opt->type == CONFIG_STRING &&
-		    (opt->offset == offsetof(struct config, component_secret) ||
-		     opt->offset == offsetof(struct config, imap_password) ||
-		     opt->offset == offsetof(struct config, json_secret)))
-			fprintf(out, "%s = %s\n", opt->name,
-				**(char *const *)field != '\0' ? "(set, not shown)" : "");
-		else if (opt->type == CONFIG_STRING)
-			fprintf(out, "%s = %s\n", opt->name, *(char *const *)field);
-		else if (opt->type == CONFIG_BOOL)
-			fprintf(out, "%s = %s\n", opt->name, *(const bool *)field ? "yes" : "no");
-		else if (opt->type == CONFIG_OCTAL)
-			fprintf(out, "%s = %04o\n", opt->name, *(const unsigned *)field);
-		else
-			fprintf(out, "%s = %u\n", opt->name, *(const unsigned *)field);
+		if (!section_first(i))
+			continue;
+		fprintf(out, "%s[%s]\n", i > 0 ? "\n" : "", options[i].section);
+		for (size_t j = i; j < NOPTIONS; j++)
+			if (strcmp(options[j].section, options[i].section) == 0)
+				dump_option(config, &options[j], out);
 	}
 	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n");
 	for (unsigned i = 0; i < config->account_map_count; i++)

@@ -39,7 +39,9 @@ struct config {
 	char *json_secret;
 	char *json_secret_file;
 	unsigned json_max_line;     /* bytes */
-	unsigned json_max_connections;
+	unsigned json_max_connections;     /* authenticated senders */
+	unsigned json_max_unauthenticated; /* TCP connections before the secret */
+	unsigned json_auth_timeout;        /* seconds to send the secret */
 	/* [firehose] */
 	char *delegate_service;     /* the server's pubsub JID; empty: off */
 
@@ -92,11 +94,19 @@ struct config {
 	char *log_level;
 };
 
-/* Loads path over the defaults. On error *error_r points to a message in
- * static storage (valid until the next call). */
+/* Loads path over the defaults and checks the result (config_check). On
+ * error *error_r points to a message in static storage (valid until the
+ * next call). */
 int config_load(const char *path, struct config **config_r, const char **error_r);
+/* The defaults, and path's values over them when path is not NULL; not
+ * checked: what --dump-config shows before a configuration is complete. */
+int config_parse(const char *path, struct config **config_r, const char **error_r);
+/* Whether the daemon can run with config; reads the secret files and
+ * fills in derived values (shared_service). */
+int config_check(struct config *config, const char **error_r);
 void config_free(struct config **config);
-/* Writes every option with its current value and help text. */
+/* Writes every option with its current value and help text, one block
+ * per section, required options marked. */
 void config_dump(const struct config *config, FILE *out);
 /* True if the space separated list contains word. */
 bool config_list_contains(const char *list, const char *word);

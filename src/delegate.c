@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -377,12 +378,23 @@ bool delegate_handle_reply(struct delegate *d, xmpp_stanza_t *iq)
 {
 	const char *id = xmpp_stanza_get_id(iq);
 	const char *type = xmpp_stanza_get_type(iq);
+	const char *from = xmpp_stanza_get_from(iq);
 	const char *kind;
 	bool error;
 
 	if (d == NULL || id == NULL || type == NULL ||
 	    strncmp(id, DELEGATE_ID_PREFIX, strlen(DELEGATE_ID_PREFIX)) != 0)
 		return false;
+	/* Only the service answers what we asked it: anyone else's "result"
+	 * to the probe would switch delegation on for a service that refuses
+	 * us (and every notification would be lost), an "error" would make
+	 * every node be rebuilt. */
+	if (from == NULL || strcasecmp(from, d->service->config->delegate_service) != 0) {
+		log_warn("delegate: ignored a reply to %s from %s, not from %s", id,
+			 from != NULL ? from : "(nobody)",
+			 d->service->config->delegate_service);
+		return true;
+	}
 	kind = id + strlen(DELEGATE_ID_PREFIX);
 	error = strcmp(type, "error") == 0;
 	if (strncmp(kind, "cre-", 4) == 0 && strtoull(kind + 4, NULL, 10) == d->probe_id) {

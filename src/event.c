@@ -93,15 +93,52 @@ const struct event_param_info *event_params(unsigned *count_r)
 	return event_param_table;
 }
 
-static bool string_is_u64(const char *s)
+/* Counts the stores send that RFC 5423 does not name but we read as
+ * numbers (the unseen count published as <unseen/>). */
+static const char *const vendor_counts[] = { "vnd.cmu.unseenMessages" };
+
+/* A count: decimal digits only, 0 to 2^63-1, so that every consumer may
+ * hold it in a signed 64-bit integer (a wider one once became -1). */
+static int string_count(const char *s, uint64_t *value_r)
 {
-	if (*s == '\0' || strlen(s) > 20)
-		return false;
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
 	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
+		if (*s < '0' || *s > '9' || v > (INT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (uint64_t)(*s - '0');
 	}
-	return true;
+	*value_r = v;
+	return 0;
+}
+
+/* A JSON integer (jansson refuses one beyond json_int_t) or a string of
+ * digits, in 0..2^63-1; anything else (negative, fractional) is not. */
+static int json_count(const json_t *v, uint64_t *value_r)
+{
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*value_r = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_string(v))
+		return string_count(json_string_value(v), value_r);
+	return -1;
+}
+
+static int check_count(json_t *obj, const char *name, const char **error_r)
+{
+	static char reason[96];
+	json_t *v = json_object_get(obj, name);
+	uint64_t ignored;
+
+	if (v == NULL || json_is_null(v) || json_count(v, &ignored) == 0)
+		return 0;
+	snprintf(reason, sizeof(reason), "parameter %s has the wrong type "
+		 "(a count from 0 to 2^63-1)", name);
+	*error_r = reason;
+	return -1;
 }
 
 /* Known parameters must have the type RFC 5423 gives them; a wrong type
@@ -116,13 +153,14 @@ static int check_params(json_t *obj, const char **error_r)
 		json_t *v = json_object_get(obj, params[i].name);
 		bool ok;
 
+		if (params[i].kind == EVENT_PARAM_NUMBER) {
+			if (check_count(obj, params[i].name, error_r) < 0)
+				return -1;
+			continue;
+		}
 		if (v == NULL || json_is_null(v))
 			continue;
-		if (params[i].kind == EVENT_PARAM_NUMBER)
-			ok = (json_is_integer(v) && json_integer_value(v) >= 0) ||
-			     (json_is_string(v) && string_is_u64(json_string_value(v)));
-		else
-			ok = json_is_string(v);
+		ok = json_is_string(v);
 		if (!ok) {
 			snprintf(reason, sizeof(reason), "parameter %s has the wrong type",
 				 params[i].name);
@@ -130,6 +168,9 @@ static int check_params(json_t *obj, const char **error_r)
 			return -1;
 		}
 	}
+	for (size_t i = 0; i < sizeof(vendor_counts) / sizeof(vendor_counts[0]); i++)
+		if (check_count(obj, vendor_counts[i], error_r) < 0)
+			return -1;
 	return 0;
 }
 
@@ -239,15 +280,5 @@ const char *event_param_string(const struct event *event, const char *name,
 int event_param_u64(const struct event *event, const char *name,
 		    uint64_t *value_r)
 {
-	json_t *v = json_object_get(event->json, name);
-
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*value_r = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_string(v) && string_is_u64(json_string_value(v))) {
-		*value_r = strtoull(json_string_value(v), NULL, 10);
-		return 0;
-	}
-	return -1;
+	return json_count(json_object_get(event->json, name), value_r);
 }

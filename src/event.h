@@ -92,7 +92,8 @@ void event_free(struct event **event);
  * result points into the event or into buf. */
 const char *event_param_string(const struct event *event, const char *name,
 			       char *buf, size_t bufsize);
-/* A numeric parameter; -1 when absent or not a number. */
+/* A count parameter, 0 to 2^63-1 (it fits a long long); -1 when absent or
+ * not such a count (event_decode refuses an event with one of those). */
 int event_param_u64(const struct event *event, const char *name,
 		    uint64_t *value_r);
 

@@ -941,6 +941,42 @@ long long firehose_position(const struct service *service)
 	return service->firehose != NULL ? service->firehose->seq : 0;
 }
 
+struct record_check {
+	struct service *service;
+	long long seq;
+	bool wanted;
+};
+
+static int check_record(void *context, const struct journal_record *rec)
+{
+	struct record_check *c = context;
+	struct event *ev;
+	const char *error;
+
+	if (rec->seq == c->seq &&
+	    event_decode(rec->json, rec->json_len,
+			 c->service->config->hierarchy_separator[0], &ev, &error) == 0) {
+		c->wanted = wanted_account(c->service, ev);
+		event_free(&ev);
+	}
+	return 1;
+}
+
+/* Whether event seq goes on the firehose: the content of an event that
+ * [firehose] accounts leaves out (retrieved for a tap, or before the list
+ * changed) is not the firehose's to give. */
+static bool seq_on_firehose(struct service *service, long long seq)
+{
+	struct record_check c = { service, seq, false };
+	unsigned visited;
+
+	if (*service->config->firehose_accounts == '\0')
+		return true;
+	if (journal_read_after(service->store, seq - 1, 1, check_record, &c, &visited) < 0)
+		return false;
+	return c.wanted;
+}
+
 void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 			   xmpp_stanza_t *fetch)
 {
@@ -965,6 +1001,12 @@ void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 	}
 	if (length > FETCH_CHUNK_MAX)
 		length = FETCH_CHUNK_MAX;
+	if (!seq_on_firehose(service, seq)) {
+		log_info("firehose: %s fetched item %lld, not on the firehose "
+			 "([firehose] accounts): refused", from, seq);
+		reply_err(service, iq, PUBSUB_ERR_ITEM_NOT_FOUND);
+		return;
+	}
 	if (content_get(service->store, seq, &cr) <= 0 || cr.error != NULL ||
 	    (size_t)offset > cr.size ||
 	    (offset < (long long)cr.size &&

@@ -1,5 +1,6 @@
 #include "ingest_json.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
 #include <openssl/crypto.h>
@@ -23,6 +24,11 @@
 /* A sender that does not read its acknowledgements stops being read once
  * this much waits to be written: memory stays bounded per connection. */
 #define WRITE_PENDING_MAX (1024 * 1024)
+/* The handshake line ({"auth":"..."}, the secret being at most a 511-byte
+ * line of its file) must fit here: a stranger costs this much at most. */
+#define AUTH_LINE_MAX 1024
+/* How long a refused peer may stay to read its error line. */
+#define LINGER_MS 2000
 
 struct ingest_json {
 	struct service *service;
@@ -33,8 +39,9 @@ struct ingest_json {
 	bool pipe_open, tcp_open;
 	unsigned handles;            /* open handles; freed when it reaches 0 */
 	bool closing;
-	struct json_conn *conns;
-	unsigned nconns;
+	struct json_conn *conns;     /* newest first */
+	unsigned authenticated;      /* connections counted by max_connections */
+	unsigned unauthenticated;    /* TCP, before the secret: max_unauthenticated */
 	uid_t *allowed;
 	unsigned allowed_count;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -52,7 +59,8 @@ struct json_conn {
 	bool closing;
 	bool reading;
 	bool refused;                /* error sent: discard input until EOF */
-	uv_timer_t linger;           /* bounds how long a refused peer stays */
+	uv_timer_t timer;            /* the authentication deadline, then how
+	                              * long a refused peer stays */
 	uv_shutdown_t shutdown;
 	unsigned open;               /* our handles still open (stream, timer) */
 	char *buf;                   /* received, not yet a complete line */
@@ -96,9 +104,11 @@ static void conn_close(struct json_conn *conn)
 	*conn->prevp = conn->next;
 	if (conn->next != NULL)
 		conn->next->prevp = conn->prevp;
-	conn->in->nconns--;
-	if (conn->refused)
-		uv_close((uv_handle_t *)&conn->linger, conn_closed);
+	if (conn->authenticated)
+		conn->in->authenticated--;
+	else
+		conn->in->unauthenticated--;
+	uv_close((uv_handle_t *)&conn->timer, conn_closed);
 	uv_close((uv_handle_t *)&conn->h.stream, conn_closed);
 }
 
@@ -175,6 +185,13 @@ static void linger_done(uv_timer_t *timer)
 	conn_close(timer->data);
 }
 
+static void buf_drop(struct json_conn *conn)
+{
+	free(conn->buf);
+	conn->buf = NULL;
+	conn->len = conn->cap = 0;
+}
+
 static void shutdown_done(uv_shutdown_t *req, int status)
 {
 	(void)req;
@@ -196,15 +213,12 @@ static void conn_refuse(struct json_conn *conn, const char *why)
 	if (conn->closing)
 		return;
 	conn->refused = true;
-	uv_timer_init(conn->h.stream.loop, &conn->linger);
-	conn->linger.data = conn;
-	conn->open++;
-	uv_timer_start(&conn->linger, linger_done, 2000, 0);
+	uv_timer_start(&conn->timer, linger_done, LINGER_MS, 0);
 	if (uv_shutdown(&conn->shutdown, &conn->h.stream, shutdown_done) < 0) {
 		conn_close(conn);
 		return;
 	}
-	conn->len = 0;
+	buf_drop(conn);
 	reading_set(conn, true);
 }
 
@@ -253,7 +267,7 @@ static bool auth_ok(const struct ingest_json *in, const char *line, size_t len)
 /* The outcome of one line of a read, acknowledged after the commit. */
 struct line_result {
 	long long seq;               /* > 0: journaled in this transaction */
-	const char *error;           /* static; NULL with seq 0: handshake ok */
+	const char *error;           /* static */
 	bool retry;
 };
 
@@ -262,10 +276,6 @@ static void result_format(const struct line_result *r, bool committed,
 {
 	if (r->seq > 0 && committed) {
 		snprintf(buf, size, "{\"ok\":true,\"seq\":%lld}\n", r->seq);
-		return;
-	}
-	if (r->seq == 0 && r->error == NULL) {
-		snprintf(buf, size, "{\"ok\":true}\n");
 		return;
 	}
 	if (r->seq > 0) {
@@ -297,8 +307,9 @@ static void send_results(struct json_conn *conn, const struct line_result *res,
 	free(text);
 }
 
-/* Journals the complete lines in conn->buf in one transaction (group
- * commit) and acknowledges them only after the commit. */
+/* Journals the complete lines in conn->buf (an authenticated sender's) in
+ * one transaction (group commit) and acknowledges them only after the
+ * commit. */
 static void process_lines(struct json_conn *conn)
 {
 	struct ingest_json *in = conn->in;
@@ -333,15 +344,6 @@ static void process_lines(struct json_conn *conn)
 		}
 		r = &res[n++];
 		memset(r, 0, sizeof(*r));
-		if (!conn->authenticated) {
-			if (!auth_ok(in, line, len)) {
-				n--;
-				conn_refuse(conn, "authentication failed");
-				break;
-			}
-			conn->authenticated = true;
-			continue;
-		}
 		if (!in_txn) {
 			store_begin(service->store);
 			in_txn = true;
@@ -363,12 +365,9 @@ static void process_lines(struct json_conn *conn)
 	if (!conn->closing && !conn->refused) {
 		memmove(conn->buf, conn->buf + start, conn->len - start);
 		conn->len -= start;
-		if (conn->len == 0 && conn->cap > 1024 * 1024) {
+		if (conn->len == 0 && conn->cap > 1024 * 1024)
 			/* after a huge line: do not keep its buffer per idle sender */
-			free(conn->buf);
-			conn->buf = NULL;
-			conn->cap = 0;
-		}
+			buf_drop(conn);
 		if (n > 0)
 			send_results(conn, res, n, committed);
 	}
@@ -377,10 +376,91 @@ static void process_lines(struct json_conn *conn)
 		in->on_journaled(in->context);
 }
 
+static int buf_append(struct json_conn *conn, const char *data, size_t n)
+{
+	if (conn->len + n > conn->cap) {
+		/* before the secret, no more than the handshake line may need */
+		size_t cap = conn->cap != 0 ? conn->cap :
+			     conn->authenticated ? 65536 : AUTH_LINE_MAX;
+		char *b;
+
+		while (cap < conn->len + n)
+			cap *= 2;
+		b = realloc(conn->buf, cap);
+		if (b == NULL) {
+			conn_refuse(conn, "out of memory");
+			return -1;
+		}
+		conn->buf = b;
+		conn->cap = cap;
+	}
+	memcpy(conn->buf + conn->len, data, n);
+	conn->len += n;
+	return 0;
+}
+
+/* The handshake line in conn->buf (newline included) is complete. */
+static void auth_line(struct json_conn *conn)
+{
+	struct ingest_json *in = conn->in;
+	size_t len = conn->len - 1;
+	static const char ok[] = "{\"ok\":true}\n";
+
+	if (len > 0 && conn->buf[len - 1] == '\r')
+		len--;
+	if (len == 0) {
+		conn->len = 0;
+		return;
+	}
+	if (!auth_ok(in, conn->buf, len)) {
+		in->service->stats.json_auth_failures++;
+		conn_refuse(conn, "authentication failed");
+		return;
+	}
+	buf_drop(conn);
+	uv_timer_stop(&conn->timer);
+	conn->authenticated = true;
+	in->unauthenticated--;
+	in->authenticated++;
+	if (in->authenticated > in->service->config->json_max_connections) {
+		conn_refuse(conn, "too many connections ([json] max_connections)");
+		return;
+	}
+	log_debug("json source: %s authenticated", conn->peer);
+	conn_write(conn, ok, sizeof(ok) - 1);
+}
+
+/* Feeds a TCP sender's first bytes to the handshake, a line of at most
+ * AUTH_LINE_MAX bytes; returns how many it took (what follows a good
+ * handshake in the same read is event lines). */
+static size_t auth_feed(struct json_conn *conn, const char *data, size_t n)
+{
+	size_t used = 0;
+
+	while (used < n && !conn->authenticated && !conn->refused && !conn->closing) {
+		const char *nl = memchr(data + used, '\n', n - used);
+		size_t take = nl != NULL ? (size_t)(nl - (data + used)) + 1 : n - used;
+
+		if (conn->len + take > AUTH_LINE_MAX) {
+			conn->in->service->stats.json_auth_failures++;
+			conn_refuse(conn, "authentication line longer than 1024 bytes");
+			return n;
+		}
+		if (buf_append(conn, data + used, take) < 0)
+			return n;
+		used += take;
+		if (nl != NULL)
+			auth_line(conn);
+	}
+	return used;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct json_conn *conn = stream->data;
 	size_t max = conn->in->service->config->json_max_line + 2;
+	const char *data = buf->base;
+	size_t n = nread > 0 ? (size_t)nread : 0;
 
 	if (nread < 0) {
 		if (nread != UV_EOF && !conn->refused)
@@ -390,22 +470,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (conn->refused)
 		return;
-	if (conn->len + (size_t)nread > conn->cap) {
-		size_t cap = conn->cap == 0 ? 65536 : conn->cap;
-		char *b;
+	if (!conn->authenticated) {
+		size_t used = auth_feed(conn, data, n);
 
-		while (cap < conn->len + (size_t)nread)
-			cap *= 2;
-		b = realloc(conn->buf, cap);
-		if (b == NULL) {
-			conn_refuse(conn, "out of memory");
+		if (!conn->authenticated || conn->refused || conn->closing)
 			return;
-		}
-		conn->buf = b;
-		conn->cap = cap;
+		data += used;
+		n -= used;
 	}
-	memcpy(conn->buf + conn->len, buf->base, (size_t)nread);
-	conn->len += (size_t)nread;
+	if (n == 0 || buf_append(conn, data, n) < 0)
+		return;
 	process_lines(conn);
 	if (!conn->closing && conn->len > max)
 		conn_refuse(conn, "line longer than [json] max_line");
@@ -442,19 +516,60 @@ static void tcp_peer_name(struct json_conn *conn)
 	struct sockaddr_storage ss;
 	int len = sizeof(ss);
 	char host[48] = "?";
+	int port = 0;
 
 	if (uv_tcp_getpeername(&conn->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-		if (ss.ss_family == AF_INET6)
+		if (ss.ss_family == AF_INET6) {
 			uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-		else
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		} else {
 			uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		}
 	}
-	snprintf(conn->peer, sizeof(conn->peer), "%s", host);
+	snprintf(conn->peer, sizeof(conn->peer), "%s port %d", host, port);
+}
+
+static void auth_expired(uv_timer_t *timer)
+{
+	struct json_conn *conn = timer->data;
+
+	conn->in->service->stats.json_auth_timeouts++;
+	conn_refuse(conn, "no authentication within [json] auth_timeout");
+}
+
+/* Strangers may fill the unauthenticated places but never hold them: the
+ * oldest gives way to a new connection, so the real sender, which sends
+ * its secret at once, always gets in. */
+static void evict_oldest_unauthenticated(struct ingest_json *in)
+{
+	struct json_conn *oldest = NULL;
+
+	for (struct json_conn *c = in->conns; c != NULL; c = c->next)
+		if (!c->authenticated)
+			oldest = c;
+	if (oldest == NULL)
+		return;
+	in->service->stats.json_auth_evicted++;
+	log_warn("json source: %s: closed unauthenticated, to make room "
+		 "([json] max_unauthenticated = %u)", oldest->peer,
+		 in->service->config->json_max_unauthenticated);
+	conn_close(oldest);
+}
+
+static void conn_link(struct ingest_json *in, struct json_conn *conn)
+{
+	conn->next = in->conns;
+	if (in->conns != NULL)
+		in->conns->prevp = &conn->next;
+	conn->prevp = &in->conns;
+	in->conns = conn;
 }
 
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct ingest_json *in = server->data;
+	const struct config *c = in->service->config;
 	bool is_pipe = server == (uv_stream_t *)&in->pipe;
 	struct json_conn *conn;
 	const char *why = NULL;
@@ -469,28 +584,34 @@ static void on_connection(uv_stream_t *server, int status)
 		uv_pipe_init(server->loop, &conn->h.pipe, 0);
 	else
 		uv_tcp_init(server->loop, &conn->h.tcp);
+	uv_timer_init(server->loop, &conn->timer);
 	conn->h.stream.data = conn;
-	conn->open = 1;
+	conn->timer.data = conn;
+	conn->open = 2;
 	in->handles++;
-	in->nconns++;
-	conn->next = in->conns;
-	if (in->conns != NULL)
-		in->conns->prevp = &conn->next;
-	conn->prevp = &in->conns;
-	in->conns = conn;
+	/* a Unix peer is known by its credentials, checked below */
+	conn->authenticated = is_pipe;
+	if (is_pipe)
+		in->authenticated++;
+	else
+		in->unauthenticated++;
+	conn_link(in, conn);
 	if (uv_accept(server, &conn->h.stream) < 0) {
 		conn_close(conn);
 		return;
 	}
 	if (is_pipe) {
 		why = check_peer(conn);
-		conn->authenticated = true;
+		if (why == NULL && in->authenticated > c->json_max_connections)
+			why = "too many connections ([json] max_connections)";
 	} else {
 		tcp_peer_name(conn);
 		uv_tcp_nodelay(&conn->h.tcp, 1);
+		if (in->unauthenticated > c->json_max_unauthenticated)
+			evict_oldest_unauthenticated(in);
+		uv_timer_start(&conn->timer, auth_expired,
+			       (uint64_t)c->json_auth_timeout * 1000, 0);
 	}
-	if (why == NULL && in->nconns > in->service->config->json_max_connections)
-		why = "too many connections ([json] max_connections)";
 	if (why != NULL) {
 		conn_refuse(conn, why);
 		return;

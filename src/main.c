@@ -53,7 +53,8 @@ static void usage(FILE *out)
 		"  -c, --config FILE    configuration (default " SYSCONFDIR "/mailpubsub.conf)\n"
 		"  -f, --foreground     stay in the foreground, log to stderr\n"
 		"  -p, --pidfile FILE   write our PID there\n"
-		"      --dump-config    print every option with its value and exit\n"
+		"      --dump-config    print every option with its value and exit: the\n"
+		"                       defaults, or with -c the file's effective values\n"
 		"  -V, --version        print the version and exit\n");
 }
 
@@ -91,9 +92,11 @@ static void on_component_state(void *context, bool connected)
 static void log_stats(const struct service_stats *s)
 {
 	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
-		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu",
+		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu "
+		 "json_auth_failures=%llu json_auth_timeouts=%llu json_auth_evicted=%llu",
 		 s->datagrams, s->json_lines, s->malformed, s->dropped, s->journaled, s->published,
-		 s->notifications, s->iq_requests, s->iq_errors);
+		 s->notifications, s->iq_requests, s->iq_errors, s->json_auth_failures,
+		 s->json_auth_timeouts, s->json_auth_evicted);
 }
 
 static void component_closed(void *context)
@@ -281,6 +284,28 @@ static int write_pidfile(const char *path)
 	return fclose(f);
 }
 
+/* --dump-config: the defaults without a file (to write one from), the
+ * effective values with one, printed even when the daemon could not start
+ * with them (exit status 1 then, and why on stderr). */
+static int dump_config(const char *path)
+{
+	struct config *config;
+	const char *error;
+	int ret = 0;
+
+	if (config_parse(path, &config, &error) < 0) {
+		fprintf(stderr, "mailpubsubd: %s\n", error);
+		return 1;
+	}
+	if (path != NULL && config_check(config, &error) < 0) {
+		fprintf(stderr, "mailpubsubd: %s: %s\n", path, error);
+		ret = 1;
+	}
+	config_dump(config, stdout);
+	config_free(&config);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -295,13 +320,13 @@ int main(int argc, char **argv)
 	struct daemon_state st = { 0 };
 	const char *config_path = SYSCONFDIR "/mailpubsub.conf";
 	const char *error;
-	bool foreground = false, dump = false;
+	bool foreground = false, dump = false, config_given = false;
 	enum log_level level;
 	int opt, ret;
 
 	while ((opt = getopt_long(argc, argv, "c:fp:Vh", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'c': config_path = optarg; break;
+		case 'c': config_path = optarg; config_given = true; break;
 		case 'f': foreground = true; break;
 		case 'p': st.pidfile = optarg; break;
 		case 'D': dump = true; break;
@@ -310,14 +335,11 @@ int main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
+	if (dump)
+		return dump_config(config_given ? config_path : NULL);
 	if (config_load(config_path, &st.config, &error) < 0) {
 		fprintf(stderr, "mailpubsubd: %s\n", error);
 		return 1;
-	}
-	if (dump) {
-		config_dump(st.config, stdout);
-		config_free(&st.config);
-		return 0;
 	}
 	if (log_level_parse(st.config->log_level, &level) < 0) {
 		fprintf(stderr, "mailpubsubd: [log] level: unknown level '%s'\n",

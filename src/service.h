@@ -22,6 +22,9 @@ struct publisher;
 struct service_stats {
 	unsigned long long datagrams;
 	unsigned long long json_lines;  /* lines from the generic source */
+	unsigned long long json_auth_failures; /* wrong secret or handshake too long */
+	unsigned long long json_auth_timeouts; /* no secret within auth_timeout */
+	unsigned long long json_auth_evicted;  /* closed for max_unauthenticated */
 	unsigned long long malformed;
 	unsigned long long dropped;     /* ingest queue full */
 	unsigned long long journaled;

@@ -1,7 +1,9 @@
 #include "tap.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,17 +37,22 @@ struct tap_relay {
 
 /* ---- the taps table ------------------------------------------------------ */
 
+/* The largest second whose microseconds fit a long long. */
+#define TIME_SECS_MAX (LLONG_MAX / 1000000 - 1)
+
 long long tap_parse_time_us(const char *text)
 {
 	struct tm tm;
 	char *end;
 	long long secs, frac = 0;
+	time_t t;
 
 	if (text == NULL || *text == '\0')
 		return -1;
+	errno = 0;
 	secs = strtoll(text, &end, 10);
 	if (end != text && *end == '\0')
-		return secs >= 0 ? secs * 1000000 : -1;
+		return errno == 0 && secs >= 0 && secs <= TIME_SECS_MAX ? secs * 1000000 : -1;
 	memset(&tm, 0, sizeof(tm));
 	end = strptime(text, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (end == NULL)
@@ -59,7 +66,10 @@ long long tap_parse_time_us(const char *text)
 	}
 	if (*end != '\0' && strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0)
 		return -1;
-	return (long long)timegm(&tm) * 1000000 + frac;
+	t = timegm(&tm);
+	if (t < 0 || (long long)t > TIME_SECS_MAX)
+		return -1;
+	return (long long)t * 1000000 + frac;
 }
 
 static json_t *tap_json(const struct tap *t)

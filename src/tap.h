@@ -47,7 +47,8 @@ char *tap_list_json(struct store *store, long long now_us);
 int tap_expire(struct store *store, long long now_us);
 
 /* ISO 8601 UTC ("2026-11-23T10:00:00Z") or seconds since the epoch, in
- * microseconds; -1 when text is neither. */
+ * microseconds; -1 when text is neither, is before 1970, or is so late
+ * that its microseconds would not fit a long long. */
 long long tap_parse_time_us(const char *text);
 
 /* The relay; imap may be NULL (then no content is relayed). */

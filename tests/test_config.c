@@ -93,11 +93,97 @@ static void test_errors(void **state)
 	}
 }
 
+static char *dump_text(const struct config *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	assert_non_null(out);
+	config_dump(c, out);
+	fclose(out);
+	return text;
+}
+
+/* --dump-config with no file: the defaults (nothing required is there,
+ * so config_load refuses), each section once, required options marked,
+ * and the text reads back as a configuration file. */
+static void test_dump_defaults(void **state)
+{
+	static const char *const sections[] = {
+		"component", "cyrus", "json", "delegate", "firehose", "changelog", "taps",
+		"store", "pubsub", "imap", "imap_source", "accounts", "log", "account_map",
+	};
+	struct config *c, *again;
+	const char *err;
+	char *text, *lines, *path, header[32];
+
+	assert_int_equal(config_load(NULL, &c, &err), -1);
+	assert_string_equal(err, "[component] domain is required");
+	assert_int_equal(config_parse(NULL, &c, &err), 0);
+	text = dump_text(c);
+	/* every header then starts with a newline, the first one too */
+	assert_true(asprintf(&lines, "\n%s", text) > 0);
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		const char *first;
+
+		snprintf(header, sizeof(header), "\n[%s]\n", sections[i]);
+		first = strstr(lines, header);
+		if (first == NULL || strstr(first + 1, header) != NULL)
+			fail_msg("section [%s] not printed exactly once:\n%s", sections[i], text);
+	}
+	assert_int_equal(strstr(lines, "\n[") - lines, 0);
+	free(lines);
+	assert_non_null(strstr(text, "\n# Required.\ndomain = \n"));
+	assert_non_null(strstr(text, "\n# Required unless secret_file is set.\nsecret = \n"));
+	assert_non_null(strstr(text, "\n# Required with host.\nadmin_user = \n"));
+	assert_non_null(strstr(text, "\nmax_unauthenticated = 32\n"));
+	path = write_tmp(text);
+	assert_int_equal(config_parse(path, &again, &err), 0);
+	unlink(path);
+	assert_int_equal(again->json_auth_timeout, c->json_auth_timeout);
+	assert_int_equal(again->heartbeat_interval, c->heartbeat_interval);
+	assert_string_equal(again->store_path, c->store_path);
+	config_free(&again);
+	config_free(&c);
+	free(text);
+}
+
+/* With a file: its values over the defaults, secrets hidden. */
+static void test_dump_effective(void **state)
+{
+	char *path = write_tmp(
+		"[component]\ndomain = events.example.org\nsecret = s3cret\n"
+		"[pubsub]\nheartbeat_interval = 60\n[imap]\nlist_interval = 10\n"
+		"[account_map]\nboss@corp.example = alice\n");
+	struct config *c;
+	const char *err;
+	char *text;
+
+	assert_int_equal(config_load(path, &c, &err), 0);
+	unlink(path);
+	text = dump_text(c);
+	assert_non_null(strstr(text, "\ndomain = events.example.org\n"));
+	assert_non_null(strstr(text, "\nsecret = (set, not shown)\n"));
+	assert_null(strstr(text, "s3cret"));
+	/* listed in the table after [imap]'s first options, printed in [pubsub] */
+	assert_true(strstr(text, "\nheartbeat_interval = 60\n") < strstr(text, "\n[imap]\n"));
+	assert_true(strstr(text, "\nlist_interval = 10\n") > strstr(text, "\n[imap]\n"));
+	assert_true(strstr(text, "\nlist_interval = 10\n") < strstr(text, "\n[imap_source]\n"));
+	assert_non_null(strstr(text, "\nshared_service = events.example.org\n"));
+	assert_non_null(strstr(text, "\n[account_map]\n# bare-jid = imap-account, one per line\n"
+			       "boss@corp.example = alice\n"));
+	free(text);
+	config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_dump_defaults),
+		cmocka_unit_test(test_dump_effective),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

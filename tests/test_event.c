@@ -71,6 +71,48 @@ static void test_parameters(void **state)
 	event_free(&ev);
 }
 
+/* Counts are 0..2^63-1: 20 digits once saturated to UINT64_MAX and were
+ * published as -1. Beyond it, negative or fractional: malformed. */
+static void test_counts_fit_int64(void **state)
+{
+	static const char *const bad[] = {
+		"\"99999999999999999999\"", "\"18446744073709551615\"",
+		"\"9223372036854775808\"", "\"00000000000000000000009223372036854775808\"",
+		"99999999999999999999", "9223372036854775808", "-1", "\"-1\"", "2.5",
+		"1.0", "1e3", "\"\"", "\" 1\"", "\"+1\"", "true", "[1]",
+	};
+	static const char *const names[] = { "messages", "vnd.cmu.unseenMessages" };
+	char json[256];
+	struct event *ev;
+	uint64_t v;
+
+	for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			const char *err = NULL;
+
+			ev = NULL;
+			snprintf(json, sizeof(json), "{\"event\":\"MessageNew\","
+				 "\"uri\":\"imap://h/user/a;UIDVALIDITY=1\",\"%s\":%s}",
+				 names[n], bad[i]);
+			if (event_decode(json, strlen(json), '/', &ev, &err) == 0)
+				fail_msg("accepted %s", json);
+			assert_null(ev);
+			assert_non_null(err);
+		}
+	}
+	ev = decode_ok("{\"event\":\"MessageNew\",\"uri\":\"imap://h/user/a;UIDVALIDITY=1\","
+		       "\"messages\":9223372036854775807,"
+		       "\"vnd.cmu.unseenMessages\":\"0009223372036854775807\",\"modseq\":0}");
+	assert_int_equal(event_param_u64(ev, "messages", &v), 0);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(event_param_u64(ev, "vnd.cmu.unseenMessages", &v), 0);
+	assert_true(v == INT64_MAX);
+	assert_int_equal(event_param_u64(ev, "modseq", &v), 0);
+	assert_true(v == 0);
+	assert_int_equal(event_param_u64(ev, "uidnext", &v), -1);
+	event_free(&ev);
+}
+
 static void test_rename_needs_old(void **state)
 {
 	static const char json[] =
@@ -210,6 +252,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_type),
 		cmocka_unit_test(test_parameters),
+		cmocka_unit_test(test_counts_fit_int64),
 		cmocka_unit_test(test_rename_needs_old),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_captured),

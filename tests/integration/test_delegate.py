@@ -223,3 +223,30 @@ def test_refused_delegation_falls_back_to_direct(workdir):
         wait_new(alice, ALICE_SVC)
     finally:
         s.stop()
+
+
+def test_only_the_service_answers_the_probe(workdir):
+    """A client that answers the delegation probe in the service's place
+    (a result with the probe's id) is ignored: delegation stays off for a
+    service that refused us, and notifications still go directly. Before,
+    its answer switched delegation on and alice got nothing."""
+    s = delegated_stack(workdir, admin=False)
+    try:
+        s.start()
+        s.daemon.wait_log(r'delegate: pubsub.localhost refused to create a node')
+        carol = s.client('carol')
+        for n in range(1, 4):
+            carol.send("<iq type='result' id='mpsd-dg-cre-%d' to='%s'/>"
+                       % (n, ALICE_SVC.split('@')[1]))
+            carol.send("<iq type='error' id='mpsd-dg-pub-%d' to='%s'><error type='cancel'>"
+                       "<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                       "</error></iq>" % (n, ALICE_SVC.split('@')[1]))
+        s.daemon.wait_log(r'delegate: ignored a reply to mpsd-dg-cre-1 from carol@localhost/')
+        s.daemon.wait_log(r'delegate: ignored a reply to mpsd-dg-pub-3 from carol@localhost/')
+        alice = s.client('alice')
+        subscribe(alice)
+        deliver(s, 'direct')
+        wait_new(alice, ALICE_SVC)
+        assert 'plain subscriptions are published through' not in s.daemon.log()
+    finally:
+        s.stop()

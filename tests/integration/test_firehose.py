@@ -299,3 +299,37 @@ def test_content_follows_a_rename(fstack):
     assert c is not None, ET.tostring(payload, 'unicode')
     raw, _ = imap_bytes(fstack, 'alice', 1, mailbox='INBOX/New')
     assert base64.b64decode(c.text) == raw
+
+
+def test_fetch_honours_accounts(workdir):
+    """Content of an account [firehose] accounts leaves out is not the
+    firehose's to give, even while the store still holds it (retrieved
+    when bob was on the firehose, before the list became alice): bob's
+    fetch is item-not-found, alice's is served."""
+    s = make_stack(workdir)
+    try:
+        arch = s.client('archiver')
+        assert iq_type(subscribe(arch)) == 'result'
+        sizes = {}
+        for user in ('bob', 'alice'):
+            s.cyrus.deliver(user, make_message(subject='for %s' % user))
+            seq, payload = next_item(arch, 'MessageNew')
+            assert mailbox_of(payload).get('account') == user
+            sizes[user] = seq, int(payload.find('{%s}content' % NS_CONTENT).get('size'))
+        bob_seq, bob_size = sizes['bob']
+        alice_seq, alice_size = sizes['alice']
+        # served while bob is on the firehose
+        assert fetch_all(arch, bob_seq, bob_size) == imap_bytes(s, 'bob', 1)[0]
+
+        s.stop_daemon()
+        s.extra_config['firehose']['accounts'] = 'alice'
+        s.write_config()
+        s.start_daemon()
+        reply = arch.iq("<iq type='get' to='%s'><fetch xmlns='%s' item='%d'/></iq>"
+                        % (COMPONENT, NS_CONTENT, bob_seq))
+        assert error_of(reply)[1] == 'item-not-found', ET.tostring(reply, 'unicode')
+        s.daemon.wait_log(r'firehose: archiver@localhost/\S+ fetched item %d, not on the '
+                          r'firehose' % bob_seq)
+        assert fetch_all(arch, alice_seq, alice_size) == imap_bytes(s, 'alice', 1)[0]
+    finally:
+        s.stop()

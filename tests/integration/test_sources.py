@@ -78,12 +78,14 @@ def subscribe(client, node, to=ALICE_SVC, options=None):
     assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
 
 
-@pytest.fixture
-def jstack(workdir):
+def running_json_stack(workdir, **json_options):
+    """A running Stack with the generic source on a Unix socket and on
+    TCP (json_options added to [json]), stopped when the generator is."""
     path = os.path.join(workdir, 'events.sock')
-    s = Stack(workdir, config={'json': {
-        'socket': path, 'socket_mode': '0660', 'socket_group': '',
-        'listen': '127.0.0.1:%d' % free_port(), 'secret': SECRET}})
+    conf = {'socket': path, 'socket_mode': '0660', 'socket_group': '',
+            'listen': '127.0.0.1:%d' % free_port(), 'secret': SECRET}
+    conf.update(json_options)
+    s = Stack(workdir, config={'json': conf})
     s.json_socket = path
     try:
         s.start()
@@ -91,6 +93,26 @@ def jstack(workdir):
         yield s
     finally:
         s.stop()
+
+
+def message_new_payloads(client, count, timeout=20):
+    """The payloads of the next count MessageNew notifications, in order."""
+    got = []
+
+    def got_all():
+        try:
+            msg = client.wait_message(lambda m: bool(event_items(m)[1]), 2)
+        except Exception:
+            return False
+        got.extend(p for _, p in event_items(msg)[1] if p.get('type') == 'MessageNew')
+        return len(got) >= count
+    wait_until(got_all, timeout, what='%d MessageNew notifications' % count)
+    return got
+
+
+@pytest.fixture
+def jstack(workdir):
+    yield from running_json_stack(workdir)
 
 
 def json_port(stack):
@@ -177,18 +199,8 @@ def test_malformed_lines_get_errors_and_lose_nothing(jstack):
     assert [a['seq'] for a in oks] == sorted(a['seq'] for a in oks)
     for a in errs:
         assert a['ok'] is False and a['error'] and not a.get('retry'), a
-    seen = []
-
-    def got_all():
-        try:
-            msg = alice.wait_message(lambda m: bool(event_items(m)[1]), 2)
-        except Exception:
-            return False
-        for _, p in event_items(msg)[1]:
-            if p.get('type') == 'MessageNew':
-                seen.append(int(mailbox_of(p).get('uid')))
-        return len(seen) >= len(good_uids)
-    wait_until(got_all, 20, what='all good events')
+    seen = [int(mailbox_of(p).get('uid'))
+            for p in message_new_payloads(alice, len(good_uids))]
     assert seen == good_uids
     # still usable
     assert s.send(event('MessageExpunge', uidset='100'))['ok'] is True
