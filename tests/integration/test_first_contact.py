@@ -153,8 +153,11 @@ def test_no_rights_same_answer_whether_it_exists(stack):
             secret = bob.iq(same_answer_requests(bob, 'alice', 'INBOX/Secret')[what])
             nothing = bob.iq(same_answer_requests(bob, 'alice', 'INBOX/Nothing')[what])
             assert error_of(secret) == error_of(nothing) == NOT_FOUND, (round_, what)
-        # the second round: alice's account is in the tree now
-        stack.client('alice').iq(disco_iq(service_jid('alice'), NS_DISCO_ITEMS))
+        # the second round: alice's folders are in the tree now
+        alice = stack.client('alice')
+        wait_until(lambda: 'INBOX/Secret' in nodes_of(alice.iq(disco_iq(
+            service_jid('alice'), NS_DISCO_ITEMS, 'INBOX'))), 10,
+            what="alice's folders known")
     # with l but not r, existence is no secret: closed-node
     stack.cyrus.setacl(stack.cyrus.mailbox('alice', 'Projects'), 'bob', 'l')
     reply = bob.iq(subscribe_iq(service_jid('alice'), 'INBOX/Projects', bare(bob)))
