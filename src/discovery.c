@@ -306,14 +306,19 @@ static struct listing *find_listing(struct discovery *d, const char *account)
 	return NULL;
 }
 
+/* LIST wildcards would turn an account into a pattern over others. */
+static bool listable(const char *account)
+{
+	return strpbrk(account, "*%") == NULL;
+}
+
 /* A listing of account, not sent yet: listing_send does that, after the
  * caller has put its waiter on it (the answer may come at once). */
 static struct listing *listing_new(struct discovery *d, const char *account)
 {
 	struct listing *l;
 
-	/* LIST wildcards would turn an account into a pattern over others */
-	if (strpbrk(account, "*%") != NULL)
+	if (!listable(account))
 		return NULL;
 	l = calloc(1, sizeof(*l));
 	if (l == NULL || (l->account = strdup(account)) == NULL) {
@@ -372,7 +377,7 @@ void discovery_lookup(struct discovery *d, struct store *store,
 		cb(context, DISCOVERY_FOUND);
 		return;
 	}
-	if (d == NULL || strpbrk(account, "*%") != NULL) {
+	if (d == NULL || !listable(account)) {
 		cb(context, DISCOVERY_NOT_FOUND);
 		return;
 	}
