@@ -442,8 +442,9 @@ void authz_check_rights(struct authz *authz, const char *jid,
 	check(authz, jid, account, node, required, false, cb, context);
 }
 
-enum authz_result authz_cached(struct authz *authz, const char *jid,
-			       const char *account, const char *node)
+enum authz_result authz_cached_rights(struct authz *authz, const char *jid,
+				      const char *account, const char *node,
+				      const char *required)
 {
 	char *identity = authz_identity(authz, jid);
 	enum authz_result result = AUTHZ_TEMPFAIL;
@@ -455,7 +456,13 @@ enum authz_result authz_cached(struct authz *authz, const char *jid,
 		result = *account != '\0' && strcmp(identity, account) == 0 ?
 			 AUTHZ_GRANTED : AUTHZ_DENIED;
 	else if (cache_get(authz, identity, account, node, rights, sizeof(rights)))
-		result = rights_allow(rights, "lr") ? AUTHZ_GRANTED : AUTHZ_DENIED;
+		result = rights_allow(rights, required) ? AUTHZ_GRANTED : AUTHZ_DENIED;
 	free(identity);
 	return result;
+}
+
+enum authz_result authz_cached(struct authz *authz, const char *jid,
+			       const char *account, const char *node)
+{
+	return authz_cached_rights(authz, jid, account, node, "lr");
 }

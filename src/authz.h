@@ -64,6 +64,11 @@ void authz_check_rights(struct authz *authz, const char *jid,
  * asked. AUTHZ_TEMPFAIL when nothing is cached. */
 enum authz_result authz_cached(struct authz *authz, const char *jid,
 			       const char *account, const char *node);
+/* authz_cached for the rights in `required`: after a refusal, whether the
+ * asker may at least see the mailbox (`l`), without a second decision. */
+enum authz_result authz_cached_rights(struct authz *authz, const char *jid,
+				      const char *account, const char *node,
+				      const char *required);
 
 /* Forget cached answers about node of account (and, with subtree, about
  * its descendants): its ACL changed, it moved or it is gone. */

@@ -212,6 +212,46 @@ static void child_decided(void *context, enum authz_result result)
 		listing_reply(l);
 }
 
+static void reply_error(struct request *req, enum pubsub_error error)
+{
+	struct service *service = req->service;
+
+	service_send_release(service, pubsub_error_reply(
+		component_xmpp_ctx(service->component), req->iq, error, NULL));
+	request_free(&req);
+}
+
+/* Takes l. */
+static void list_children(struct listing *l)
+{
+	struct request *req = l->req;
+	struct service *service = req->service;
+
+	if (req->account != NULL)
+		node_tree_children(service->store, req->account, req->node,
+				   collect_child, l);
+	/* one extra count so that answers given at once cannot finish early */
+	l->pending = l->n + 1;
+	for (size_t i = 0; i < l->n; i++)
+		authz_check_rights(service->authz, req->from, req->account,
+				   l->nodes[i].node, "l", child_decided, &l->nodes[i]);
+	if (--l->pending == 0)
+		listing_reply(l);
+}
+
+/* An account service's top level, once the tree knows the account. */
+static void account_known(void *context, enum discovery_result result)
+{
+	struct listing *l = context;
+
+	if (result == DISCOVERY_TEMPFAIL) {
+		reply_error(l->req, PUBSUB_ERR_TEMPORARY);
+		free(l);
+		return;
+	}
+	list_children(l);
+}
+
 static void reply_items(struct request *req)
 {
 	struct service *service = req->service;
@@ -222,21 +262,15 @@ static void reply_items(struct request *req)
 		return;
 	}
 	l->req = req;
-	if (req->account != NULL)
-		node_tree_children(service->store, req->account, req->node,
-				   collect_child, l);
-	/* an account we know nothing of yet: learn it from the store for the
-	 * next ask */
-	if (req->account != NULL && *req->account != '\0' && l->n == 0 &&
-	    req->node == NULL)
-		discovery_account(service->discovery, req->account);
-	/* one extra count so that answers given at once cannot finish early */
-	l->pending = l->n + 1;
-	for (size_t i = 0; i < l->n; i++)
-		authz_check_rights(service->authz, req->from, req->account,
-				   l->nodes[i].node, "l", child_decided, &l->nodes[i]);
-	if (--l->pending == 0)
-		listing_reply(l);
+	/* an account not seen yet is asked of the store before the answer;
+	 * the children stay filtered by `l`, so what the asker may not see
+	 * says nothing either way */
+	if (req->account != NULL && req->node == NULL) {
+		discovery_lookup(service->discovery, service->store, req->account,
+				 NULL, account_known, l);
+		return;
+	}
+	list_children(l);
 }
 
 /* Takes req. */
@@ -251,17 +285,14 @@ static void answer(struct request *req)
 }
 
 /* disco on a node needs right l on it: without, it does not exist. */
-static void node_decided(void *context, enum authz_result result)
+static void node_accessed(struct request *req, enum request_access access)
 {
-	struct request *req = context;
-	struct service *service = req->service;
-
-	if (result != AUTHZ_GRANTED ||
-	    !node_tree_exists(service->store, req->account, req->node)) {
-		service_send_release(service, pubsub_error_reply(
-			component_xmpp_ctx(service->component), req->iq,
-			PUBSUB_ERR_NODE_NOT_FOUND, NULL));
-		request_free(&req);
+	if (access == REQUEST_TEMPFAIL) {
+		reply_error(req, PUBSUB_ERR_TEMPORARY);
+		return;
+	}
+	if (access != REQUEST_OPEN) {
+		reply_error(req, PUBSUB_ERR_NODE_NOT_FOUND);
 		return;
 	}
 	answer(req);
@@ -297,13 +328,12 @@ void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *que
 		return;
 	}
 	if (node != NULL && req->account != NULL) {
-		authz_check_rights(service->authz, req->from, req->account, node, "l",
-				   node_decided, req);
+		request_access(req, false, node_accessed);
 		return;
 	}
 	if (node != NULL) {
 		/* the component domain, when not the shared service, has no nodes */
-		node_decided(req, AUTHZ_DENIED);
+		reply_error(req, PUBSUB_ERR_NODE_NOT_FOUND);
 		return;
 	}
 	answer(req);

@@ -11,11 +11,21 @@
 #include "publisher.h"
 #include "service.h"
 
+/* A request waiting for an account's LIST (discovery_lookup). */
+struct waiter {
+	struct waiter *next;
+	char *node;              /* NULL: any mailbox of the account */
+	discovery_cb *cb;
+	void *context;
+};
+
 struct listing {
 	struct listing *next;
 	struct discovery *discovery;
 	char *account;
 	long long journal_seq;   /* the journal's end when LIST was sent */
+	struct waiter *waiters;
+	uv_timer_t *deadline;    /* while someone waits; owned, freed when closed */
 };
 
 struct discovery {
@@ -63,6 +73,8 @@ static void timer_closed(uv_handle_t *handle)
 	maybe_free(d);
 }
 
+static void answer_waiters(struct listing *l, bool tempfail);
+
 void discovery_close(struct discovery **discovery)
 {
 	struct discovery *d = *discovery;
@@ -71,6 +83,9 @@ void discovery_close(struct discovery **discovery)
 		return;
 	*discovery = NULL;
 	d->closing = true;
+	/* nobody waits for answers that would come after shutdown began */
+	for (struct listing *l = d->in_flight; l != NULL; l = l->next)
+		answer_waiters(l, true);
 	uv_close((uv_handle_t *)&d->timer, timer_closed);
 }
 
@@ -212,6 +227,62 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 		publisher_kick(service->publisher);
 }
 
+static int stop_at_first(void *context, const char *node)
+{
+	(void)node;
+	*(bool *)context = true;
+	return 1;
+}
+
+static bool known(struct store *store, const char *account, const char *node)
+{
+	bool any = false;
+
+	if (node != NULL)
+		return node_tree_exists(store, account, node);
+	node_tree_children(store, account, NULL, stop_at_first, &any);
+	return any;
+}
+
+static void free_handle(uv_handle_t *handle)
+{
+	free(handle);
+}
+
+/* Answers everyone waiting for l: from the tree as the LIST left it, or
+ * (tempfail) that the store could not tell. */
+static void answer_waiters(struct listing *l, bool tempfail)
+{
+	struct store *store = l->discovery->service->store;
+	struct waiter *w = l->waiters;
+
+	l->waiters = NULL;
+	if (l->deadline != NULL) {
+		uv_close((uv_handle_t *)l->deadline, free_handle);
+		l->deadline = NULL;
+	}
+	while (w != NULL) {
+		struct waiter *next = w->next;
+
+		w->cb(w->context, tempfail ? DISCOVERY_TEMPFAIL :
+		      known(store, l->account, w->node) ? DISCOVERY_FOUND :
+		      DISCOVERY_NOT_FOUND);
+		free(w->node);
+		free(w);
+		w = next;
+	}
+}
+
+static void deadline_passed(uv_timer_t *timer)
+{
+	struct listing *l = timer->data;
+
+	log_warn("discovery: %s: no LIST answer within %u ms; waiting requests get a temporary error",
+		 *l->account != '\0' ? l->account : "(shared)",
+		 l->discovery->service->config->imap_timeout_ms);
+	answer_waiters(l, true);
+}
+
 static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 {
 	struct listing *l = ctx;
@@ -222,29 +293,123 @@ static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 	else if (r != IMAP_OK)
 		log_info("discovery: LIST %s failed: %s", l->account,
 			 r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
+	answer_waiters(l, r != IMAP_OK || d->closing);
 	listing_free(l);
+}
+
+static struct listing *find_listing(struct discovery *d, const char *account)
+{
+	for (struct listing *l = d->in_flight; l != NULL; l = l->next) {
+		if (strcmp(l->account, account) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+/* LIST wildcards would turn an account into a pattern over others. */
+static bool listable(const char *account)
+{
+	return strpbrk(account, "*%") == NULL;
+}
+
+/* A listing of account, not sent yet: listing_send does that, after the
+ * caller has put its waiter on it (the answer may come at once). */
+static struct listing *listing_new(struct discovery *d, const char *account)
+{
+	struct listing *l;
+
+	if (!listable(account))
+		return NULL;
+	l = calloc(1, sizeof(*l));
+	if (l == NULL || (l->account = strdup(account)) == NULL) {
+		free(l);
+		return NULL;
+	}
+	l->discovery = d;
+	l->journal_seq = journal_last_seq(d->service->store);
+	l->next = d->in_flight;
+	d->in_flight = l;
+	return l;
+}
+
+static void listing_send(struct listing *l)
+{
+	imap_client_list(l->discovery->imap, l->account, listed_cb, l);
 }
 
 void discovery_account(struct discovery *d, const char *account)
 {
 	struct listing *l;
 
-	if (d == NULL || d->closing)
+	if (d == NULL || d->closing || find_listing(d, account) != NULL)
 		return;
-	for (l = d->in_flight; l != NULL; l = l->next) {
-		if (strcmp(l->account, account) == 0)
-			return;
-	}
-	l = calloc(1, sizeof(*l));
-	if (l == NULL || (l->account = strdup(account)) == NULL) {
-		free(l);
+	l = listing_new(d, account);
+	if (l != NULL)
+		listing_send(l);
+}
+
+/* Bounds the wait of l's waiters to the IMAP timeout. */
+static int start_deadline(struct listing *l)
+{
+	struct discovery *d = l->discovery;
+
+	if (l->deadline != NULL)
+		return 0;
+	l->deadline = malloc(sizeof(*l->deadline));
+	if (l->deadline == NULL)
+		return -1;
+	uv_timer_init(d->timer.loop, l->deadline);
+	l->deadline->data = l;
+	uv_timer_start(l->deadline, deadline_passed,
+		       d->service->config->imap_timeout_ms, 0);
+	return 0;
+}
+
+void discovery_lookup(struct discovery *d, struct store *store,
+		      const char *account, const char *node,
+		      discovery_cb *cb, void *context)
+{
+	struct listing *l;
+	struct waiter *w;
+	bool fresh = false;
+
+	if (known(store, account, node)) {
+		cb(context, DISCOVERY_FOUND);
 		return;
 	}
-	l->discovery = d;
-	l->journal_seq = journal_last_seq(d->service->store);
-	l->next = d->in_flight;
-	d->in_flight = l;
-	imap_client_list(d->imap, account, listed_cb, l);
+	if (d == NULL || !listable(account)) {
+		cb(context, DISCOVERY_NOT_FOUND);
+		return;
+	}
+	if (d->closing) {
+		cb(context, DISCOVERY_TEMPFAIL);
+		return;
+	}
+	l = find_listing(d, account);
+	if (l == NULL) {
+		l = listing_new(d, account);
+		fresh = true;
+	}
+	w = l != NULL ? calloc(1, sizeof(*w)) : NULL;
+	if (w == NULL || (node != NULL && (w->node = strdup(node)) == NULL) ||
+	    start_deadline(l) < 0) {
+		if (w != NULL)
+			free(w->node);
+		free(w);
+		if (fresh && l != NULL)
+			listing_free(l);
+		cb(context, DISCOVERY_TEMPFAIL);
+		return;
+	}
+	w->cb = cb;
+	w->context = context;
+	w->next = l->waiters;
+	l->waiters = w;
+	log_debug("discovery: %s: %s asked for; %s", *account != '\0' ? account : "(shared)",
+		  node != NULL ? node : "the account",
+		  fresh ? "LIST on demand" : "waiting for the LIST under way");
+	if (fresh)
+		listing_send(l);
 }
 
 static int list_account(void *context, const char *account)

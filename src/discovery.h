@@ -1,14 +1,16 @@
 /* The mailbox tree from the store itself (IMAP LIST as the admin), so that
  * disco shows mailboxes that had no event yet and forgets those deleted
  * while we were not listening. Runs at start, every [imap] list_interval
- * seconds, and for an account nobody asked about before. Events keep the
- * tree current in between. */
+ * seconds, and on demand: a request about a mailbox the tree does not know
+ * waits for a LIST of its account. Events keep the tree current in
+ * between. */
 #ifndef MAILPUBSUB_DISCOVERY_H
 #define MAILPUBSUB_DISCOVERY_H
 
 #include <uv.h>
 
 #include "imap_client.h"
+#include "store.h"
 
 struct service;
 struct discovery;
@@ -20,5 +22,24 @@ void discovery_close(struct discovery **discovery);
 
 /* LIST account now (once at a time per account). */
 void discovery_account(struct discovery *discovery, const char *account);
+
+enum discovery_result {
+	DISCOVERY_FOUND,
+	DISCOVERY_NOT_FOUND,
+	DISCOVERY_TEMPFAIL,   /* the store could not be asked in time */
+};
+
+/* Called exactly once, possibly before discovery_lookup returns. */
+typedef void discovery_cb(void *context, enum discovery_result result);
+
+/* Does node of account exist (node NULL: any mailbox of account)? From the
+ * node tree when it knows the node; otherwise the store is asked at once
+ * (LIST of the account, shared with a LIST of it already under way) and the
+ * answer is the tree after that LIST. The wait is bounded by [imap]
+ * timeout_ms: past it, or when the store cannot be asked, the answer is
+ * DISCOVERY_TEMPFAIL. discovery NULL (no [imap]): the tree alone. */
+void discovery_lookup(struct discovery *discovery, struct store *store,
+		      const char *account, const char *node,
+		      discovery_cb *cb, void *context);
 
 #endif

@@ -184,9 +184,24 @@ static int requested_options(xmpp_stanza_t *options, struct subopts *opts,
 	return subopts_apply_form(x, opts, error_r);
 }
 
-static void subscribe_decided(void *context, enum authz_result result)
+/* The answer to a request the gate did not let through, by use case. */
+static bool refused(struct request *req, enum request_access access,
+		    enum pubsub_error closed)
 {
-	struct request *req = context;
+	static const enum pubsub_error by_access[] = {
+		[REQUEST_NOT_FOUND] = PUBSUB_ERR_NODE_NOT_FOUND,
+		[REQUEST_TEMPFAIL] = PUBSUB_ERR_TEMPORARY,
+	};
+
+	if (access == REQUEST_OPEN)
+		return false;
+	reply_error(req->service, req->iq, access == REQUEST_CLOSED ? closed :
+		    by_access[access], NULL);
+	return true;
+}
+
+static void subscribe_accessed(struct request *req, enum request_access access)
+{
 	struct service *service = req->service;
 	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "subscribe");
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
@@ -200,10 +215,8 @@ static void subscribe_decided(void *context, enum authz_result result)
 			      &opts, &error) < 0)
 		subopts_defaults(&opts);
 
-	if (result == AUTHZ_TEMPFAIL) {
-		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TEMPORARY, NULL);
-	} else if (result == AUTHZ_DENIED) {
-		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_CLOSED_NODE, NULL);
+	if (refused(req, access, PUBSUB_ERR_SUBSCRIBE_CLOSED_NODE)) {
+		/* answered */
 	} else if (subscription_count_for_jid(service->store, jid) >=
 		   service->config->max_subscriptions_per_jid &&
 		   subscription_find(service->store, req->account, req->node, jid, NULL) != 1) {
@@ -220,6 +233,21 @@ static void subscribe_decided(void *context, enum authz_result result)
 			send_last_items(service, req->account, req->node, jid, opts.depth);
 	}
 	request_free(&req);
+}
+
+/* A request kept for the gate (request_access); NULL after answering
+ * the error itself. */
+static struct request *keep_request(struct service *service, xmpp_stanza_t *iq,
+				    xmpp_stanza_t *ps, const char *account,
+				    const char *node)
+{
+	struct request *req = request_new(service, iq, ps, account, node);
+
+	if (req == NULL || req->op == NULL) {
+		request_free(&req);
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+	}
+	return req;
 }
 
 static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
@@ -247,30 +275,54 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
 		return;
 	}
-	if (!node_tree_exists(service->store, account, node)) {
-		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
-		return;
-	}
-	req = request_new(service, iq, ps, account, node);
-	if (req == NULL || req->op == NULL) {
-		request_free(&req);
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
-		return;
-	}
-	authz_check_request(service->authz, jid, account, node,
-			    subscribe_decided, req);
+	req = keep_request(service, iq, ps, account, node);
+	if (req != NULL)
+		request_access(req, true, subscribe_accessed);
 }
 
 /* ---- unsubscribe (6.2) ---- */
 
+/* Unsubscribe and options need a subscription; without one, the answer
+ * must not tell a node the asker may not see from none at all. */
+static void unsubscribed_accessed(struct request *req, enum request_access access)
+{
+	bool options = xmpp_stanza_get_child_by_name(req->op, "options") != NULL;
+
+	if (!refused(req, access, PUBSUB_ERR_NODE_NOT_FOUND))
+		reply_error(req->service, req->iq, options ?
+			    PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED :
+			    PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED, NULL);
+	request_free(&req);
+}
+
+/* Returns 1 when jid has a subscription to node, 0 after answering. */
+static int subscribed_or_answer(struct service *service, xmpp_stanza_t *iq,
+				xmpp_stanza_t *ps, const char *account,
+				const char *node, const char *jid, char *subid)
+{
+	int found = subscription_find(service->store, account, node, jid, subid);
+	struct request *req;
+
+	if (found < 0) {
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		return 0;
+	}
+	if (found == 1)
+		return 1;
+	req = keep_request(service, iq, ps, account, node);
+	if (req != NULL)
+		request_access(req, false, unsubscribed_accessed);
+	return 0;
+}
+
 static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
-			       xmpp_stanza_t *op, const char *account)
+			       xmpp_stanza_t *ps, xmpp_stanza_t *op,
+			       const char *account)
 {
 	const char *node = xmpp_stanza_get_attribute(op, "node");
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
 	const char *subid = xmpp_stanza_get_attribute(op, "subid");
 	char have[SUBSCRIPTION_SUBID_LEN + 1];
-	int found;
 
 	if (node == NULL) {
 		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
@@ -280,19 +332,8 @@ static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_FORBIDDEN, NULL);
 		return;
 	}
-	if (!node_tree_exists(service->store, account, node)) {
-		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+	if (!subscribed_or_answer(service, iq, ps, account, node, jid, have))
 		return;
-	}
-	found = subscription_find(service->store, account, node, jid, have);
-	if (found < 0) {
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
-		return;
-	}
-	if (found == 0) {
-		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED, NULL);
-		return;
-	}
 	if (subid != NULL && strcmp(subid, have) != 0) {
 		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_INVALID_SUBID, NULL);
 		return;
@@ -325,14 +366,15 @@ static void reply_form(struct service *service, xmpp_stanza_t *iq,
 }
 
 static void handle_options(struct service *service, xmpp_stanza_t *iq,
-			   xmpp_stanza_t *op, const char *account, bool set)
+			   xmpp_stanza_t *ps, xmpp_stanza_t *op,
+			   const char *account, bool set)
 {
 	const char *node = xmpp_stanza_get_attribute(op, "node");
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
+	char have[SUBSCRIPTION_SUBID_LEN + 1];
 	struct subopts opts;
 	const char *error;
 	xmpp_stanza_t *x;
-	int found;
 
 	if (node == NULL) {
 		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
@@ -342,14 +384,10 @@ static void handle_options(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_OPTIONS_FORBIDDEN, NULL);
 		return;
 	}
-	if (!node_tree_exists(service->store, account, node)) {
-		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
+	if (!subscribed_or_answer(service, iq, ps, account, node, jid, have))
 		return;
-	}
-	found = subscription_get_options(service->store, account, node, jid, &opts);
-	if (found <= 0) {
-		reply_error(service, iq, found < 0 ? PUBSUB_ERR_INTERNAL :
-			    PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED, NULL);
+	if (subscription_get_options(service->store, account, node, jid, &opts) <= 0) {
+		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
 	if (!set) {
@@ -455,9 +493,8 @@ static int collect_item(void *context, long long seq, long long published_us,
 	return 0;
 }
 
-static void items_decided(void *context, enum authz_result result)
+static void items_accessed(struct request *req, enum request_access access)
 {
-	struct request *req = context;
 	struct service *service = req->service;
 	xmpp_ctx_t *ctx = xctx(service);
 	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "items");
@@ -467,9 +504,7 @@ static void items_decided(void *context, enum authz_result result)
 	struct items_reply *ir;
 	xmpp_stanza_t *reply, *ps;
 
-	if (result != AUTHZ_GRANTED) {
-		reply_error(service, req->iq, result == AUTHZ_TEMPFAIL ?
-			    PUBSUB_ERR_ITEMS_TEMPORARY : PUBSUB_ERR_ITEMS_CLOSED_NODE, NULL);
+	if (refused(req, access, PUBSUB_ERR_ITEMS_CLOSED_NODE)) {
 		request_free(&req);
 		return;
 	}
@@ -516,18 +551,9 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
 		return;
 	}
-	if (!node_tree_exists(service->store, account, node)) {
-		reply_error(service, iq, PUBSUB_ERR_NODE_NOT_FOUND, NULL);
-		return;
-	}
-	req = request_new(service, iq, ps, account, node);
-	if (req == NULL || req->op == NULL) {
-		request_free(&req);
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
-		return;
-	}
-	authz_check_request(service->authz, req->from, account, node,
-			    items_decided, req);
+	req = keep_request(service, iq, ps, account, node);
+	if (req != NULL)
+		request_access(req, true, items_accessed);
 }
 
 /* ---- revocation ---- */
@@ -692,13 +718,13 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 	if (!owner && set && strcmp(name, "subscribe") == 0)
 		handle_subscribe(service, iq, ps, op, account);
 	else if (!owner && set && strcmp(name, "unsubscribe") == 0)
-		handle_unsubscribe(service, iq, op, account);
+		handle_unsubscribe(service, iq, ps, op, account);
 	else if (!owner && !set && strcmp(name, "subscriptions") == 0)
 		handle_subscriptions(service, iq, op, account);
 	else if (!owner && !set && strcmp(name, "items") == 0)
 		handle_items(service, iq, ps, op, account);
 	else if (!owner && strcmp(name, "options") == 0)
-		handle_options(service, iq, op, account, set);
+		handle_options(service, iq, ps, op, account, set);
 	else if (!owner && !set && strcmp(name, "default") == 0)
 		handle_default(service, iq, op);
 	else if ((feature = unsupported_feature(name, owner)) != NULL)

@@ -11,7 +11,8 @@ enum pubsub_error {
 	PUBSUB_ERR_SUBSCRIBE_INVALID_JID,     /* 6.1.3.1 */
 	PUBSUB_ERR_SUBSCRIBE_CLOSED_NODE,     /* 6.1.3.4 (whitelist) */
 	PUBSUB_ERR_SUBSCRIBE_TOO_MANY,        /* 6.1.3.9 */
-	PUBSUB_ERR_SUBSCRIBE_TEMPORARY,       /* authorization could not be decided */
+	PUBSUB_ERR_TEMPORARY,                 /* any use case: the store could not
+	                                       * be asked (rights or existence) */
 	PUBSUB_ERR_UNSUBSCRIBE_FORBIDDEN,     /* 6.2.3.3 */
 	PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED,/* 6.2.3.2 */
 	PUBSUB_ERR_UNSUBSCRIBE_INVALID_SUBID, /* 6.2.3.5 */
@@ -19,7 +20,6 @@ enum pubsub_error {
 	PUBSUB_ERR_OPTIONS_FORBIDDEN,         /* 6.3.4.1 */
 	PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED,    /* 6.3.4.2 */
 	PUBSUB_ERR_ITEMS_CLOSED_NODE,         /* 6.5.9.3 (whitelist) */
-	PUBSUB_ERR_ITEMS_TEMPORARY,
 	PUBSUB_ERR_ITEM_NOT_FOUND,            /* 6.5.9.11 single item */
 	PUBSUB_ERR_UNSUPPORTED,               /* 7.x: feature-not-implemented + unsupported */
 	PUBSUB_ERR_BAD_REQUEST,

@@ -32,10 +32,19 @@ def daemon_binary():
     return path
 
 
+# The IMAP set-ups the README documents for Cyrus, by what mailpubsubd's
+# admin_user is there: in Cyrus's `admins` (and LISTing every account in its
+# own session), or only in `proxyservers` (LISTing each account as its owner).
+CYRUS_SETUPS = ('admins', 'proxyservers')
+
+
 class Stack:
     def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
-                 config=None, wrapper=None, xmpp_server=None):
+                 config=None, wrapper=None, xmpp_server=None,
+                 cyrus_setup='admins'):
+        assert cyrus_setup in CYRUS_SETUPS
         self.workdir = workdir
+        self.cyrus_setup = cyrus_setup
         self.wrapper = list(wrapper or [])   # e.g. valgrind and its options
         self.extra_config = config or {}
         self.users = users
@@ -56,6 +65,12 @@ class Stack:
     @property
     def xmpp(self):
         return self.prosody
+
+    @property
+    def imap_user(self):
+        """mailpubsubd's [imap] admin_user: Cyrus's admin, or its proxy
+        server user (harness.Cyrus puts `proxy` in proxyservers)."""
+        return self.cyrus.admin if self.cyrus_setup == 'admins' else 'proxy'
 
     def write_config(self, **extra):
         sep = self.cyrus.sep
@@ -82,10 +97,11 @@ items_per_node = 5
 host = 127.0.0.1
 port = {self.cyrus.choose_ports()[0]}
 tls = none
-admin_user = {self.cyrus.admin}
+admin_user = {self.imap_user}
 password = {self.cyrus.password}
 timeout_ms = 2000
 acl_cache_ttl = 60
+{'list_as_owner = no' if self.cyrus_setup == 'admins' else ''}
 
 [accounts]
 jid_domains = localhost
