@@ -9,6 +9,7 @@
 #include "component.h"
 #include "config.h"
 #include "delivery.h"
+#include "stats.h"
 #include "store.h"
 
 struct counts;
@@ -27,6 +28,11 @@ struct service_stats {
 	unsigned long long notifications;
 	unsigned long long iq_requests;
 	unsigned long long iq_errors;
+	struct stats_source_stats sources[STATS_NSOURCES];
+	/* from an event's receipt to its notifications handed to the
+	 * component (seconds) */
+	struct stats_histogram publish_latency;
+	long long started_us;           /* wall clock */
 };
 
 struct service {
