@@ -156,8 +156,13 @@ static int print_records(sqlite3 *db, sqlite3_stmt *st, const char *events)
 	return 0;
 }
 
-static int run_query(const struct config *config, const char *sql, const char *const *texts,
-		     unsigned ntexts, const long long *nums, unsigned nnums, const char *events)
+/* How a query's rows are printed; ctx is the printer's. */
+typedef int query_printer(sqlite3 *db, sqlite3_stmt *st, const void *ctx);
+
+/* sql's parameters: ?1.. the texts (NULL binds NULL), then the numbers. */
+static int query_print(const struct config *config, const char *sql,
+		       const char *const *texts, unsigned ntexts, const long long *nums,
+		       unsigned nnums, query_printer *print, const void *ctx)
 {
 	sqlite3 *db = open_readonly(config);
 	sqlite3_stmt *st;
@@ -175,10 +180,21 @@ static int run_query(const struct config *config, const char *sql, const char *c
 		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
 	for (i = 0; i < nnums; i++)
 		sqlite3_bind_int64(st, (int)(ntexts + i) + 1, nums[i]);
-	rc = print_records(db, st, events);
+	rc = print(db, st, ctx);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc;
+}
+
+static int print_events(sqlite3 *db, sqlite3_stmt *st, const void *events)
+{
+	return print_records(db, st, events);
+}
+
+static int run_query(const struct config *config, const char *sql, const char *const *texts,
+		     unsigned ntexts, const long long *nums, unsigned nnums, const char *events)
+{
+	return query_print(config, sql, texts, ntexts, nums, nnums, print_events, events);
 }
 
 static int cmd_message(const struct config *config, const struct args *a)
@@ -558,27 +574,15 @@ static int print_rows(sqlite3 *db, sqlite3_stmt *st, bool as_json)
 	return 0;
 }
 
-/* sql's parameters ?1..?n are texts (NULL binds NULL). */
+static int print_table(sqlite3 *db, sqlite3_stmt *st, const void *as_json)
+{
+	return print_rows(db, st, *(const bool *)as_json);
+}
+
 static int store_query(const struct config *config, const char *sql,
 		       const char *const *texts, unsigned ntexts, bool as_json)
 {
-	sqlite3 *db = open_readonly(config);
-	sqlite3_stmt *st;
-	int rc;
-
-	if (db == NULL)
-		return 2;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "mailpubsubctl: %s\n", sqlite3_errmsg(db));
-		sqlite3_close(db);
-		return 2;
-	}
-	for (unsigned i = 0; i < ntexts; i++)
-		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
-	rc = print_rows(db, st, as_json);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return rc;
+	return query_print(config, sql, texts, ntexts, NULL, 0, print_table, &as_json);
 }
 
 static int cmd_accounts(const struct config *config, const struct args *a)
