@@ -245,7 +245,7 @@ json_t *control_status(struct control *c, bool privileged)
 	taps = json_pack("{s:I}", "active", (json_int_t)snap.taps_active);
 	if (privileged)
 		json_object_set_new(taps, "list", taps_list(service, snap.now_us));
-	status = json_pack("{s:s,s:I,s:o,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:o,s:I}",
+	status = json_pack("{s:s,s:I,s:o,s:I,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:I}",
 			   "version", PACKAGE_VERSION,
 			   "pid", (json_int_t)getpid(),
 			   "started", iso_time(snap.started_us),
@@ -255,6 +255,7 @@ json_t *control_status(struct control *c, bool privileged)
 			   "journal", journal_json(&snap),
 			   "events_published", (json_int_t)s->published,
 			   "notifications_sent", (json_int_t)s->notifications,
+			   "delegated_publishes", (json_int_t)s->delegated,
 			   "subscriptions", (json_int_t)snap.subscriptions,
 			   "taps", taps,
 			   "rss_bytes", (json_int_t)snap.rss_bytes);

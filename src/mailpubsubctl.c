@@ -472,7 +472,7 @@ static void print_status(const json_t *st)
 	       json_is_true(json_object_get(comp, "connected")) ? "connected" : "DISCONNECTED",
 	       jstr(comp, "since"));
 	print_duration(jint(comp, "for_seconds"));
-	printf("), %lld connections, %lld disconnects, %lld failed attempts\n",
+	printf("), connections %lld, disconnects %lld, failed attempts %lld\n",
 	       jint(comp, "connections"), jint(comp, "disconnects"), jint(comp, "failures"));
 	printf("Sources:\n");
 	json_array_foreach(json_object_get(st, "sources"), i, item) {
@@ -492,8 +492,9 @@ static void print_status(const json_t *st)
 	json_array_foreach(json_object_get(journal, "consumers"), i, item)
 		printf("  %-10s at %lld, backlog %lld\n", jstr(item, "name"),
 		       jint(item, "sequence"), jint(item, "backlog"));
-	printf("Published:    %lld events, %lld notifications sent\n",
-	       jint(st, "events_published"), jint(st, "notifications_sent"));
+	printf("Published:    %lld events, %lld notifications sent, %lld through [delegate]\n",
+	       jint(st, "events_published"), jint(st, "notifications_sent"),
+	       jint(st, "delegated_publishes"));
 	if (json_object_get(st, "imap") != NULL)
 		print_status_imap(json_object_get(st, "imap"));
 	printf("Subscriptions: %lld\n", jint(st, "subscriptions"));

@@ -156,6 +156,9 @@ static void render(FILE *f, struct service *service, const struct status_snapsho
 	sample(f, "mailpubsub_notifications_sent_total", "counter",
 	       "Notification stanzas sent to subscribers (deliveries).",
 	       (double)s->notifications);
+	sample(f, "mailpubsub_delegated_publishes_total", "counter",
+	       "Items published once on the server's own pubsub service for it to fan out ([delegate]).",
+	       (double)s->delegated);
 	sample(f, "mailpubsub_iq_requests_total", "counter",
 	       "IQ requests received.", (double)s->iq_requests);
 	sample(f, "mailpubsub_iq_errors_total", "counter",

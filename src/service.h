@@ -28,6 +28,7 @@ struct service_stats {
 	unsigned long long notifications;
 	unsigned long long iq_requests;
 	unsigned long long iq_errors;
+	unsigned long long delegated;   /* items handed to [delegate] service */
 	struct stats_source_stats sources[STATS_NSOURCES];
 	/* from an event's receipt to its notifications handed to the
 	 * component (seconds) */

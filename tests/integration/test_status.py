@@ -243,3 +243,28 @@ def test_store_queries(stack):
     # usage errors
     assert ctl(stack, 'subscriptions').returncode == 2
     assert ctl(stack, 'nodes').returncode == 2
+
+
+def test_status_counts_delegated_publishes(workdir):
+    """With [delegate], one publish to the server's pubsub per event stands
+    for every plain subscriber's notification: status counts those too."""
+    from test_delegate import PUBSUB, delegated_stack, wait_new
+    s = delegated_stack(workdir)
+    s.extra_config['control'] = {'socket': os.path.join(workdir, 'control.sock')}
+    try:
+        s.start()
+        s.daemon.wait_log(r'delegate: plain subscriptions are published through')
+        s.cyrus.deliver('alice', make_message(subject='before'))
+        alice = s.client('alice')
+        subscribe(alice, 'alice')
+        before = status(s)
+        for i in range(2):
+            s.cyrus.deliver('alice', make_message(subject='d%d' % i))
+            wait_new(alice, PUBSUB)
+        after = status(s)
+        assert after['delegated_publishes'] - before['delegated_publishes'] == 2
+        # Prosody sent those notifications, not us
+        assert after['notifications_sent'] == before['notifications_sent']
+        assert 'through [delegate]' in ctl(s, 'status').stdout
+    finally:
+        s.stop()
