@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "ingest_imap.h"
+#include "ingest_json.h"
 #include "listen.h"
 #include "log.h"
 #include "stats.h"
@@ -139,6 +141,28 @@ static const char *source_address(const struct config *cf, enum stats_source src
 	}
 }
 
+/* What a source is doing: off, listening, or for the IMAP source whether
+ * every watcher has its session. */
+static json_t *source_state(const struct service *service, enum stats_source src,
+			    const char *address)
+{
+	unsigned watchers, connected;
+
+	if (*address == '\0')
+		return json_pack("{s:s}", "state", "off");
+	if (src == STATS_JSON)
+		return json_pack("{s:s,s:s,s:I}", "state", "listening", "address", address,
+				 "connections",
+				 (json_int_t)ingest_json_connections(service->ingest_json));
+	if (src != STATS_IMAP)
+		return json_pack("{s:s,s:s}", "state", "listening", "address", address);
+	ingest_imap_watchers(service->ingest_imap, &watchers, &connected);
+	return json_pack("{s:s,s:s,s:I,s:I}",
+			 "state", watchers > 0 && connected == watchers ? "watching" : "connecting",
+			 "accounts", address, "watchers", (json_int_t)watchers,
+			 "connected", (json_int_t)connected);
+}
+
 static json_t *sources_json(const struct control *c)
 {
 	const struct config *cf = c->service->config;
@@ -146,21 +170,20 @@ static json_t *sources_json(const struct control *c)
 
 	for (unsigned src = 0; src < STATS_NSOURCES; src++) {
 		const struct stats_source_stats *s = &c->service->stats.sources[src];
-		const char *address = source_address(cf, src);
+		json_t *obj = source_state(c->service, src, source_address(cf, src));
 		unsigned long long malformed = 0;
 
 		for (unsigned r = 0; r < STATS_NREJECTS; r++)
 			malformed += s->malformed[r];
-		json_array_append_new(arr, json_pack(
-			"{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f}",
+		json_object_update_new(obj, json_pack(
+			"{s:s,s:I,s:I,s:I,s:I,s:f}",
 			"name", stats_source_name(src),
-			"state", *address != '\0' ? "on" : "off",
-			src == STATS_IMAP ? "accounts" : "address", address,
 			"received", (json_int_t)s->received,
 			"journaled", (json_int_t)s->journaled,
 			"malformed", (json_int_t)malformed,
 			"dropped", (json_int_t)s->dropped,
 			"rate_per_second", source_rate(c, src)));
+		json_array_append_new(arr, obj);
 	}
 	return arr;
 }

@@ -2049,6 +2049,21 @@ static void async_closed(uv_handle_t *handle)
 	free(in);
 }
 
+void ingest_imap_watchers(struct ingest_imap *in, unsigned *watchers_r,
+			  unsigned *connected_r)
+{
+	*watchers_r = *connected_r = 0;
+	if (in == NULL)
+		return;
+	uv_mutex_lock(&in->lock);
+	for (const struct watcher *w = in->watchers; w != NULL; w = w->next) {
+		++*watchers_r;
+		if (w->session != NULL)
+			++*connected_r;
+	}
+	uv_mutex_unlock(&in->lock);
+}
+
 void ingest_imap_close(struct ingest_imap **ingest)
 {
 	struct ingest_imap *in = *ingest;

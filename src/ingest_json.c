@@ -623,6 +623,11 @@ int ingest_json_new(uv_loop_t *loop, struct service *service,
 	return 0;
 }
 
+unsigned ingest_json_connections(const struct ingest_json *in)
+{
+	return in != NULL ? in->nconns : 0;
+}
+
 static void server_closed(uv_handle_t *handle)
 {
 	handle_closed(handle->data);

@@ -476,16 +476,23 @@ static void print_status(const json_t *st)
 	       jint(comp, "connections"), jint(comp, "disconnects"), jint(comp, "failures"));
 	printf("Sources:\n");
 	json_array_foreach(json_object_get(st, "sources"), i, item) {
-		if (strcmp(jstr(item, "state"), "on") != 0) {
-			printf("  %-6s off\n", jstr(item, "name"));
+		printf("  %-6s %s", jstr(item, "name"), jstr(item, "state"));
+		if (strcmp(jstr(item, "state"), "off") == 0) {
+			putchar('\n');
 			continue;
 		}
-		printf("  %-6s on (%s): %lld received, %lld journaled, %lld malformed, "
-		       "%lld dropped, %.2f/s over the last minute\n", jstr(item, "name"),
-		       json_object_get(item, "address") != NULL ? jstr(item, "address")
-							   : jstr(item, "accounts"),
-		       jint(item, "received"), jint(item, "journaled"), jint(item, "malformed"),
-		       jint(item, "dropped"), json_number_value(json_object_get(item, "rate_per_second")));
+		if (json_object_get(item, "watchers") != NULL)
+			printf(" (%s: %lld of %lld watchers connected)", jstr(item, "accounts"),
+			       jint(item, "connected"), jint(item, "watchers"));
+		else if (json_object_get(item, "connections") != NULL)
+			printf(" (%s, %lld connections)", jstr(item, "address"),
+			       jint(item, "connections"));
+		else
+			printf(" (%s)", jstr(item, "address"));
+		printf(": %lld received, %lld journaled, %lld malformed, %lld dropped, "
+		       "%.2f/s over the last minute\n", jint(item, "received"),
+		       jint(item, "journaled"), jint(item, "malformed"), jint(item, "dropped"),
+		       json_number_value(json_object_get(item, "rate_per_second")));
 	}
 	printf("Journal:      head %lld, ingest queue %lld bytes\n", jint(journal, "head"),
 	       jint(journal, "ingest_queue_bytes"));

@@ -144,6 +144,8 @@ static void shutdown_daemon(struct daemon_state *st)
 	stop_observers(st);
 	/* ingest first: what was received gets journaled before we stop */
 	st->service.ingest_cyrus = NULL;
+	st->service.ingest_json = NULL;
+	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
 	/* before the IMAP client: its sessions come from it */
@@ -272,10 +274,12 @@ static int start(struct daemon_state *st, const char **error_r)
 	    ingest_json_new(st->loop, &st->service, on_journaled, st,
 			    &st->ingest_json, error_r) < 0)
 		return -1;
+	st->service.ingest_json = st->ingest_json;
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, &st->service, st->imap, on_journaled, st,
 			    &st->ingest_imap, error_r) < 0)
 		return -1;
+	st->service.ingest_imap = st->ingest_imap;
 	if (start_observers(st, error_r) < 0)
 		return -1;
 	watch_signal(st, &st->sigterm, SIGTERM);

@@ -15,6 +15,8 @@
 struct counts;
 struct delegate;
 struct ingest_cyrus;
+struct ingest_imap;
+struct ingest_json;
 struct discovery;
 struct publisher;
 
@@ -47,6 +49,8 @@ struct service {
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest_cyrus; /* NULL without [cyrus] notify_socket */
+	struct ingest_json *ingest_json;   /* NULL without [json] socket or listen */
+	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
 	struct firehose *firehose;
 	struct tap_relay *taps;        /* interception (src/tap.c) */
 	struct service_stats stats;

@@ -113,7 +113,8 @@ def test_status_shows_what_happened(stack):
     assert st['component']['connections'] == 1
     assert st['uptime_seconds'] >= 0 and st['pid'] == stack.daemon.pid
     src = {s['name']: s for s in st['sources']}
-    assert src['cyrus']['state'] == 'on' and src['cyrus']['address'] == stack.notify_socket
+    assert src['cyrus']['state'] == 'listening'
+    assert src['cyrus']['address'] == stack.notify_socket
     assert src['cyrus']['journaled'] == cyrus
     assert src['cyrus']['malformed'] == 1
     assert src['cyrus']['received'] == cyrus + 1
@@ -135,14 +136,13 @@ def test_status_shows_what_happened(stack):
     proc = ctl(stack, 'status')
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    sys_out = '\n' + text
     assert 'events.localhost connected since' in text, text
-    assert 'cyrus  on (%s): %d received, %d journaled, 1 malformed' % (
+    assert 'cyrus  listening (%s): %d received, %d journaled, 1 malformed' % (
         stack.notify_socket, cyrus + 1, cyrus) in text, text
     assert '  publisher  at %d, backlog 0' % head in text, text
     assert 'Subscriptions: 2\n' in text, text
     assert 'Taps active:  0\n' in text, text
-    print(sys_out)   # for the report: pytest -s shows it
+    print('\n' + text)   # for the report: pytest -s shows it
 
 
 def test_status_counts_rate_of_a_source(stack):
@@ -266,5 +266,44 @@ def test_status_counts_delegated_publishes(workdir):
         # Prosody sent those notifications, not us
         assert after['notifications_sent'] == before['notifications_sent']
         assert 'through [delegate]' in ctl(s, 'status').stdout
+    finally:
+        s.stop()
+
+
+def test_status_of_json_and_imap_sources(workdir):
+    """The generic source's open connections and the IMAP client source's
+    watchers, each with what it journaled."""
+    from test_imap_source import ImapSourceStack
+    s = ImapSourceStack(workdir)
+    s.extra_config['control'] = {'socket': os.path.join(workdir, 'control.sock')}
+    s.extra_config['json'] = {'socket': os.path.join(workdir, 'json.sock')}
+    try:
+        s.start()
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sender.connect(os.path.join(workdir, 'json.sock'))
+        sender.sendall(b'{"event":"MessageNew","uri":"imap://h/user/carol;UIDVALIDITY=1/;UID=1"}\n'
+                       b'not json\n')
+        f = sender.makefile('rb')
+        assert json.loads(f.readline())['ok'] is True
+        assert json.loads(f.readline())['ok'] is False
+        s.cyrus.deliver('alice', make_message(subject='watched'))
+        wait_until(lambda: {x['name']: x for x in status(s)['sources']}['imap']['journaled'] >= 1,
+                   15, what='the IMAP source to journal the delivery')
+        src = {x['name']: x for x in status(s)['sources']}
+        assert src['cyrus']['state'] == 'off'
+        assert src['json']['state'] == 'listening' and src['json']['connections'] == 1
+        assert (src['json']['received'], src['json']['journaled']) == (2, 1)
+        assert src['json']['malformed'] == 1
+        imap = src['imap']
+        assert imap['state'] == 'watching' and imap['accounts'] == 'alice bob'
+        assert imap['watchers'] == imap['connected'] == 2
+        assert imap['malformed'] == 0
+        text = ctl(s, 'status').stdout
+        assert 'json   listening (%s, 1 connections)' % os.path.join(workdir, 'json.sock') in text
+        assert 'imap   watching (alice bob: 2 of 2 watchers connected)' in text, text
+        f.close()
+        sender.close()
+        wait_until(lambda: {x['name']: x for x in status(s)['sources']}['json']['connections']
+                   == 0, 5, what='the sender to be gone')
     finally:
         s.stop()
