@@ -8,6 +8,8 @@
 #include "authz.h"
 #include "build-config.h"
 #include "component.h"
+#include "ingest_imap.h"
+#include "ingest_json.h"
 #include "listen.h"
 #include "log.h"
 #include "service.h"
@@ -144,6 +146,20 @@ static void render_imap(FILE *f, const struct status_snapshot *snap)
 	       "IMAP connections or logins that failed.", (double)im->connect_failures);
 }
 
+static void render_source_state(FILE *f, struct service *service)
+{
+	unsigned watchers, connected;
+
+	ingest_imap_watchers(service->ingest_imap, &watchers, &connected);
+	sample(f, "mailpubsub_json_source_connections", "gauge",
+	       "Senders connected to the generic JSON source.",
+	       ingest_json_connections(service->ingest_json));
+	sample(f, "mailpubsub_imap_source_watchers", "gauge",
+	       "IMAP client source watchers (one per account and IDLEd mailbox).", watchers);
+	sample(f, "mailpubsub_imap_source_watchers_connected", "gauge",
+	       "IMAP client source watchers with a session to the server now.", connected);
+}
+
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
 {
 	const struct service_stats *s = &service->stats;
@@ -151,6 +167,7 @@ static void render(FILE *f, struct service *service, const struct status_snapsho
 	family(f, "mailpubsub_build_info", "gauge", "The running version.");
 	fprintf(f, "mailpubsub_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	render_sources(f, s);
+	render_source_state(f, service);
 	sample(f, "mailpubsub_events_published_total", "counter",
 	       "Journaled events published as items.", (double)s->published);
 	sample(f, "mailpubsub_notifications_sent_total", "counter",

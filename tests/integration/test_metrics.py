@@ -80,6 +80,8 @@ def test_scrape_passes_promtool_and_counts(mstack, workdir):
     assert value(text, 'mailpubsub_event_to_stanza_seconds_count') == published
     assert value(text, 'mailpubsub_event_to_stanza_seconds_bucket', le='+Inf') == published
     assert value(text, 'process_resident_memory_bytes') > 1 << 20
+    assert value(text, 'mailpubsub_json_source_connections') == 0
+    assert value(text, 'mailpubsub_imap_source_watchers') == 0
     # only /metrics, only GET
     with pytest.raises(urllib.error.HTTPError) as err:
         scrape(mstack.metrics_port, '/other')
@@ -180,7 +182,7 @@ def test_private_prometheus_sees_the_counts(mstack, workdir):
         # the example rules load and evaluate against the real series
         groups = prom.api('rules')['groups']
         rules = [r for g in groups for r in g['rules']]
-        assert len(rules) == 9 and all(r['health'] == 'ok' for r in rules), rules
+        assert len(rules) == 10 and all(r['health'] == 'ok' for r in rules), rules
         assert prom.query('mailpubsub:events_journaled:rate1m{source="cyrus"}') is not None
         firing = [a['labels']['alertname'] for a in prom.api('alerts')['alerts']]
         assert 'MailpubsubComponentDisconnected' not in firing
