@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,7 +57,7 @@ struct control {
 	unsigned open;             /* the listener, the sampler, connections */
 	bool closing;
 	gid_t gid;                 /* [control] group; (gid_t)-1: none */
-	char path[108];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct control_conn *conns;
 	unsigned nconns;
 	struct rate_sample samples[RATE_SAMPLES];
@@ -530,7 +531,6 @@ static void on_connection(uv_stream_t *server, int status)
 
 static int control_listen(struct control *c, uv_loop_t *loop, const char **error_r)
 {
-	static char msg[300];
 	const struct config *cf = c->service->config;
 	char why[200];
 	int r;
@@ -546,16 +546,16 @@ static int control_listen(struct control *c, uv_loop_t *loop, const char **error
 	c->open++;
 	if ((r = uv_pipe_bind(&c->pipe, c->path)) < 0 ||
 	    (r = uv_listen((uv_stream_t *)&c->pipe, 16, on_connection)) < 0) {
-		snprintf(msg, sizeof(msg), "[control] socket %s: %s", c->path, uv_strerror(r));
-		*error_r = msg;
+		log_error("control: %s: %s", c->path, uv_strerror(r));
+		*error_r = "[control] socket: cannot listen (see the log)";
 		return -1;
 	}
 	/* the kernel checks the mode on connect; the credentials check after
 	 * it holds even if someone loosens the mode */
 	if (listen_permit(c->path, cf->control_group, *cf->control_group != '\0' ? 0660 : 0600,
 			  why, sizeof(why)) < 0) {
-		snprintf(msg, sizeof(msg), "[control] socket %s", why);
-		*error_r = msg;
+		log_error("control: %s", why);
+		*error_r = "[control] socket: cannot set its mode (see the log)";
 		return -1;
 	}
 	log_info("control: listening on %s", c->path);

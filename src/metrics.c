@@ -303,14 +303,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 static int start_mhd(struct metrics *m, const char *spec, const char **error_r)
 {
-	static char msg[300];
 	struct sockaddr_storage ss;
 	char why[200];
 	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
 
 	if (listen_parse_hostport(spec, &ss, why, sizeof(why)) < 0) {
-		snprintf(msg, sizeof(msg), "[metrics] listen: %s", why);
-		*error_r = msg;
+		log_error("metrics: [metrics] listen: %s", why);
+		*error_r = "[metrics] listen: not a numeric host:port (see the log)";
 		return -1;
 	}
 	if (ss.ss_family == AF_INET6)
@@ -324,8 +323,8 @@ static int start_mhd(struct metrics *m, const char *spec, const char **error_r)
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_END);
 	if (m->mhd == NULL) {
-		snprintf(msg, sizeof(msg), "[metrics] listen %s: cannot listen", spec);
-		*error_r = msg;
+		log_error("metrics: cannot listen on %s (in use?)", spec);
+		*error_r = "[metrics] listen: cannot listen (see the log)";
 		return -1;
 	}
 	return 0;

@@ -188,3 +188,24 @@ def test_private_prometheus_sees_the_counts(mstack, workdir):
         assert 'MailpubsubComponentDisconnected' not in firing
     finally:
         prom.stop()
+
+
+def test_port_in_use_stops_the_start(workdir):
+    """A [metrics] listen that cannot be had is a configuration error the
+    daemon says at once, not a silent missing endpoint."""
+    import socket
+    from stack import daemon_binary
+    busy = socket.socket()
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    s = Stack(workdir, users=('alice',),
+              config={'metrics': {'listen': '127.0.0.1:%d' % busy.getsockname()[1]}})
+    try:
+        s.start(start_daemon=False)
+        d = Daemon(workdir, [daemon_binary(), '-f', '-c', s.conf]).start()
+        assert d.wait(15) == 1
+        assert 'cannot start: [metrics] listen: cannot listen' in d.log(), d.log()
+        assert 'metrics: cannot listen on 127.0.0.1:%d' % busy.getsockname()[1] in d.log()
+    finally:
+        busy.close()
+        s.stop()
