@@ -209,3 +209,27 @@ def test_port_in_use_stops_the_start(workdir):
     finally:
         busy.close()
         s.stop()
+
+
+def test_stalled_scrapers_do_not_stall_the_daemon(mstack):
+    """MHD runs on the daemon's loop: scrapers that connect and send half a
+    request (more of them than the endpoint admits) must not hold up
+    events or later scrapes."""
+    import socket
+    stalled = []
+    try:
+        for _ in range(20):
+            c = socket.create_connection(('127.0.0.1', mstack.metrics_port), timeout=5)
+            c.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n')   # never finished
+            stalled.append(c)
+        started = time.monotonic()
+        produce(mstack)    # subscriptions, deliveries, their notifications
+        assert time.monotonic() - started < 30
+    finally:
+        for c in stalled:
+            c.close()
+    _, cyrus, _ = store_counts(mstack)
+    text = wait_until(lambda: (lambda t: t if value(t, 'mailpubsub_events_journaled_total',
+                                                    source='cyrus') == cyrus else None)(
+        scrape(mstack.metrics_port)[2]), 15, what='a scrape after the stalled ones')
+    assert value(text, 'mailpubsub_subscriptions') == 2
