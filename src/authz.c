@@ -20,6 +20,7 @@ struct authz {
 	 * again meanwhile waits for the same answer (when a cached answer
 	 * expires under a stream of events, each event would ask otherwise) */
 	struct pending *inflight;
+	struct authz_stats stats;
 };
 
 /* Someone waiting for a pending answer. */
@@ -29,6 +30,7 @@ struct waiter {
 	char required[16];
 	authz_cb *cb;
 	void *context;
+	long long asked_us;            /* monotonic */
 };
 
 struct pending {
@@ -85,6 +87,21 @@ void authz_free(struct authz **authz)
 {
 	free(*authz);
 	*authz = NULL;
+}
+
+const struct authz_stats *authz_stats(const struct authz *authz)
+{
+	return &authz->stats;
+}
+
+/* Every answer goes out through here, counted. */
+static void decide(struct authz *authz, long long asked_us, authz_cb *cb,
+		   void *context, enum authz_result result)
+{
+	authz->stats.decisions[result]++;
+	stats_histogram_observe(&authz->stats.latency,
+				  (double)(mono_us() - asked_us) / 1e6);
+	cb(context, result);
 }
 
 /* The localpart is the account as written: never XEP-0106 unescaped,
@@ -309,7 +326,7 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 					   AUTHZ_GRANTED : AUTHZ_DENIED;
 
 		log_decision(w->jid, p->identity, p->account, p->node, rights, result, how);
-		w->cb(w->context, result);
+		decide(authz, w->asked_us, w->cb, w->context, result);
 	}
 	pending_free(p);
 }
@@ -339,7 +356,7 @@ static void check_with_store(struct authz *authz, const char *jid,
 			     char *identity, const char *account,
 			     const char *node, const char *required,
 			     bool ask_again_if_denied, authz_cb *cb,
-			     void *context)
+			     void *context, long long asked_us)
 {
 	struct pending *p;
 	struct waiter *w;
@@ -350,23 +367,26 @@ static void check_with_store(struct authz *authz, const char *jid,
 					   AUTHZ_GRANTED : AUTHZ_DENIED;
 
 		if (result == AUTHZ_GRANTED || !ask_again_if_denied) {
+			authz->stats.cache_hits++;
 			log_decision(jid, identity, account, node, rights, result,
 				     "cached");
 			free(identity);
-			cb(context, result);
+			decide(authz, asked_us, cb, context, result);
 			return;
 		}
 	}
+	authz->stats.cache_misses++;
 	w = calloc(1, sizeof(*w));
 	if (w == NULL || (w->jid = strdup(jid)) == NULL) {
 		free(w);
 		free(identity);
-		cb(context, AUTHZ_TEMPFAIL);
+		decide(authz, asked_us, cb, context, AUTHZ_TEMPFAIL);
 		return;
 	}
 	snprintf(w->required, sizeof(w->required), "%s", required);
 	w->cb = cb;
 	w->context = context;
+	w->asked_us = asked_us;
 	p = find_inflight(authz, identity, account, node);
 	if (p != NULL) {
 		free(identity);
@@ -379,7 +399,7 @@ static void check_with_store(struct authz *authz, const char *jid,
 		free(identity);
 		free(w->jid);
 		free(w);
-		cb(context, AUTHZ_TEMPFAIL);
+		decide(authz, asked_us, cb, context, AUTHZ_TEMPFAIL);
 		return;
 	}
 	p->authz = authz;
@@ -399,6 +419,7 @@ static void check(struct authz *authz, const char *jid, const char *account,
 {
 	const char *how;
 	char *identity = identity_of(authz, jid, &how);
+	long long asked_us = mono_us();
 	enum authz_result result;
 
 	if (identity == NULL) {
@@ -410,7 +431,7 @@ static void check(struct authz *authz, const char *jid, const char *account,
 		how = "account listing";
 	} else if (authz->imap != NULL) {
 		check_with_store(authz, jid, identity, account, node, required,
-				 ask_again_if_denied, cb, context);
+				 ask_again_if_denied, cb, context, asked_us);
 		return;
 	} else {
 		result = *account != '\0' && strcmp(identity, account) == 0 ?
@@ -419,7 +440,7 @@ static void check(struct authz *authz, const char *jid, const char *account,
 	}
 	log_decision(jid, identity, account, node, NULL, result, how);
 	free(identity);
-	cb(context, result);
+	decide(authz, asked_us, cb, context, result);
 }
 
 void authz_check(struct authz *authz, const char *jid, const char *account,

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "imap_client.h"
+#include "stats.h"
 #include "store.h"
 
 enum authz_result {
@@ -29,6 +30,14 @@ enum authz_result {
 
 struct authz;
 
+/* What authz_check and its kin answered, for status and metrics. */
+struct authz_stats {
+	unsigned long long decisions[3];  /* by enum authz_result */
+	unsigned long long cache_hits;    /* answered from the ACL cache */
+	unsigned long long cache_misses;  /* the store was asked */
+	struct stats_histogram latency; /* question to answer, seconds */
+};
+
 /* Called exactly once, possibly before authz_check returns. */
 typedef void authz_cb(void *context, enum authz_result result);
 
@@ -37,6 +46,7 @@ int authz_new(const struct config *config, struct store *store,
 	      struct imap_client *imap, struct authz **authz_r,
 	      const char **error_r);
 void authz_free(struct authz **authz);
+const struct authz_stats *authz_stats(const struct authz *authz);
 
 /* The IMAP identity a JID maps to (newly allocated), or NULL if unmapped. */
 char *authz_identity(const struct authz *authz, const char *jid);

@@ -30,6 +30,7 @@
 #include <strings.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Backstop period for libstrophe's timed handlers (handshake and disconnect
@@ -112,6 +113,7 @@ struct component {
 
 	void (*done)(void *);
 	void *done_context;
+	struct component_stats stats;
 };
 
 /* libstrophe's sockopt callback gets no userdata: find the owner by conn. */
@@ -120,6 +122,14 @@ static unsigned component_library_refs;
 
 static void component_pump(struct component *c);
 static void component_schedule_reconnect(struct component *c);
+
+static long long wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static const char *const component_stream_conditions[] = {
 	"bad-format", "bad-namespace-prefix", "conflict", "connection-timeout",
@@ -656,6 +666,8 @@ static void component_on_connect(struct component *c)
 	log_info("component %s: connected to %s:%u", c->domain, c->host,
 		 c->port);
 	c->connected = true;
+	c->stats.connects++;
+	c->stats.changed_us = wall_us();
 	c->backoff_ms = c->reconnect_min_ms;
 	xmpp_handler_add(c->conn, component_stanza_handler, NULL, NULL, NULL,
 			 c);
@@ -731,6 +743,12 @@ static void component_lost(struct component *c)
 {
 	bool was_connected = c->connected;
 
+	if (was_connected) {
+		c->stats.disconnects++;
+		c->stats.changed_us = wall_us();
+	} else {
+		c->stats.failures++;
+	}
 	c->connected = false;
 	c->dropped = false;
 	component_ping_stop(c);
@@ -1045,6 +1063,7 @@ void component_start(struct component *c)
 	if (c->started || c->closing)
 		return;
 	c->started = true;
+	c->stats.changed_us = wall_us();
 	component_connect(c);
 }
 
@@ -1090,6 +1109,11 @@ size_t component_queue_len(const struct component *c)
 unsigned long component_sent_count(const struct component *c)
 {
 	return c->sends;
+}
+
+const struct component_stats *component_stats(const struct component *c)
+{
+	return &c->stats;
 }
 
 /* No callbacks run after this, except done. */

@@ -63,6 +63,16 @@ size_t component_queue_len(const struct component *component);
  * connection: what a rate cap counts. */
 unsigned long component_sent_count(const struct component *component);
 
+/* The connection's history, for status and metrics. */
+struct component_stats {
+	unsigned long long connects;     /* handshakes that succeeded */
+	unsigned long long disconnects;  /* streams lost after one */
+	unsigned long long failures;     /* attempts that never got there */
+	long long changed_us;            /* wall clock of the last change (or
+					  * of component_start) */
+};
+const struct component_stats *component_stats(const struct component *component);
+
 /* Disconnects, closes the libuv handles and frees everything once they are
  * closed; then calls done(context) if given. Clears *component. */
 void component_close(struct component **component, void (*done)(void *),

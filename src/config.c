@@ -149,6 +149,12 @@ static const struct config_option options[] = {
 	    "Rewrite for jid_domains: a JID's localpart becomes localpart@identity_domain (Cyrus with virtdomains); empty: the bare localpart."),
 	OPT("log", "level", CONFIG_STRING, log_level, "info",
 	    "debug, info, warning or error."),
+	OPT("control", "socket", CONFIG_STRING, control_socket, "",
+	    "Unix socket `mailpubsubctl status` asks (e.g. /run/mailpubsub/control.sock); root, our own user and members of group may. Empty: none."),
+	OPT("control", "group", CONFIG_STRING, control_group, "",
+	    "Group whose members may ask too (the socket is then mode 0660, else 0600)."),
+	OPT("metrics", "listen", CONFIG_STRING, metrics_listen, "",
+	    "host:port (e.g. 127.0.0.1:9498) serving Prometheus metrics on /metrics, unauthenticated: keep it on loopback or a trusted network. Empty: none."),
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))

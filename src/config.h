@@ -92,6 +92,11 @@ struct config {
 	unsigned account_map_count;
 	/* [log] */
 	char *log_level;
+	/* [control] */
+	char *control_socket;       /* Unix stream socket; empty: none */
+	char *control_group;        /* may ask too (mode 0660); empty: 0600 */
+	/* [metrics] */
+	char *metrics_listen;       /* host:port of the Prometheus endpoint */
 };
 
 /* Loads path over the defaults and checks the result (config_check). On

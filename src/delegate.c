@@ -338,6 +338,7 @@ void delegate_publish(struct delegate *d, long long seq, const char *payload)
 		     d->cur_node, seq, payload) < 0)
 		return;
 	send_iq(d, "pub", PUBSUB_NS, body);
+	d->service->stats.delegated++;
 	free(body);
 }
 

@@ -152,6 +152,7 @@ struct imap_client {
 	void (*close_done)(void *);
 	void *close_ctx;
 	char last_error[320];
+	unsigned long long commands, errors, connect_failures;
 };
 
 /* snprintf for messages: truncating a long one is fine (and through
@@ -1399,6 +1400,9 @@ static void op_free(struct op *op)
 /* Runs the caller's callback and frees the op. */
 static void op_complete(struct op *op)
 {
+	op->client->commands++;
+	if (op->result == IMAP_TEMPFAIL)
+		op->client->errors++;
 	switch (op->kind) {
 	case OP_MYRIGHTS:
 		op->cb.myrights(op->ctx, op->result,
@@ -1689,9 +1693,11 @@ static void backoff_failed(struct imap_client *c, struct session *s,
 		s->authz_retry_at = uv_now(c->loop) + delay;
 		log_warn("imap: %s (failure %u in a row for this identity, next try in %u ms)",
 			 op->error, s->authz_failures, delay);
+		c->connect_failures++;
 		return;
 	}
 	c->failures++;
+	c->connect_failures++;
 	memcpy(c->conn_error, op->error, sizeof(c->conn_error));
 	delay = backoff_delay(c->failures);
 	c->retry_at = uv_now(c->loop) + delay;
@@ -2023,6 +2029,22 @@ void imap_client_status(struct imap_client *c, const char *account,
 	}
 	op->cb.status = cb;
 	dispatch(c, op);
+}
+
+void imap_client_stats(const struct imap_client *c, struct imap_client_stats *stats)
+{
+	memset(stats, 0, sizeof(*stats));
+	stats->commands = c->commands;
+	stats->errors = c->errors;
+	stats->connect_failures = c->connect_failures;
+	for (const struct session *s = c->sessions; s != NULL; s = s->next) {
+		stats->sessions++;
+		/* a busy session's imap is its worker's to read */
+		if (s->busy)
+			stats->busy++;
+		else if (s->imap != NULL)
+			stats->idle++;
+	}
 }
 
 const char *imap_client_last_error(const struct imap_client *c)

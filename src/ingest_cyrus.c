@@ -155,9 +155,10 @@ static void *receiver_main(void *arg)
 }
 
 static void reject(struct service *service, const char *buf, size_t len,
-		   const char *why)
+		   enum stats_reject reason, const char *why)
 {
 	service->stats.malformed++;
+	service->stats.sources[STATS_CYRUS].malformed[reason]++;
 	log_warn("ingest: rejected datagram #%llu (%zu bytes): %s",
 		 service->stats.datagrams, len, why);
 	(void)buf;
@@ -172,21 +173,24 @@ int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
 	long long seq;
 
 	service->stats.datagrams++;
+	service->stats.sources[STATS_CYRUS].received++;
 	if (len > DGRAM_MAX) {
-		reject(service, buf, len, "datagram larger than 64 KiB");
+		reject(service, buf, len, STATS_REJECT_TOO_LARGE,
+		       "datagram larger than 64 KiB");
 		return -1;
 	}
 	if (cyrus_wire_parse(buf, len, &wire, &error) < 0) {
-		reject(service, buf, len, error);
+		reject(service, buf, len, STATS_REJECT_WIRE_FORMAT, error);
 		return -1;
 	}
 	if (strcmp(wire.class, "EVENT") != 0) {
-		reject(service, buf, len, "not an EVENT notification");
+		reject(service, buf, len, STATS_REJECT_NOT_EVENT,
+		       "not an EVENT notification");
 		return -1;
 	}
 	if (event_decode(wire.message, wire.message_len,
 			 service->config->hierarchy_separator[0], &ev, &error) < 0) {
-		reject(service, buf, len, error);
+		reject(service, buf, len, stats_reject_for_decode(error), error);
 		return -1;
 	}
 	if (journal_append(service->store, "cyrus", ev, wire.message,
@@ -198,6 +202,7 @@ int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
 		  ev->mailbox.account != NULL ? ev->mailbox.account : "",
 		  ev->mailbox.node != NULL ? ev->mailbox.node : "");
 	service->stats.journaled++;
+	service->stats.sources[STATS_CYRUS].journaled++;
 	event_free(&ev);
 	return 0;
 }
@@ -232,6 +237,7 @@ static void journal_batch(struct ingest_cyrus *in)
 
 	if (dropped > 0) {
 		service->stats.dropped += dropped;
+		service->stats.sources[STATS_CYRUS].dropped += dropped;
 		log_error("ingest: queue full (%u datagrams or %zu bytes): %llu events "
 			  "dropped", in->queue_max, in->queue_max_bytes, dropped);
 	}

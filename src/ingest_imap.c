@@ -952,8 +952,10 @@ static int journal_event(struct ingest_imap *in, json_t *obj, long long now)
 
 	if (text == NULL)
 		return -1;
+	service->stats.sources[STATS_IMAP].received++;
 	if (event_decode(text, strlen(text), in->sep, &ev, &error) < 0) {
 		/* ours: a bug, not bad input; skip it rather than wedge the source */
+		service->stats.sources[STATS_IMAP].malformed[stats_reject_for_decode(error)]++;
 		log_error("imap source: cannot decode our own event (%s): %s", error, text);
 		free(text);
 		return 0;
@@ -964,6 +966,7 @@ static int journal_event(struct ingest_imap *in, json_t *obj, long long now)
 			  event_type_info(ev->type)->name, ev->mailbox.account,
 			  ev->mailbox.node != NULL ? ev->mailbox.node : "");
 		service->stats.journaled++;
+		service->stats.sources[STATS_IMAP].journaled++;
 		ret = 0;
 	}
 	event_free(&ev);
@@ -2044,6 +2047,21 @@ static void async_closed(uv_handle_t *handle)
 
 	uv_mutex_destroy(&in->lock);
 	free(in);
+}
+
+void ingest_imap_watchers(struct ingest_imap *in, unsigned *watchers_r,
+			  unsigned *connected_r)
+{
+	*watchers_r = *connected_r = 0;
+	if (in == NULL)
+		return;
+	uv_mutex_lock(&in->lock);
+	for (const struct watcher *w = in->watchers; w != NULL; w = w->next) {
+		++*watchers_r;
+		if (w->session != NULL)
+			++*connected_r;
+	}
+	uv_mutex_unlock(&in->lock);
 }
 
 void ingest_imap_close(struct ingest_imap **ingest)

@@ -52,6 +52,10 @@ int ingest_imap_new(uv_loop_t *loop, struct service *service,
  * they had handed over, joins them. Blocks for at most about [imap]
  * timeout_ms. Clears *ingest. */
 void ingest_imap_close(struct ingest_imap **ingest);
+/* Watchers (one per account and IDLEd mailbox), and how many of them have
+ * a session to the server now (ingest NULL: none). */
+void ingest_imap_watchers(struct ingest_imap *ingest, unsigned *watchers_r,
+			  unsigned *connected_r);
 
 /* ---- the pure part, exposed for tests ------------------------------- */
 

@@ -18,6 +18,7 @@
 
 #include "event.h"
 #include "journal.h"
+#include "listen.h"
 #include "log.h"
 #include "service.h"
 
@@ -231,9 +232,11 @@ long long ingest_json_accept(struct service *service, const char *line,
 
 	*retry_r = 0;
 	service->stats.json_lines++;
+	service->stats.sources[STATS_JSON].received++;
 	if (event_decode(line, len, service->config->hierarchy_separator[0],
 			 &ev, error_r) < 0) {
 		service->stats.malformed++;
+		service->stats.sources[STATS_JSON].malformed[stats_reject_for_decode(*error_r)]++;
 		return -1;
 	}
 	if (journal_append(service->store, "json", ev, line, len, received_us,
@@ -247,6 +250,7 @@ long long ingest_json_accept(struct service *service, const char *line,
 		  ev->mailbox.account != NULL ? ev->mailbox.account : "",
 		  ev->mailbox.node != NULL ? ev->mailbox.node : "");
 	service->stats.journaled++;
+	service->stats.sources[STATS_JSON].journaled++;
 	event_free(&ev);
 	return seq;
 }
@@ -498,16 +502,15 @@ static bool uid_allowed(const struct ingest_json *in, uid_t uid)
 /* Peer credentials of a Unix connection; NULL reason when allowed. */
 static const char *check_peer(struct json_conn *conn)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	uv_os_fd_t fd;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
 
-	if (uv_fileno((uv_handle_t *)&conn->h.stream, &fd) < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+	if (listen_peer(&conn->h.stream, &uid, &gid, &pid) < 0)
 		return "cannot read peer credentials";
 	snprintf(conn->peer, sizeof(conn->peer), "uid %u pid %d",
-		 (unsigned)cred.uid, (int)cred.pid);
-	return uid_allowed(conn->in, cred.uid) ? NULL
+		 (unsigned)uid, (int)pid);
+	return uid_allowed(conn->in, uid) ? NULL
 		: "sender's user is not in [json] allowed_users";
 }
 
@@ -661,7 +664,7 @@ static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 		       const struct config *c, const char **error_r)
 {
 	static char msg[300];
-	struct stat st;
+	char why[200];
 	int r;
 
 	if (strlen(c->json_socket) >= sizeof(in->path)) {
@@ -669,9 +672,7 @@ static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 		return -1;
 	}
 	strcpy(in->path, c->json_socket);
-	/* a socket left by a previous run; anything else is not ours to remove */
-	if (lstat(in->path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(in->path);
+	listen_remove_stale(in->path);
 	uv_pipe_init(loop, &in->pipe, 0);
 	in->pipe.data = in;
 	in->pipe_open = true;
@@ -682,16 +683,9 @@ static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 		*error_r = msg;
 		return -1;
 	}
-	if (*c->json_socket_group != '\0') {
-		struct group *gr = getgrnam(c->json_socket_group);
-
-		if (gr == NULL || chown(in->path, (uid_t)-1, gr->gr_gid) < 0)
-			log_warn("json source: cannot give %s to group %s", in->path,
-				 c->json_socket_group);
-	}
-	if (chmod(in->path, c->json_socket_mode) < 0) {
-		snprintf(msg, sizeof(msg), "[json] socket %s: chmod: %s", in->path,
-			 strerror(errno));
+	if (listen_permit(in->path, c->json_socket_group, c->json_socket_mode,
+			  why, sizeof(why)) < 0) {
+		snprintf(msg, sizeof(msg), "[json] socket %s", why);
 		*error_r = msg;
 		return -1;
 	}
@@ -704,24 +698,12 @@ static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
 {
 	static char msg[300];
 	struct sockaddr_storage ss;
-	char host[256];
-	const char *colon = strrchr(spec, ':');
-	size_t hlen;
+	char why[200];
 	int r;
 
-	if (colon == NULL || colon == spec || (hlen = (size_t)(colon - spec)) >= sizeof(host)) {
-		*error_r = "[json] listen must be host:port";
-		return -1;
-	}
-	memcpy(host, spec, hlen);
-	host[hlen] = '\0';
-	if (host[0] == '[' && host[hlen - 1] == ']') {
-		memmove(host, host + 1, hlen - 2);
-		host[hlen - 2] = '\0';
-	}
-	if (uv_ip4_addr(host, atoi(colon + 1), (struct sockaddr_in *)&ss) < 0 &&
-	    uv_ip6_addr(host, atoi(colon + 1), (struct sockaddr_in6 *)&ss) < 0) {
-		*error_r = "[json] listen: not a numeric address";
+	if (listen_parse_hostport(spec, &ss, why, sizeof(why)) < 0) {
+		snprintf(msg, sizeof(msg), "[json] listen: %s", why);
+		*error_r = msg;
 		return -1;
 	}
 	uv_tcp_init(loop, &in->tcp);
@@ -760,6 +742,11 @@ int ingest_json_new(uv_loop_t *loop, struct service *service,
 		return -1;
 	}
 	return 0;
+}
+
+unsigned ingest_json_connections(const struct ingest_json *in)
+{
+	return in != NULL ? in->authenticated + in->unauthenticated : 0;
 }
 
 static void server_closed(uv_handle_t *handle)

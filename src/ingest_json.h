@@ -35,6 +35,8 @@ int ingest_json_new(uv_loop_t *loop, struct service *service,
  * journaled, so their senders resend them); memory is released once
  * libuv has closed the handles. Clears *ingest. */
 void ingest_json_close(struct ingest_json **ingest);
+/* Sender connections open now (ingest NULL: 0). */
+unsigned ingest_json_connections(const struct ingest_json *ingest);
 
 /* Decodes and journals one line (inside the caller's transaction).
  * Returns the sequence number, or -1 with *error_r (a static string) and

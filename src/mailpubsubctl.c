@@ -1,16 +1,21 @@
-/* mailpubsubctl: the e-Discovery changelog from the command line (verify
- * the chain, per-message / per-user / per-mailbox histories, retention)
- * and interception taps. Reads mailpubsubd's configuration for the store;
- * queries open it read-only, which SQLite's WAL mode allows while the
- * daemon runs. See mailpubsubctl(8). */
+/* mailpubsubctl: the running daemon's status (over its control socket),
+ * what the store holds (accounts, nodes, subscriptions), the e-Discovery
+ * changelog from the command line (verify the chain, per-message /
+ * per-user / per-mailbox histories, retention) and interception taps.
+ * Reads mailpubsubd's configuration for the store; queries open it
+ * read-only, which SQLite's WAL mode allows while the daemon runs, and
+ * which works when the daemon is down too. See mailpubsubctl(8). */
 #include "build-config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,12 +43,18 @@ struct args {
 	const char *authorities;
 	const char *reference;
 	const char *id;
+	const char *jid;
+	bool json;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: mailpubsubctl [-c config] changelog verify\n"
+		"usage: mailpubsubctl [-c config] status [--json]\n"
+		"       mailpubsubctl [-c config] accounts [--json]\n"
+		"       mailpubsubctl [-c config] nodes --account A [--json]\n"
+		"       mailpubsubctl [-c config] subscriptions (--jid J | --account A [--node N]) [--json]\n"
+		"       mailpubsubctl [-c config] changelog verify\n"
 		"       mailpubsubctl [-c config] changelog message --message-id ID\n"
 		"       mailpubsubctl [-c config] changelog user --user U [--from T] [--to T] [--events E,E]\n"
 		"       mailpubsubctl [-c config] changelog mailbox --account A [--node N]\n"
@@ -145,8 +156,13 @@ static int print_records(sqlite3 *db, sqlite3_stmt *st, const char *events)
 	return 0;
 }
 
-static int run_query(const struct config *config, const char *sql, const char *const *texts,
-		     unsigned ntexts, const long long *nums, unsigned nnums, const char *events)
+/* How a query's rows are printed; ctx is the printer's. */
+typedef int query_printer(sqlite3 *db, sqlite3_stmt *st, const void *ctx);
+
+/* sql's parameters: ?1.. the texts (NULL binds NULL), then the numbers. */
+static int query_print(const struct config *config, const char *sql,
+		       const char *const *texts, unsigned ntexts, const long long *nums,
+		       unsigned nnums, query_printer *print, const void *ctx)
 {
 	sqlite3 *db = open_readonly(config);
 	sqlite3_stmt *st;
@@ -164,10 +180,21 @@ static int run_query(const struct config *config, const char *sql, const char *c
 		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
 	for (i = 0; i < nnums; i++)
 		sqlite3_bind_int64(st, (int)(ntexts + i) + 1, nums[i]);
-	rc = print_records(db, st, events);
+	rc = print(db, st, ctx);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return rc;
+}
+
+static int print_events(sqlite3 *db, sqlite3_stmt *st, const void *events)
+{
+	return print_records(db, st, events);
+}
+
+static int run_query(const struct config *config, const char *sql, const char *const *texts,
+		     unsigned ntexts, const long long *nums, unsigned nnums, const char *events)
+{
+	return query_print(config, sql, texts, ntexts, nums, nnums, print_events, events);
 }
 
 static int cmd_message(const struct config *config, const struct args *a)
@@ -333,6 +360,303 @@ static int cmd_tap(const struct config *config, const char *verb, const struct a
 	return rc;
 }
 
+/* ---- status: asks the daemon over [control] socket ---- */
+
+/* One request line, one reply line (src/control.h). NULL on error (said). */
+static json_t *control_ask(const struct config *config, const char *request)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	json_t *reply;
+	int fd;
+
+	if (*config->control_socket == '\0') {
+		fprintf(stderr, "mailpubsubctl: [control] socket is not set in the configuration\n");
+		return NULL;
+	}
+	if (strlen(config->control_socket) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "mailpubsubctl: [control] socket path too long\n");
+		return NULL;
+	}
+	strcpy(sun.sun_path, config->control_socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		fprintf(stderr, "mailpubsubctl: cannot connect to %s: %s\n",
+			config->control_socket, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* a refusal may come before the request is read: then sending fails
+	 * and the daemon's reason is still there to read */
+	send(fd, request, strlen(request), MSG_NOSIGNAL);
+	/* the reply ends with a newline, then the daemon closes */
+	for (;;) {
+		ssize_t n;
+
+		if (len + 4096 > cap) {
+			char *bigger = len + 4096 <= (16u << 20) ? realloc(buf, cap = len + 65536) : NULL;
+
+			if (bigger == NULL)
+				break;
+			buf = bigger;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	reply = buf != NULL ? json_loadb(buf, len, 0, NULL) : NULL;
+	free(buf);
+	if (reply == NULL)
+		fprintf(stderr, "mailpubsubctl: no valid reply from %s\n", config->control_socket);
+	return reply;
+}
+
+static long long jint(const json_t *obj, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(obj, key));
+}
+
+static const char *jstr(const json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s != NULL ? s : "-";
+}
+
+static void print_duration(long long seconds)
+{
+	if (seconds >= 86400)
+		printf("%lldd %02lldh%02lldm", seconds / 86400, seconds % 86400 / 3600,
+		       seconds % 3600 / 60);
+	else if (seconds >= 3600)
+		printf("%lldh%02lldm%02llds", seconds / 3600, seconds % 3600 / 60, seconds % 60);
+	else
+		printf("%lldm%02llds", seconds / 60, seconds % 60);
+}
+
+static void print_status_imap(const json_t *imap)
+{
+	const json_t *cache = json_object_get(imap, "acl_cache");
+	const json_t *authz = json_object_get(imap, "authz");
+	const json_t *rate = json_object_get(cache, "hit_rate");
+
+	printf("IMAP:         %s, %lld sessions (%lld busy, %lld idle), %lld commands, %lld errors\n",
+	       jstr(imap, "host"), jint(imap, "sessions"), jint(imap, "busy"),
+	       jint(imap, "idle"), jint(imap, "commands"), jint(imap, "errors"));
+	printf("ACL cache:    %lld hits, %lld misses", jint(cache, "hits"), jint(cache, "misses"));
+	if (json_is_number(rate))
+		printf(" (hit rate %.1f%%)", json_number_value(rate) * 100);
+	printf("\nAuthz:        %lld granted, %lld denied, %lld errors\n",
+	       jint(authz, "granted"), jint(authz, "denied"), jint(authz, "errors"));
+}
+
+static void print_status(const json_t *st)
+{
+	const json_t *comp = json_object_get(st, "component");
+	const json_t *journal = json_object_get(st, "journal");
+	const json_t *taps = json_object_get(st, "taps");
+	const json_t *item;
+	size_t i;
+
+	printf("mailpubsubd %s, pid %lld, up ", jstr(st, "version"), jint(st, "pid"));
+	print_duration(jint(st, "uptime_seconds"));
+	printf(" (since %s)\n", jstr(st, "started"));
+	printf("Component:    %s %s since %s (", jstr(comp, "domain"),
+	       json_is_true(json_object_get(comp, "connected")) ? "connected" : "DISCONNECTED",
+	       jstr(comp, "since"));
+	print_duration(jint(comp, "for_seconds"));
+	printf("), connections %lld, disconnects %lld, failed attempts %lld\n",
+	       jint(comp, "connections"), jint(comp, "disconnects"), jint(comp, "failures"));
+	printf("Sources:\n");
+	json_array_foreach(json_object_get(st, "sources"), i, item) {
+		printf("  %-6s %s", jstr(item, "name"), jstr(item, "state"));
+		if (strcmp(jstr(item, "state"), "off") == 0) {
+			putchar('\n');
+			continue;
+		}
+		if (json_object_get(item, "watchers") != NULL)
+			printf(" (%s: %lld of %lld watchers connected)", jstr(item, "accounts"),
+			       jint(item, "connected"), jint(item, "watchers"));
+		else if (json_object_get(item, "connections") != NULL)
+			printf(" (%s, %lld connections)", jstr(item, "address"),
+			       jint(item, "connections"));
+		else
+			printf(" (%s)", jstr(item, "address"));
+		printf(": %lld received, %lld journaled, %lld malformed, %lld dropped, "
+		       "%.2f/s over the last minute\n", jint(item, "received"),
+		       jint(item, "journaled"), jint(item, "malformed"), jint(item, "dropped"),
+		       json_number_value(json_object_get(item, "rate_per_second")));
+	}
+	printf("Journal:      head %lld, ingest queue %lld bytes\n", jint(journal, "head"),
+	       jint(journal, "ingest_queue_bytes"));
+	json_array_foreach(json_object_get(journal, "consumers"), i, item)
+		printf("  %-10s at %lld, backlog %lld\n", jstr(item, "name"),
+		       jint(item, "sequence"), jint(item, "backlog"));
+	printf("Published:    %lld events, %lld notifications sent, %lld through [delegate]\n",
+	       jint(st, "events_published"), jint(st, "notifications_sent"),
+	       jint(st, "delegated_publishes"));
+	if (json_object_get(st, "imap") != NULL)
+		print_status_imap(json_object_get(st, "imap"));
+	printf("Subscriptions: %lld\n", jint(st, "subscriptions"));
+	printf("Taps active:  %lld\n", jint(taps, "active"));
+	json_array_foreach(json_object_get(taps, "list"), i, item)
+		printf("  tap %lld: %s (reference %s)\n", jint(item, "id"), jstr(item, "target"),
+		       jstr(item, "reference"));
+	printf("Memory:       %lld KiB resident\n", jint(st, "rss_bytes") / 1024);
+}
+
+static int cmd_status(const struct config *config, const struct args *a)
+{
+	json_t *reply = control_ask(config, "{\"command\":\"status\"}\n");
+	const json_t *status;
+
+	if (reply == NULL)
+		return 2;
+	status = json_object_get(reply, "status");
+	if (!json_is_true(json_object_get(reply, "ok")) || !json_is_object(status)) {
+		fprintf(stderr, "mailpubsubctl: the daemon refused: %s\n", jstr(reply, "error"));
+		json_decref(reply);
+		return 2;
+	}
+	if (a->json)
+		json_dumpf(status, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+	else
+		print_status(status);
+	if (a->json)
+		putchar('\n');
+	json_decref(reply);
+	return 0;
+}
+
+/* ---- what the store holds ---- */
+
+static json_t *column_json(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(st, i));
+	case SQLITE_NULL:
+		return json_null();
+	default:
+		return json_string((const char *)sqlite3_column_text(st, i));
+	}
+}
+
+/* Rows as a JSON array (--json) or a tab-separated table with a header. */
+static int print_rows(sqlite3 *db, sqlite3_stmt *st, bool as_json)
+{
+	json_t *rows = json_array();
+	int rc, ncols = sqlite3_column_count(st);
+
+	for (int i = 0; !as_json && i < ncols; i++)
+		printf("%s%s", sqlite3_column_name(st, i), i + 1 < ncols ? "\t" : "\n");
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *row = json_object();
+
+		for (int i = 0; i < ncols; i++) {
+			if (as_json) {
+				json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
+				continue;
+			}
+			printf("%s%s", sqlite3_column_type(st, i) == SQLITE_NULL ? "-" :
+			       (const char *)sqlite3_column_text(st, i), i + 1 < ncols ? "\t" : "\n");
+		}
+		json_array_append_new(rows, row);
+	}
+	if (as_json) {
+		json_dumpf(rows, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(rows);
+	if (rc != SQLITE_DONE) {
+		fprintf(stderr, "mailpubsubctl: query failed: %s\n", sqlite3_errmsg(db));
+		return 2;
+	}
+	return 0;
+}
+
+static int print_table(sqlite3 *db, sqlite3_stmt *st, const void *as_json)
+{
+	return print_rows(db, st, *(const bool *)as_json);
+}
+
+static int store_query(const struct config *config, const char *sql,
+		       const char *const *texts, unsigned ntexts, bool as_json)
+{
+	return query_print(config, sql, texts, ntexts, NULL, 0, print_table, &as_json);
+}
+
+static int cmd_accounts(const struct config *config, const struct args *a)
+{
+	static const char sql[] =
+		"SELECT a.account,"
+		" (SELECT count(*) FROM nodes n WHERE n.account = a.account) AS nodes,"
+		" (SELECT count(*) FROM subscriptions s WHERE s.account = a.account) AS subscriptions"
+		" FROM (SELECT account FROM nodes UNION SELECT account FROM subscriptions) a"
+		" ORDER BY a.account";
+
+	return store_query(config, sql, NULL, 0, a->json);
+}
+
+static int cmd_nodes(const struct config *config, const struct args *a)
+{
+	static const char sql[] =
+		"SELECT n.node, n.messages, n.unseen, n.uidnext, n.uidvalidity,"
+		" (SELECT count(*) FROM subscriptions s WHERE s.account = n.account"
+		"  AND s.node = n.node) AS subscriptions,"
+		" strftime('%Y-%m-%dT%H:%M:%SZ', n.created_us / 1000000, 'unixepoch') AS created"
+		" FROM nodes n WHERE n.account = ?1 ORDER BY n.node";
+
+	if (a->account == NULL) {
+		fprintf(stderr, "mailpubsubctl: nodes needs --account (\"\" for shared folders)\n");
+		return 2;
+	}
+	return store_query(config, sql, (const char *[]){ a->account }, 1, a->json);
+}
+
+static int cmd_subscriptions(const struct config *config, const struct args *a)
+{
+	/* a bare JID also finds its full JIDs' subscriptions */
+	static const char sql[] =
+		"SELECT jid, account, node, subid,"
+		" CASE depth WHEN 0 THEN 'node' WHEN 1 THEN 'children' ELSE 'all' END AS depth,"
+		" coalesce(events, 'default') AS events, deliver, heartbeat,"
+		" strftime('%Y-%m-%dT%H:%M:%SZ', created_us / 1000000, 'unixepoch') AS created"
+		" FROM subscriptions WHERE"
+		" (?1 IS NULL OR jid = ?1 OR substr(jid, 1, length(?1) + 1) = ?1 || '/')"
+		" AND (?2 IS NULL OR account = ?2) AND (?3 IS NULL OR node = ?3)"
+		" ORDER BY jid, account, node";
+
+	if ((a->jid == NULL) == (a->account == NULL) || (a->node != NULL && a->account == NULL)) {
+		fprintf(stderr, "mailpubsubctl: subscriptions needs --jid J or --account A [--node N]\n");
+		return 2;
+	}
+	return store_query(config, sql, (const char *[]){ a->jid, a->account, a->node }, 3,
+			   a->json);
+}
+
+/* The one-word commands. */
+static int run_single(const struct config *config, const char *command, const struct args *a)
+{
+	if (strcmp(command, "status") == 0)
+		return cmd_status(config, a);
+	if (strcmp(command, "accounts") == 0)
+		return cmd_accounts(config, a);
+	if (strcmp(command, "nodes") == 0)
+		return cmd_nodes(config, a);
+	if (strcmp(command, "subscriptions") == 0)
+		return cmd_subscriptions(config, a);
+	usage(stderr);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -349,6 +673,8 @@ int main(int argc, char **argv)
 		{ "authority", required_argument, NULL, 'A' },
 		{ "reference", required_argument, NULL, 'r' },
 		{ "id", required_argument, NULL, 'i' },
+		{ "jid", required_argument, NULL, 'j' },
+		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -372,11 +698,13 @@ int main(int argc, char **argv)
 		case 'A': a.authorities = optarg; break;
 		case 'r': a.reference = optarg; break;
 		case 'i': a.id = optarg; break;
+		case 'j': a.jid = optarg; break;
+		case 'J': a.json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (argc - optind != 2) {
+	if (argc - optind != 2 && argc - optind != 1) {
 		usage(stderr);
 		return 2;
 	}
@@ -385,7 +713,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mailpubsubctl: %s: %s\n", a.config_path, error);
 		return 2;
 	}
-	if (strcmp(argv[optind], "tap") == 0) {
+	if (argc - optind == 1) {
+		rc = run_single(config, argv[optind], &a);
+	} else if (strcmp(argv[optind], "tap") == 0) {
 		rc = cmd_tap(config, argv[optind + 1], &a);
 	} else if (strcmp(argv[optind], "changelog") != 0) {
 		usage(stderr);

@@ -16,6 +16,7 @@
 #include "authz.h"
 #include "changelog.h"
 #include "component.h"
+#include "control.h"
 #include "counts.h"
 #include "delegate.h"
 #include "discovery.h"
@@ -26,6 +27,7 @@
 #include "ingest_imap.h"
 #include "ingest_json.h"
 #include "log.h"
+#include "metrics.h"
 #include "publisher.h"
 #include "service.h"
 #include "store.h"
@@ -41,6 +43,8 @@ struct daemon_state {
 	struct ingest_imap *ingest_imap;
 	struct imap_client *imap;
 	struct changelog_retention *retention;
+	struct control *control;
+	struct metrics *metrics;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 };
@@ -117,11 +121,34 @@ static void imap_closed(void *context)
 	component_close(&st->service.component, component_closed, st);
 }
 
+/* `mailpubsubctl status` and the Prometheus endpoint, when configured. */
+static int start_observers(struct daemon_state *st, const char **error_r)
+{
+	const struct config *c = st->config;
+
+	if (*c->control_socket != '\0' &&
+	    control_new(st->loop, &st->service, st->imap, &st->control, error_r) < 0)
+		return -1;
+	if (*c->metrics_listen != '\0' &&
+	    metrics_new(st->loop, &st->service, st->imap, &st->metrics, error_r) < 0)
+		return -1;
+	return 0;
+}
+
+static void stop_observers(struct daemon_state *st)
+{
+	control_close(&st->control);
+	metrics_close(&st->metrics);
+}
+
 static void shutdown_daemon(struct daemon_state *st)
 {
 	log_info("shutting down");
+	stop_observers(st);
 	/* ingest first: what was received gets journaled before we stop */
 	st->service.ingest_cyrus = NULL;
+	st->service.ingest_json = NULL;
+	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
 	/* before the IMAP client: its sessions come from it */
@@ -211,6 +238,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	const struct config *c = st->config;
 
 	st->service.config = c;
+	st->service.stats.started_us = service_now_us();
 	if (expat_stream_deferral_off())
 		log_debug("xmpp: expat reparse deferral switched off for the stream");
 	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
@@ -249,9 +277,13 @@ static int start(struct daemon_state *st, const char **error_r)
 	    ingest_json_new(st->loop, &st->service, on_journaled, st,
 			    &st->ingest_json, error_r) < 0)
 		return -1;
+	st->service.ingest_json = st->ingest_json;
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, &st->service, st->imap, on_journaled, st,
 			    &st->ingest_imap, error_r) < 0)
+		return -1;
+	st->service.ingest_imap = st->ingest_imap;
+	if (start_observers(st, error_r) < 0)
 		return -1;
 	watch_signal(st, &st->sigterm, SIGTERM);
 	watch_signal(st, &st->sigint, SIGINT);

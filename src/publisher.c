@@ -340,6 +340,8 @@ static void publish_event(struct service *service, const struct journal_record *
 	if (ev->type == EVENT_MAILBOX_DELETE)
 		notify_deleted(service, mb->account, mb->node);
 	service->stats.published++;
+	stats_histogram_observe(&service->stats.publish_latency,
+				  (double)(service_now_us() - rec->received_us) / 1e6);
 	free(payload);
 }
 

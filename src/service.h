@@ -11,11 +11,14 @@
 #include "component.h"
 #include "config.h"
 #include "delivery.h"
+#include "stats.h"
 #include "store.h"
 
 struct counts;
 struct delegate;
 struct ingest_cyrus;
+struct ingest_imap;
+struct ingest_json;
 struct discovery;
 struct publisher;
 
@@ -32,6 +35,12 @@ struct service_stats {
 	unsigned long long notifications;
 	unsigned long long iq_requests;
 	unsigned long long iq_errors;
+	unsigned long long delegated;   /* items handed to [delegate] service */
+	struct stats_source_stats sources[STATS_NSOURCES];
+	/* from an event's receipt to its notifications handed to the
+	 * component (seconds) */
+	struct stats_histogram publish_latency;
+	long long started_us;           /* wall clock */
 };
 
 struct service {
@@ -45,6 +54,8 @@ struct service {
 	struct discovery *discovery;   /* NULL without [imap] */
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest_cyrus; /* NULL without [cyrus] notify_socket */
+	struct ingest_json *ingest_json;   /* NULL without [json] socket or listen */
+	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
 	struct firehose *firehose;
 	struct tap_relay *taps;        /* interception (src/tap.c) */
 	struct service_stats stats;

@@ -1,0 +1,37 @@
+/* One look at what the daemon is doing, for `mailpubsubctl status`
+ * (src/control.c) and the Prometheus endpoint (src/metrics.c): the
+ * counters the modules keep plus what only the store knows. Taken on the
+ * loop thread. */
+#ifndef MAILPUBSUB_STATUS_H
+#define MAILPUBSUB_STATUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "authz.h"
+#include "component.h"
+#include "imap_client.h"
+
+struct service;
+
+struct status_snapshot {
+	long long now_us, started_us;          /* wall clock */
+	bool connected;
+	struct component_stats component;
+	long long journal_head;                /* last journaled sequence */
+	long long published_seq;               /* the publisher's watermark */
+	long long firehose_seq;                /* the firehose's */
+	size_t ingest_waiting_bytes;           /* Cyrus datagrams not journaled */
+	long long subscriptions;
+	long long taps_active;
+	bool have_imap;
+	struct imap_client_stats imap;
+	struct authz_stats authz;
+	long long rss_bytes;
+};
+
+/* imap may be NULL. */
+void status_snapshot_take(struct service *service, struct imap_client *imap,
+			  struct status_snapshot *snap);
+
+#endif
