@@ -321,33 +321,38 @@ static void test_backoff_delay(void **state)
 	assert_int_equal(imap_backoff_delay(4000000000u), IMAP_BACKOFF_MAX_MS);
 }
 
+/* identity is held back at now until `until` (0: not), after `failures` */
+static void held(const struct imap_backoff *b, const char *identity, uint64_t now,
+		 uint64_t until, unsigned failures)
+{
+	unsigned n = 99;
+
+	assert_int_equal(imap_backoff_until(b, identity, now, &n), until);
+	assert_int_equal(n, failures);
+}
+
 /* A refused identity is held back with a growing delay, nobody else is,
  * and a success forgets it. */
 static void test_backoff_per_identity(void **state)
 {
 	struct imap_backoff *b = imap_backoff_new(8);
 	uint64_t retry_at = 0;
-	unsigned n = 99;
 
 	(void)state;
 	assert_non_null(b);
-	assert_int_equal(imap_backoff_until(b, "carol", 1000, &n), 0);
-	assert_int_equal(n, 0);
+	held(b, "carol", 1000, 0, 0);
 	assert_int_equal(imap_backoff_fail(b, "carol", 1000, &retry_at), 1);
 	assert_int_equal(retry_at, 1100);
-	assert_int_equal(imap_backoff_until(b, "carol", 1050, &n), 1100);
-	assert_int_equal(n, 1);
-	assert_int_equal(imap_backoff_until(b, "alice", 1050, &n), 0);
-	assert_int_equal(n, 0);
+	held(b, "carol", 1050, 1100, 1);
+	held(b, "alice", 1050, 0, 0);
 	/* may try again at 1100; fails again: twice as long */
-	assert_int_equal(imap_backoff_until(b, "carol", 1100, &n), 0);
+	held(b, "carol", 1100, 0, 1);
 	assert_int_equal(imap_backoff_fail(b, "carol", 1120, &retry_at), 2);
 	assert_int_equal(retry_at, 1320);
 	assert_int_equal(imap_backoff_fail(b, "carol", 1400, &retry_at), 3);
 	assert_int_equal(retry_at, 1800);
 	imap_backoff_forget(b, "carol");
-	assert_int_equal(imap_backoff_until(b, "carol", 1500, &n), 0);
-	assert_int_equal(n, 0);
+	held(b, "carol", 1500, 0, 0);
 	assert_int_equal(imap_backoff_fail(b, "carol", 1500, &retry_at), 1);
 	/* a failure long after the backoff ended counts afresh */
 	assert_int_equal(imap_backoff_fail(b, "carol", 1600, &retry_at), 2);
@@ -365,7 +370,6 @@ static void test_backoff_bounded(void **state)
 {
 	struct imap_backoff *b = imap_backoff_new(3);
 	uint64_t retry_at;
-	unsigned n;
 
 	(void)state;
 	assert_null(imap_backoff_new(0));
@@ -374,18 +378,16 @@ static void test_backoff_bounded(void **state)
 	imap_backoff_fail(b, "b", 100, &retry_at);       /* until 300 */
 	imap_backoff_fail(b, "c", 50, &retry_at);        /* until 150 */
 	imap_backoff_fail(b, "d", 60, &retry_at);        /* pushes out a */
-	assert_int_equal(imap_backoff_until(b, "a", 60, &n), 0);
-	assert_int_equal(n, 0);
-	assert_int_equal(imap_backoff_until(b, "b", 60, &n), 300);
-	assert_int_equal(n, 2);
-	assert_int_equal(imap_backoff_until(b, "c", 60, &n), 150);
-	assert_int_equal(imap_backoff_until(b, "d", 60, &n), 160);
+	held(b, "a", 60, 0, 0);
+	held(b, "b", 60, 300, 2);
+	held(b, "c", 60, 150, 1);
+	held(b, "d", 60, 160, 1);
 	/* a forgotten slot is reused before anyone is pushed out */
 	imap_backoff_forget(b, "c");
 	imap_backoff_fail(b, "e", 70, &retry_at);
-	assert_int_equal(imap_backoff_until(b, "b", 70, &n), 300);
-	assert_int_equal(imap_backoff_until(b, "d", 70, &n), 160);
-	assert_int_equal(imap_backoff_until(b, "e", 70, &n), 170);
+	held(b, "b", 70, 300, 2);
+	held(b, "d", 70, 160, 1);
+	held(b, "e", 70, 170, 1);
 	imap_backoff_free(&b);
 }
 

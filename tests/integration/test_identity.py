@@ -297,8 +297,9 @@ def test_refused_identities_never_stall_the_others(refusing_stack):
                          % (local, local), log), local
     assert re.search(r'AUTHENTICATE \S+ as admin for mallory\* at \S+ failed', log)
     # hundreds of requests each, but a refused identity is held back
-    # (100 ms, 200 ms, ... 12.7 s after 7 failures in a row), also while the
-    # pool is too small to keep its session
+    # (100 ms, 200 ms, ...: 12 failures in a row take over 100 s), also
+    # while the pool is too small to keep its session (forgetting the
+    # backoff with the session gave 13-14 logins here)
     logins = {local: len(re.findall(r'imap\[admin as %s\]: AUTHENTICATE'
                                     % re.escape(local), log))
               for local in DENIED + (SLOW[1],)}
