@@ -23,13 +23,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "imap_backoff.h"
 #include "imap_name.h"
 #include "log.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define DEFAULT_MAX_SESSIONS 8u
-#define BACKOFF_MIN_MS 100u
-#define BACKOFF_MAX_MS 30000u
+/* identities held back after the server refused them (imap_backoff.h):
+ * a few per pooled session, and each costs a name and two counters */
+#define REFUSED_MAX 256u
 /* LOGOUT of a session we no longer need is a courtesy: never wait long */
 #define LOGOUT_TIMEOUT_MS 1000u
 #define STREAM_BUFFER 8192
@@ -75,10 +77,6 @@ struct session {
 	struct conn *conn;
 	struct imap_namespaces ns;
 	bool condstore;
-	/* refused authorizations as this identity: backs off this session
-	 * only, one odd identity must not stall everybody */
-	unsigned authz_failures;
-	uint64_t authz_retry_at;
 	/* a dedicated session's own stop flag (imap_session_open); NULL:
 	 * the client's */
 	const atomic_bool *aborting;
@@ -88,8 +86,9 @@ enum op_kind { OP_MYRIGHTS, OP_LIST, OP_STATUS, OP_FETCH };
 
 enum op_fail {
 	FAIL_NONE,
-	FAIL_CONNECT,   /* could not (re)establish a session: counts for backoff */
-	FAIL_AUTHZ,     /* the server would not let us act as this identity */
+	FAIL_CONNECT,   /* could not reach the server: every new connection backs off */
+	FAIL_AUTHZ,     /* the server refused, dropped or did not answer a session
+	                 * as this identity: this identity backs off, nobody else */
 };
 
 struct op {
@@ -145,6 +144,7 @@ struct imap_client {
 	unsigned failures;             /* consecutive failed connection attempts */
 	char conn_error[320];          /* why the last one failed */
 	uint64_t retry_at;             /* uv_now() before which we do not connect */
+	struct imap_backoff *refused;  /* identities held back (FAIL_AUTHZ) */
 
 	uv_mutex_t fd_lock;
 	atomic_bool aborting;
@@ -789,13 +789,17 @@ static int session_connect(struct session *s, struct op *op)
 	}
 	t0 = uv_hrtime();
 	conn_set_deadline(c, cl->timeout_ms);
+	/* The server is up and talking. From here on a failure is about the
+	 * identity we name: Cyrus answers a name it cannot take only after
+	 * failedloginpause (3 s) and drops a cyr_deny'd identity with BYE on
+	 * its first command. None of it may hold back the other identities. */
+	if (s->key[0] != '\0')
+		op->fail = FAIL_AUTHZ;
 	/* login = SASL authorization id ("" = none), auth_name = who we are */
 	r = mailimap_authenticate(s->imap, cl->mechanism, cl->host, NULL, NULL,
 				  s->key, cl->admin_user, cl->password, NULL);
 	log_cmd(s, "AUTHENTICATE", cl->mechanism, r, t0);
 	if (r != MAILIMAP_NO_ERROR) {
-		if (r == MAILIMAP_ERROR_LOGIN && s->key[0] != '\0')
-			op->fail = FAIL_AUTHZ;
 		fmt_to(op->error, sizeof(op->error),
 			 "AUTHENTICATE %s as %s%s%s at %s failed: %s", cl->mechanism,
 			 cl->admin_user, s->key[0] != '\0' ? " for " : "", s->key, cl->host,
@@ -1355,7 +1359,9 @@ static void op_work(uv_work_t *work)
 		 * idle timeout): the commands are read-only, so try once more
 		 * on a fresh connection */
 		if (!reused || attempt > 0) {
-			op->fail = FAIL_CONNECT;
+			/* on a connection just made, so the server was there:
+			 * as an identity, it is that identity's session that broke */
+			op->fail = s->key[0] != '\0' ? FAIL_AUTHZ : FAIL_CONNECT;
 			return;
 		}
 		log_debug("imap: pooled session failed (%s), reconnecting", op->error);
@@ -1591,6 +1597,8 @@ static void session_kick(struct session *s)
 {
 	struct imap_client *c = s->client;
 	struct op *op;
+	uint64_t until;
+	unsigned refusals;
 
 	while (!s->busy && (op = queue_pop(&s->queue)) != NULL) {
 		if (s->imap == NULL && uv_now(c->loop) < c->retry_at) {
@@ -1602,12 +1610,13 @@ static void session_kick(struct session *s)
 			op_fail_later(c, op, why);
 			continue;
 		}
-		if (s->imap == NULL && uv_now(c->loop) < s->authz_retry_at) {
+		if (s->imap == NULL && (until = imap_backoff_until(c->refused, s->key,
+				uv_now(c->loop), &refusals)) != 0) {
 			char why[sizeof(op->error)];
 
-			fmt_to(why, sizeof(why), "backing off for %llu ms: the server refused "
-			       "to authorize %s %u times", (unsigned long long)
-			       (s->authz_retry_at - uv_now(c->loop)), s->key, s->authz_failures);
+			fmt_to(why, sizeof(why), "backing off for %llu ms: sessions as %s "
+			       "failed %u times in a row", (unsigned long long)
+			       (until - uv_now(c->loop)), s->key, refusals);
 			op_fail_later(c, op, why);
 			continue;
 		}
@@ -1672,34 +1681,25 @@ static void dispatch(struct imap_client *c, struct op *op)
 	session_kick(s);
 }
 
-/* 100 ms, 200 ms, ... 30 s for the n-th failure in a row */
-static unsigned backoff_delay(unsigned failures)
-{
-	unsigned delay = BACKOFF_MIN_MS;
-
-	for (unsigned i = 1; i < failures && delay < BACKOFF_MAX_MS; i++)
-		delay *= 2;
-	return delay < BACKOFF_MAX_MS ? delay : BACKOFF_MAX_MS;
-}
-
 static void backoff_failed(struct imap_client *c, struct session *s,
 			   const struct op *op)
 {
-	unsigned delay;
+	unsigned delay, n;
+	uint64_t retry_at;
 
 	uv_update_time(c->loop);
 	if (op->fail == FAIL_AUTHZ) {
-		delay = backoff_delay(++s->authz_failures);
-		s->authz_retry_at = uv_now(c->loop) + delay;
-		log_warn("imap: %s (failure %u in a row for this identity, next try in %u ms)",
-			 op->error, s->authz_failures, delay);
+		n = imap_backoff_fail(c->refused, s->key, uv_now(c->loop), &retry_at);
+		log_warn("imap: %s (failure %u in a row as %s, next try as %s in %llu ms)",
+			 op->error, n, s->key, s->key,
+			 (unsigned long long)(retry_at - uv_now(c->loop)));
 		c->connect_failures++;
 		return;
 	}
 	c->failures++;
 	c->connect_failures++;
 	memcpy(c->conn_error, op->error, sizeof(c->conn_error));
-	delay = backoff_delay(c->failures);
+	delay = imap_backoff_delay(c->failures);
 	c->retry_at = uv_now(c->loop) + delay;
 	log_warn("imap: %s (failure %u in a row, next connection in %u ms)", op->error,
 		 c->failures, delay);
@@ -1721,7 +1721,7 @@ static void op_after_work(uv_work_t *work, int status)
 	} else if (s->imap != NULL) {
 		c->failures = 0;
 		c->retry_at = 0;
-		s->authz_failures = 0;
+		imap_backoff_forget(c->refused, s->key);
 	}
 	if (op->result == IMAP_TEMPFAIL && op->error[0] != '\0') {
 		memcpy(c->last_error, op->error, sizeof(c->last_error));
@@ -1772,6 +1772,7 @@ static void on_client_closed(uv_handle_t *h)
 		session_disconnect(s);
 		session_free(s);
 	}
+	imap_backoff_free(&c->refused);
 	SSL_CTX_free(c->ssl_ctx);
 	uv_mutex_destroy(&c->fd_lock);
 	free(c->host);
@@ -1849,7 +1850,8 @@ int imap_client_new(uv_loop_t *loop, const struct imap_settings *s,
 	c->timeout_ms = s->timeout_ms != 0 ? s->timeout_ms : DEFAULT_TIMEOUT_MS;
 	c->max_sessions = s->max_sessions != 0 ? s->max_sessions : DEFAULT_MAX_SESSIONS;
 	atomic_init(&c->aborting, false);
-	if (failed) {
+	c->refused = imap_backoff_new(REFUSED_MAX);
+	if (failed || c->refused == NULL) {
 		*error_r = "out of memory";
 		goto fail;
 	}
@@ -1889,6 +1891,7 @@ int imap_client_new(uv_loop_t *loop, const struct imap_settings *s,
 	*client_r = c;
 	return 0;
 fail:
+	imap_backoff_free(&c->refused);
 	SSL_CTX_free(c->ssl_ctx);
 	free(c->host);
 	free(c->ca_file);

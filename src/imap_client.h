@@ -8,8 +8,11 @@
  * `proxyservers`/`admins`), at most max_sessions, least recently used ones
  * logged out beyond that. One command per session at a time; further calls
  * queue. A broken session is dropped and the next call reconnects; after
- * consecutive failures new connections back off exponentially (100 ms up to
- * 30 s) and calls needing one fail fast with IMAP_TEMPFAIL meanwhile.
+ * consecutive failures to reach the server new connections back off
+ * exponentially (100 ms up to 30 s) and calls needing one fail fast with
+ * IMAP_TEMPFAIL meanwhile. A session refused, dropped or not answered as an
+ * identity once the server greeted us backs off that identity only
+ * (imap_backoff.h).
  * Every network step is bounded by timeout_ms.
  *
  * TLS is OpenSSL on our own libetpan stream driver (libetpan's GnuTLS code

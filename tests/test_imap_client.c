@@ -1,5 +1,6 @@
 /* Unit tests for the pure parts of the IMAP client: modified UTF-7 and the
- * translation between our node names and IMAP names (src/imap_name.c). */
+ * translation between our node names and IMAP names (src/imap_name.c),
+ * and who is held back after failures (src/imap_backoff.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap_backoff.h"
 #include "imap_name.h"
 
 static void enc(const char *utf8, const char *want)
@@ -309,6 +311,86 @@ static void test_roundtrip_views(void **state)
 	}
 }
 
+static void test_backoff_delay(void **state)
+{
+	(void)state;
+	assert_int_equal(imap_backoff_delay(1), 100);
+	assert_int_equal(imap_backoff_delay(2), 200);
+	assert_int_equal(imap_backoff_delay(9), 25600);
+	assert_int_equal(imap_backoff_delay(10), IMAP_BACKOFF_MAX_MS);
+	assert_int_equal(imap_backoff_delay(4000000000u), IMAP_BACKOFF_MAX_MS);
+}
+
+/* identity is held back at now until `until` (0: not), after `failures` */
+static void held(const struct imap_backoff *b, const char *identity, uint64_t now,
+		 uint64_t until, unsigned failures)
+{
+	unsigned n = 99;
+
+	assert_int_equal(imap_backoff_until(b, identity, now, &n), until);
+	assert_int_equal(n, failures);
+}
+
+/* A refused identity is held back with a growing delay, nobody else is,
+ * and a success forgets it. */
+static void test_backoff_per_identity(void **state)
+{
+	struct imap_backoff *b = imap_backoff_new(8);
+	uint64_t retry_at = 0;
+
+	(void)state;
+	assert_non_null(b);
+	held(b, "carol", 1000, 0, 0);
+	assert_int_equal(imap_backoff_fail(b, "carol", 1000, &retry_at), 1);
+	assert_int_equal(retry_at, 1100);
+	held(b, "carol", 1050, 1100, 1);
+	held(b, "alice", 1050, 0, 0);
+	/* may try again at 1100; fails again: twice as long */
+	held(b, "carol", 1100, 0, 1);
+	assert_int_equal(imap_backoff_fail(b, "carol", 1120, &retry_at), 2);
+	assert_int_equal(retry_at, 1320);
+	assert_int_equal(imap_backoff_fail(b, "carol", 1400, &retry_at), 3);
+	assert_int_equal(retry_at, 1800);
+	imap_backoff_forget(b, "carol");
+	held(b, "carol", 1500, 0, 0);
+	assert_int_equal(imap_backoff_fail(b, "carol", 1500, &retry_at), 1);
+	/* a failure long after the backoff ended counts afresh */
+	assert_int_equal(imap_backoff_fail(b, "carol", 1600, &retry_at), 2);
+	assert_int_equal(imap_backoff_fail(b, "carol", 1800 + IMAP_BACKOFF_MAX_MS,
+					   &retry_at), 1);
+	imap_backoff_forget(b, "nobody");
+	imap_backoff_free(&b);
+	assert_null(b);
+	imap_backoff_free(&b);
+}
+
+/* Bounded: more refused identities than the table holds push out the one
+ * whose backoff ends first; the others keep theirs. */
+static void test_backoff_bounded(void **state)
+{
+	struct imap_backoff *b = imap_backoff_new(3);
+	uint64_t retry_at;
+
+	(void)state;
+	assert_null(imap_backoff_new(0));
+	imap_backoff_fail(b, "a", 0, &retry_at);         /* until 100 */
+	imap_backoff_fail(b, "b", 0, &retry_at);
+	imap_backoff_fail(b, "b", 100, &retry_at);       /* until 300 */
+	imap_backoff_fail(b, "c", 50, &retry_at);        /* until 150 */
+	imap_backoff_fail(b, "d", 60, &retry_at);        /* pushes out a */
+	held(b, "a", 60, 0, 0);
+	held(b, "b", 60, 300, 2);
+	held(b, "c", 60, 150, 1);
+	held(b, "d", 60, 160, 1);
+	/* a forgotten slot is reused before anyone is pushed out */
+	imap_backoff_forget(b, "c");
+	imap_backoff_fail(b, "e", 70, &retry_at);
+	held(b, "b", 70, 300, 2);
+	held(b, "d", 70, 160, 1);
+	held(b, "e", 70, 170, 1);
+	imap_backoff_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -320,6 +402,9 @@ int main(void)
 		cmocka_unit_test(test_name_to_node),
 		cmocka_unit_test(test_roundtrip_views),
 		cmocka_unit_test(test_dovecot_views),
+		cmocka_unit_test(test_backoff_delay),
+		cmocka_unit_test(test_backoff_per_identity),
+		cmocka_unit_test(test_backoff_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

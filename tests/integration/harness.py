@@ -436,6 +436,16 @@ EVENTS {
         """SETACL on an admin-namespace mailbox name as admin."""
         self._admin(('setacl', (imap_quote(mailbox), who, rights)))
 
+    def deny(self, user):
+        """cyr_deny: Cyrus refuses user every service (a suspended account).
+        A proxy AUTHENTICATE for user still answers OK; the first command
+        after it gets "* BYE [ALERT] Access to this service has been
+        blocked" and the connection is closed."""
+        subprocess.run([os.path.join(CYRUS_BIN, 'cyr_deny'), '-C',
+                        self.imapd_conf, user], check=True, timeout=30,
+                       stdin=subprocess.DEVNULL, user=CYRUS_USER,
+                       group=CYRUS_GROUP)
+
     def anyone_can_post(self, mailbox):
         """True if "anyone" has the p right on the admin-namespace mailbox
         (GETACL as admin; costs an admin Login/Logout event pair)."""
@@ -842,6 +852,28 @@ class XmppClient:
             except IqTimeout:
                 raise TimeoutError('no reply to iq id=%s' % iq['id'])
             return copy.deepcopy(reply.xml)
+        return self._call(go(), timeout + 5)
+
+    def iq_all(self, stanzas, timeout=30.0):
+        """Send all the IQs at once (pipelined, without waiting for a reply
+        in between) and return their replies in order; None for an IQ
+        that got no reply within timeout."""
+        from slixmpp.exceptions import IqError, IqTimeout
+        from slixmpp.stanza import Iq
+        elems = [self._to_element(s) for s in stanzas]
+
+        async def one(elem):
+            iq = Iq(self.xmpp, xml=copy.deepcopy(elem))
+            iq['id'] = self.xmpp.new_id()
+            try:
+                return copy.deepcopy((await iq.send(timeout=timeout)).xml)
+            except IqError as e:
+                return copy.deepcopy(e.iq.xml)
+            except IqTimeout:
+                return None
+
+        async def go():
+            return await asyncio.gather(*(one(e) for e in elems))
         return self._call(go(), timeout + 5)
 
     def send(self, stanza):

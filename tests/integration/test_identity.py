@@ -2,10 +2,15 @@
 no JID can name another account or the IMAP admin, the per-JID
 subscription limit counts the bare JID, and a service localpart that is not
 an account name (LIST wildcards, escapes) never reaches the IMAP server.
+An identity the store refuses, does not know or is slow to refuse is an
+answer about that identity only: it never puts the others into backoff.
 
 Hostile users are registered on the real Prosody with prosodyctl; every
 decision is the real Cyrus's (or a refusal before it is asked)."""
+import collections
 import re
+import threading
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -169,3 +174,137 @@ def test_wildcard_service_localparts_never_reach_imap(stack):
     window = stack.daemon.log()[start:]
     assert not re.search(r'imap\[.*\]: LIST', window), window
     assert not re.search(r'discovery: (?!alice:)', window), window
+
+
+# What Cyrus 3.6 does with a proxy AUTHENTICATE (admin authenticates,
+# the identity is the authorization id), measured with sasl_pwcheck_method
+# alwaystrue and with a sasldb alike: an identity without an account is
+# authorized at once and MYRIGHTS answers "NO Mailbox does not exist"; a
+# suspended one (cyr_deny) is authorized, then the first command gets
+# "* BYE [ALERT] Access to this service has been blocked"; a name Cyrus
+# cannot take (LIST wildcards, 300 characters) gets "NO authentication
+# failure" only after failedloginpause (3 s), longer than the test's
+# timeout_ms (2000). The identity rule keeps such names away from XMPP
+# users; [account_map] can still name one, and here stands for any store
+# that is slow to refuse one identity.
+DENIED = ('carol', 'dave')          # cyr_deny: OK, then BYE
+UNKNOWN = ('erin', 'frank')         # no Cyrus account: NO on MYRIGHTS
+SLOW = ('mallory', 'mallory*')      # refused after 3 s
+
+
+@pytest.fixture
+def refusing_stack(workdir):
+    # a pool of 4 sessions: five hostile identities are more than it holds,
+    # as sixteen would be for the default max_sessions
+    s = Stack(workdir, users=('alice',),
+              config={'imap': {'max_sessions': '4'},
+                      'account_map': {'%s@localhost' % SLOW[0]: SLOW[1]}})
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def outcome(reply):
+    if reply is None:
+        return 'no reply'
+    return 'granted' if iq_type(reply) == 'result' else error_of(reply)[1]
+
+
+def test_refused_identities_never_stall_the_others(refusing_stack):
+    stack = refusing_stack
+    hostile_names = DENIED + UNKNOWN + (SLOW[0],)
+    for local in hostile_names:
+        stack.prosody.register(local, PASSWORD)
+    for local in DENIED:
+        stack.cyrus.deny(local)
+    folders = ['F%d' % i for i in range(8)]
+    imap = stack.cyrus.imap('alice')
+    for f in folders:
+        assert imap.create('INBOX/' + f)[0] == 'OK'
+    imap.logout()
+    for f in folders:   # lets LMTP deliver into the folders
+        stack.cyrus.setacl(stack.cyrus.mailbox('alice', f), 'anyone', 'p')
+    alice = stack.client('alice')
+    hostile = [stack.client(local) for local in hostile_names]
+
+    stop = threading.Event()
+    seen = collections.Counter()
+    failures = []
+
+    def hammer(client):
+        # alice's existing mailboxes (a missing one is refused before the
+        # store is asked), several at once, so no request waits for
+        # another's answer; a refusal is never reused for a subscribe
+        bare = client.jid.split('/')[0]
+        batch = [subscribe_iq(ALICE_SVC, node, bare)
+                 for node in ['INBOX'] + ['INBOX/' + f for f in folders]]
+        try:
+            while not stop.is_set():
+                for reply in client.iq_all(batch, timeout=30):
+                    seen[(bare, outcome(reply))] += 1
+        except Exception as e:   # reported by the main thread
+            failures.append('%s: %r' % (bare, e))
+
+    threads = [threading.Thread(target=hammer, args=(c,), daemon=True)
+               for c in hostile]
+    for t in threads:
+        t.start()
+    # the log of the daemon's start (Cyrus starts after it) is not ours
+    start = len(stack.daemon.log())
+    decisions, latencies, events = [], [], 0
+    try:
+        stack.daemon.wait_log(r'imap\[[^\]]* as mallory\*\]', timeout=20)
+        for f in folders:
+            t0 = time.monotonic()
+            reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/' + f,
+                                          'alice@localhost'), timeout=20)
+            latencies.append(time.monotonic() - t0)
+            decisions.append(outcome(reply))
+            if decisions[-1] != 'granted':
+                continue
+            stack.cyrus.deliver('alice', make_message(subject=f), mailbox=f,
+                                grant_post=False)
+            wait_event(alice, 'MessageNew', 'INBOX/' + f, timeout=20)
+            events += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    log = stack.daemon.log()[start:]
+    print('alice: %s, %d events; subscribe latency max %.0f ms, median %.0f ms'
+          % (decisions, events, 1000 * max(latencies),
+             1000 * sorted(latencies)[len(latencies) // 2]))
+    print('hostile requests:', dict(seen))
+    print('client-wide backoffs: %d, per-identity: %d' % (
+        len(re.findall(r'next connection in', log)),
+        len(re.findall(r'next try as \S+ in', log))))
+    assert not failures, failures
+    assert decisions == ['granted'] * len(folders), decisions
+
+    # more identities than sessions: the pool was full and sessions closed
+    assert re.search(r'imap: pool full', log)
+    # the store really was asked, and refused or did not know them
+    for local in DENIED:   # authorized, then dropped
+        assert re.search(r'imap\[admin as %s\]: AUTHENTICATE \S+: OK' % local,
+                         log), local
+        assert re.search(r'imap\[admin as %s\]: NAMESPACE: failed' % local,
+                         log), local
+    for local in UNKNOWN:
+        assert re.search(r'authz: jid=%s@localhost\S* identity=%s .*-> denied'
+                         % (local, local), log), local
+    assert re.search(r'AUTHENTICATE \S+ as admin for mallory\* at \S+ failed', log)
+    # hundreds of requests each, but a refused identity is held back
+    # (100 ms, 200 ms, ...: 12 failures in a row take over 100 s), also
+    # while the pool is too small to keep its session (forgetting the
+    # backoff with the session gave 13-14 logins here)
+    logins = {local: len(re.findall(r'imap\[admin as %s\]: AUTHENTICATE'
+                                    % re.escape(local), log))
+              for local in DENIED + (SLOW[1],)}
+    print('logins as the refused identities:', logins)
+    assert all(0 < n <= 12 for n in logins.values()), logins
+    # no decision about alice failed, and nobody was held back for them
+    assert not re.search(r'authz: jid=alice@\S+ .*-> temporary failure', log)
+    assert not re.search(r'next connection in', log), \
+        re.findall(r'.*next connection in.*', log)[:5]
