@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -21,6 +22,7 @@ from stack import (COMPONENT, Stack, daemon_binary, error_of, event_items, iq_ty
                    service_jid, subscribe_iq, wait_event)
 
 FIREHOSE = 'mailpubsub:firehose'
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class NotifyReader:
@@ -249,3 +251,37 @@ def test_sighup_firehose_subscriber_removed(workdir):
         assert error_of(reply)[1] == 'item-not-found', error_of(reply)
     finally:
         s.stop()
+
+
+def test_man_page_marks_what_sighup_applies(workdir):
+    """mailpubsub.conf(5) marks every option [SIGHUP] or [restart] as the
+    option table (mailpubsubd --dump-config) says."""
+    conf = os.path.join(workdir, 'min.conf')
+    with open(conf, 'w') as f:
+        f.write('[component]\ndomain = d\nsecret = s\n')
+    dump = subprocess.run([daemon_binary(), '--dump-config', '-c', conf],
+                          capture_output=True, text=True, check=True).stdout
+    table, section, prev = {}, None, ''
+    for line in dump.splitlines():
+        m = re.fullmatch(r'\[(\w+)\]', line)
+        if m:
+            section = m.group(1)
+        m = re.match(r'(\w+) = ', line)
+        if m and section != 'account_map':
+            table[(section, m.group(1))] = ('SIGHUP' if prev == '# SIGHUP applies a change.'
+                                            else 'restart')
+        prev = line
+    man_path = os.path.join(os.path.dirname(os.path.dirname(HERE)), 'man',
+                            'mailpubsub.conf.5')
+    marked, section = {}, None
+    with open(man_path) as f:
+        for line in f:
+            m = re.match(r'\.SS \[(\w+)\]', line)
+            if m:
+                section = m.group(1)
+            m = re.match(r'\.BR (\w+)(?: ", " (\w+))? ".*\[(SIGHUP|restart)\]"$', line)
+            if m:
+                for name in filter(None, m.group(1, 2)):
+                    marked[(section, name)] = m.group(3)
+    assert len(table) > 50
+    assert marked == table
