@@ -285,3 +285,23 @@ def test_man_page_marks_what_sighup_applies(workdir):
                     marked[(section, name)] = m.group(3)
     assert len(table) > 50
     assert marked == table
+
+
+def test_journal_priorities(service_stack):
+    """Under systemd stderr is the journal (JOURNAL_STREAM names it): lines
+    carry their priority as "<N>" and no time stamp of ours."""
+    s = service_stack
+    s.write_config(log={'level': 'debug'})
+    log = os.path.join(s.workdir, 'mailpubsubd.log')
+    open(log, 'ab').close()
+    st = os.stat(log)
+    s.daemon = Daemon(s.workdir, [daemon_binary(), '-f', '-c', s.conf],
+                      env={'JOURNAL_STREAM': '%d:%d' % (st.st_dev, st.st_ino)})
+    s.daemon.start()
+    s.daemon.wait_log(r'(?m)^<6>mailpubsubd \S+ started')
+    s.daemon.wait_log(r'(?m)^<7>', from_start=True)
+    s.prosody.stop()
+    s.daemon.wait_log(r'(?m)^<6>xmpp: component disconnected')
+    s.daemon.wait_log(r'(?m)^<[34]>component events.localhost: ', timeout=15)
+    lines = [line for line in s.daemon.log().splitlines() if line]
+    assert all(re.match(r'<[3467]>', line) for line in lines), lines[:5]
