@@ -143,7 +143,7 @@ static const struct config_option options[] = {
 	    "The IMAP client source, for stores that push no events: accounts (space separated) watched over IMAP with the [imap] connection settings, logged in as each account by proxy authorization; their changes become RFC 5423 events. Empty: the source is off."),
 	OPT("imap_source", "mailboxes", CONFIG_STRING, imap_source_mailboxes, "INBOX",
 	    "Mailboxes (node names, space separated, e.g. INBOX INBOX/Lists) each watched with IDLE on a connection of its own per account: changes there are seen as soon as the server reports them. Every other mailbox the account LISTs is polled."),
-	LIVE("imap_source", "poll_interval", CONFIG_UINT, imap_source_poll_interval, "30",
+	OPT("imap_source", "poll_interval", CONFIG_UINT, imap_source_poll_interval, "30",
 	    "Seconds between polls of the other mailboxes and LISTs of the account (MailboxCreate/Delete/Rename are found then)."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated)."),

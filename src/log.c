@@ -50,9 +50,11 @@ void log_close(void)
 	log_state.syslog = false;
 }
 
+/* Relaxed atomics: SIGHUP sets the level on the main thread while the
+ * ingest threads ask it. */
 void log_set_level(enum log_level min_level)
 {
-	log_state.min = min_level;
+	__atomic_store_n(&log_state.min, min_level, __ATOMIC_RELAXED);
 }
 
 int log_level_parse(const char *name, enum log_level *level_r)
@@ -72,7 +74,7 @@ int log_level_parse(const char *name, enum log_level *level_r)
 
 bool log_enabled(enum log_level level)
 {
-	return level >= log_state.min;
+	return level >= __atomic_load_n(&log_state.min, __ATOMIC_RELAXED);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
