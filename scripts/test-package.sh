@@ -53,7 +53,7 @@ if ! (cd "$tmp/src" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
 fi
 deb=$(ls "$tmp"/mailpubsub_*_*.deb)
 # the postinst runs systemd-sysusers: the package must say it needs it
-dpkg-deb -f "$deb" Depends | grep -q 'systemd' || fail "no dependency on systemd-sysusers"
+dpkg-deb -f "$deb" Depends | grep -q 'systemd-sysusers' || fail "no dependency on systemd-sysusers"
 
 echo "test-package: lintian"
 lintian --fail-on error --pedantic -I "$tmp"/mailpubsub_*.changes 2>&1 |
