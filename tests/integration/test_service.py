@@ -300,6 +300,7 @@ def test_journal_priorities(service_stack):
     s.daemon.start()
     s.daemon.wait_log(r'(?m)^<6>mailpubsubd \S+ started')
     s.daemon.wait_log(r'(?m)^<7>', from_start=True)
+    s.daemon.wait_log(r'(?m)^<6>xmpp: component connected', from_start=True, timeout=30)
     s.prosody.stop()
     s.daemon.wait_log(r'(?m)^<6>xmpp: component disconnected')
     s.daemon.wait_log(r'(?m)^<[34]>component events.localhost: ', timeout=15)
