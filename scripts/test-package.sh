@@ -4,7 +4,8 @@
 # lintian (no errors) and the unit with systemd-analyze (verify clean,
 # exposure "OK" or better), installs it (binary, unit, user, conffile,
 # secrets 0600, state dir), installs it again over itself (secrets and an
-# edited conffile survive), purges it (all gone) and removes the system
+# edited conffile survive), removes it (configuration and store stay),
+# purges it (all gone) and removes the system
 # user Debian leaves behind, so later runs start from the same machine.
 # No service is started: systemd is not PID 1 here, and policy-rc.d says
 # no in case it were.
@@ -90,6 +91,15 @@ dpkg -i "$deb" >"$tmp/install.log" 2>&1 || { cat "$tmp/install.log" >&2; fail "d
 	fail "secrets changed on upgrade"
 tail -n 1 /etc/mailpubsub/mailpubsub.conf | grep -q 'edited by the administrator' ||
 	fail "the edited conffile was replaced"
+
+echo "test-package: dpkg --remove (configuration, secrets and store stay)"
+touch /var/lib/mailpubsub/mailpubsub.db
+dpkg --remove mailpubsub >"$tmp/remove.log" 2>&1 || { cat "$tmp/remove.log" >&2; fail "remove"; }
+[ ! -e /usr/sbin/mailpubsubd ] && [ ! -e "$unit" ] || fail "remove left the programs"
+for p in /etc/mailpubsub/mailpubsub.conf /etc/mailpubsub/component.secret \
+	 /etc/mailpubsub/changelog.key /var/lib/mailpubsub/mailpubsub.db; do
+	[ -e "$p" ] || fail "remove deleted $p"
+done
 
 echo "test-package: dpkg --purge"
 dpkg --purge mailpubsub >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log" >&2; fail "purge"; }
