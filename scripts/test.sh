@@ -28,6 +28,9 @@ echo "== integration tests (private Cyrus + Prosody + mailpubsubd)"
 # the event storm runs on its own below, for its full minute
 count integration make -s -C build check-integration PYTEST_ARGS="-k 'not storm'"
 
+echo "== the Debian package: build, lintian, unit checks, install, upgrade, purge (~3 min)"
+count package sh scripts/test-package.sh
+
 echo "== fuzz targets (built now, run for 20 s each beside the next step; tests/fuzz/README.md)"
 mkdir -p build-fuzz
 (cd build-fuzz && { [ -f Makefile ] || CC=clang "$top/configure" -q --enable-fuzz --enable-sanitizers; })

@@ -271,6 +271,15 @@ void authz_invalidate(struct authz *authz, const char *account,
 	store_exec_stmt(authz->store, stmt);
 }
 
+void authz_forget_all(struct authz *authz)
+{
+	authz->generation++;
+	if (sqlite3_exec(store_db(authz->store), "DELETE FROM temp.acl_cache",
+			 NULL, NULL, NULL) != SQLITE_OK)
+		log_warn("authz: cannot empty the ACL cache: %s",
+			 sqlite3_errmsg(store_db(authz->store)));
+}
+
 static void pending_free(struct pending *p)
 {
 	while (p->waiters != NULL) {

@@ -84,5 +84,8 @@ enum authz_result authz_cached_rights(struct authz *authz, const char *jid,
  * its descendants): its ACL changed, it moved or it is gone. */
 void authz_invalidate(struct authz *authz, const char *account,
 		      const char *node, bool subtree);
+/* Drops every cached answer ([imap] acl_cache_ttl changed on SIGHUP: no
+ * answer outlives the new bound). */
+void authz_forget_all(struct authz *authz);
 
 #endif

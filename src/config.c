@@ -1,12 +1,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <ini.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jid.h"
+#include "log.h"
 
 enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
 
@@ -17,10 +19,15 @@ struct config_option {
 	size_t offset;
 	const char *def;
 	const char *help;
+	bool live;          /* SIGHUP applies it (config_apply_reload) */
 };
 
+/* OPT: read at start, a change needs a restart. LIVE: read where it is
+ * used (or re-applied by src/reload.c), so SIGHUP changes it. */
 #define OPT(sec, name, type, field, def, help) \
-	{ sec, name, type, offsetof(struct config, field), def, help }
+	{ sec, name, type, offsetof(struct config, field), def, help, false }
+#define LIVE(sec, name, type, field, def, help) \
+	{ sec, name, type, offsetof(struct config, field), def, help, true }
 
 static const struct config_option options[] = {
 	OPT("component", "host", CONFIG_STRING, component_host, "127.0.0.1",
@@ -37,7 +44,7 @@ static const struct config_option options[] = {
 	    "Seconds between XEP-0199 pings to the server; 0 disables."),
 	OPT("component", "ping_timeout", CONFIG_UINT, ping_timeout, "20",
 	    "Seconds to wait for a pong before reconnecting."),
-	OPT("component", "max_stanza_rate", CONFIG_UINT, max_stanza_rate, "0",
+	LIVE("component", "max_stanza_rate", CONFIG_UINT, max_stanza_rate, "0",
 	    "Stanzas per second the component may send the server (0: no cap); notifications wait in the journal beyond it."),
 	OPT("cyrus", "notify_socket", CONFIG_STRING, notify_socket, "",
 	    "Path of the Unix datagram socket to bind; set Cyrus's notifysocket to it. Empty: no Cyrus source."),
@@ -65,45 +72,45 @@ static const struct config_option options[] = {
 	    "Shared secret TCP senders present. Prefer secret_file."),
 	OPT("json", "secret_file", CONFIG_STRING, json_secret_file, "",
 	    "File holding that secret (first line); keep it mode 0600."),
-	OPT("json", "max_line", CONFIG_UINT, json_max_line, "4194304",
+	LIVE("json", "max_line", CONFIG_UINT, json_max_line, "4194304",
 	    "Longest event line in bytes; a longer one is refused and the connection closed."),
-	OPT("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
+	LIVE("json", "max_connections", CONFIG_UINT, json_max_connections, "256",
 	    "Concurrent authenticated senders (Unix ones, and TCP ones once past the secret); more are refused."),
-	OPT("json", "max_unauthenticated", CONFIG_UINT, json_max_unauthenticated, "32",
+	LIVE("json", "max_unauthenticated", CONFIG_UINT, json_max_unauthenticated, "32",
 	    "TCP connections that have not sent the secret yet, counted apart from max_connections; beyond it the oldest is closed, so strangers cannot keep the sender out. Their handshake line may be 1024 bytes at most."),
-	OPT("json", "auth_timeout", CONFIG_UINT, json_auth_timeout, "5",
+	LIVE("json", "auth_timeout", CONFIG_UINT, json_auth_timeout, "5",
 	    "Seconds a TCP connection has to send the secret before it is closed."),
 	OPT("delegate", "service", CONFIG_STRING, delegate_service, "",
 	    "The Jabber server's own pubsub service (e.g. pubsub.example.org in Prosody, with our component domain among its admins). Plain subscriptions to a mailbox (its own node, default options) are then mirrored onto its node <account>/<mailbox> and each event is published there once, for the server to fan out: much cheaper than one stanza per subscriber through Prosody. Only JIDs whose rights are cached as granted are put on that whitelist node, and it is rebuilt before the next publish whenever one leaves. Empty: every notification goes directly."),
-	OPT("firehose", "subscribers", CONFIG_STRING, firehose_subscribers, "",
+	LIVE("firehose", "subscribers", CONFIG_STRING, firehose_subscribers, "",
 	    "Who may subscribe to the firehose (node mailpubsub:firehose on the component domain: every event of every account, with message content): bare-jid:role pairs, space separated; roles archive, ediscovery, intercept. Empty: nobody."),
-	OPT("firehose", "inline_max", CONFIG_UINT, firehose_inline_max, "131072",
+	LIVE("firehose", "inline_max", CONFIG_UINT, firehose_inline_max, "131072",
 	    "Largest message (bytes) sent inline in an item, base64 encoded; larger ones are fetched by the subscriber in chunks. Keep 4/3 of it well below the Jabber server's stanza limit."),
-	OPT("firehose", "fetch_attempts", CONFIG_UINT, firehose_fetch_attempts, "5",
+	LIVE("firehose", "fetch_attempts", CONFIG_UINT, firehose_fetch_attempts, "5",
 	    "IMAP retrievals of a message's content before the item records it as unavailable (backing off 1, 2, 4... s)."),
 	OPT("firehose", "accounts", CONFIG_STRING, firehose_accounts, "",
 	    "Accounts whose events go on the firehose (space separated); empty: all. Item ids then skip other accounts' events: each item's prev attribute names the previous one."),
-	OPT("firehose", "content_retention", CONFIG_UINT, firehose_content_retention, "86400",
+	LIVE("firehose", "content_retention", CONFIG_UINT, firehose_content_retention, "86400",
 	    "Seconds retrieved content stays in the store for chunked fetches and catch-up."),
 	OPT("changelog", "retention", CONFIG_UINT, changelog_retention, "0",
 	    "Seconds e-Discovery changelog records are kept; older ones are dropped (hourly) behind a checkpoint signed with key_file, so the chain still verifies. 0: kept for ever."),
 	OPT("changelog", "key_file", CONFIG_STRING, changelog_key_file, "",
 	    "File whose bytes (at least 16; keep it mode 0600) are the HMAC-SHA256 key signing retention checkpoints; `mailpubsubctl changelog verify` needs it once records were dropped."),
-	OPT("taps", "admins", CONFIG_STRING, tap_admins, "",
+	LIVE("taps", "admins", CONFIG_STRING, tap_admins, "",
 	    "Bare JIDs (space separated) that may add, list and remove interception taps with XEP-0050 ad-hoc commands on the component domain. Nobody else sees the commands."),
 	OPT("store", "path", CONFIG_STRING, store_path, "/var/lib/mailpubsub/mailpubsub.db",
 	    "SQLite database (WAL mode): journal, nodes, subscriptions, items."),
 	OPT("store", "full_sync", CONFIG_BOOL, store_full_sync, "yes",
 	    "fsync every commit (survives power loss); 'no' survives daemon crashes only."),
-	OPT("store", "items_per_node", CONFIG_UINT, items_per_node, "20",
+	LIVE("store", "items_per_node", CONFIG_UINT, items_per_node, "20",
 	    "Items kept per node for retrieval and last-item delivery."),
 	OPT("pubsub", "shared_service", CONFIG_STRING, shared_service, "",
 	    "JID of the service for shared folders; empty: the component domain itself."),
-	OPT("pubsub", "suppress_events", CONFIG_STRING, suppress_events, "MailboxModseq",
+	LIVE("pubsub", "suppress_events", CONFIG_STRING, suppress_events, "MailboxModseq",
 	    "Event types journaled but not published (space separated)."),
-	OPT("pubsub", "max_subscriptions_per_jid", CONFIG_UINT, max_subscriptions_per_jid, "1000",
+	LIVE("pubsub", "max_subscriptions_per_jid", CONFIG_UINT, max_subscriptions_per_jid, "1000",
 	    "Subscriptions one bare JID may hold, its full JIDs included."),
-	OPT("pubsub", "max_items_per_request", CONFIG_UINT, max_items_per_request, "100",
+	LIVE("pubsub", "max_items_per_request", CONFIG_UINT, max_items_per_request, "100",
 	    "Most items returned by one items request."),
 	OPT("imap", "host", CONFIG_STRING, imap_host, "",
 	    "IMAP server asked for ACL rights (RFC 4314 MYRIGHTS); empty: a JID may use its own account's nodes only."),
@@ -127,11 +134,11 @@ static const struct config_option options[] = {
 	    "Bound on every IMAP network step."),
 	OPT("imap", "max_sessions", CONFIG_UINT, imap_max_sessions, "16",
 	    "Authenticated IMAP sessions kept open (one per identity asked about)."),
-	OPT("imap", "acl_cache_ttl", CONFIG_UINT, acl_cache_ttl, "300",
+	LIVE("imap", "acl_cache_ttl", CONFIG_UINT, acl_cache_ttl, "300",
 	    "Seconds a rights answer is reused; ACL changes Cyrus reports invalidate it at once."),
-	OPT("pubsub", "heartbeat_interval", CONFIG_UINT, heartbeat_interval, "300",
+	LIVE("pubsub", "heartbeat_interval", CONFIG_UINT, heartbeat_interval, "300",
 	    "Seconds between current-count items to subscribers that asked for a heartbeat; 0: none."),
-	OPT("imap", "list_interval", CONFIG_UINT, imap_list_interval, "3600",
+	LIVE("imap", "list_interval", CONFIG_UINT, imap_list_interval, "3600",
 	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
 	OPT("imap", "other_inbox_named", CONFIG_BOOL, imap_other_inbox_named, "no",
 	    "How the server names another user's INBOX: no: the owner's level in the other-users namespace (Cyrus: user/alice); yes: INBOX below it (Dovecot: shared/alice/INBOX)."),
@@ -147,7 +154,7 @@ static const struct config_option options[] = {
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated): as written, 1-64 of a-z 0-9 . _ - and not admin_user; others only through [account_map]."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
 	    "Rewrite for jid_domains: a JID's localpart becomes localpart@identity_domain (Cyrus with virtdomains); empty: the bare localpart."),
-	OPT("log", "level", CONFIG_STRING, log_level, "info",
+	LIVE("log", "level", CONFIG_STRING, log_level, "info",
 	    "debug, info, warning or error."),
 	OPT("control", "socket", CONFIG_STRING, control_socket, "",
 	    "Unix socket `mailpubsubctl status` asks (e.g. /run/mailpubsub/control.sock); root, our own user and members of group may. Empty: none."),
@@ -374,6 +381,10 @@ int config_check(struct config *config, const char **error_r)
 		*error_r = "[component] port out of range";
 		return -1;
 	}
+	if (log_level_parse(config->log_level, &(enum log_level){ 0 }) < 0) {
+		*error_r = "[log] level must be debug, info, warning or error";
+		return -1;
+	}
 	if (config->items_per_node == 0)
 		config->items_per_node = 1;
 	if (*config->shared_service == '\0') {
@@ -440,6 +451,104 @@ void config_free(struct config **configp)
 	*configp = NULL;
 }
 
+/* Secrets are never printed, neither by --dump-config nor in reload logs. */
+static bool is_secret(const struct config_option *opt)
+{
+	return opt->offset == offsetof(struct config, component_secret) ||
+	       opt->offset == offsetof(struct config, imap_password) ||
+	       opt->offset == offsetof(struct config, json_secret);
+}
+
+/* The value of opt in config as the file would spell it: a string option's
+ * own text (not copied), else buf. */
+static const char *format_value(const struct config *config,
+				const struct config_option *opt, char *buf, size_t size)
+{
+	const void *field = (const char *)config + opt->offset;
+
+	if (opt->type == CONFIG_STRING && is_secret(opt))
+		return **(char *const *)field != '\0' ? "(set, not shown)" : "";
+	if (opt->type == CONFIG_STRING)
+		return *(char *const *)field;
+	if (opt->type == CONFIG_BOOL)
+		snprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");
+	else if (opt->type == CONFIG_OCTAL)
+		snprintf(buf, size, "%04o", *(const unsigned *)field);
+	else
+		snprintf(buf, size, "%u", *(const unsigned *)field);
+	return buf;
+}
+
+static bool same_value(const struct config *a, const struct config *b,
+		       const struct config_option *opt)
+{
+	const void *fa = (const char *)a + opt->offset;
+	const void *fb = (const char *)b + opt->offset;
+
+	switch (opt->type) {
+	case CONFIG_STRING:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case CONFIG_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case CONFIG_UINT:
+	case CONFIG_OCTAL:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	}
+	return true;
+}
+
+static bool same_account_map(const struct config *a, const struct config *b)
+{
+	if (a->account_map_count != b->account_map_count)
+		return false;
+	for (unsigned i = 0; i < a->account_map_count; i++) {
+		if (strcmp(a->account_map[i].jid, b->account_map[i].jid) != 0 ||
+		    strcmp(a->account_map[i].account, b->account_map[i].account) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Swaps opt's field between the two configurations: strings change owner
+ * without a copy, so the old value is freed with fresh. */
+static void swap_value(struct config *a, struct config *b,
+		       const struct config_option *opt)
+{
+	char *fa = (char *)a + opt->offset, *fb = (char *)b + opt->offset;
+	size_t size = opt->type == CONFIG_STRING ? sizeof(char *) :
+		      opt->type == CONFIG_BOOL ? sizeof(bool) : sizeof(unsigned);
+	unsigned char tmp[sizeof(char *) > sizeof(unsigned) ? sizeof(char *) : sizeof(unsigned)];
+
+	memcpy(tmp, fa, size);
+	memcpy(fa, fb, size);
+	memcpy(fb, tmp, size);
+}
+
+unsigned config_apply_reload(struct config *live, struct config *fresh,
+			     config_change_cb *cb, void *context)
+{
+	char was_buf[16], now_buf[16];
+	unsigned applied = 0;
+
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		const struct config_option *opt = &options[i];
+
+		if (same_value(live, fresh, opt))
+			continue;
+		if (cb != NULL)
+			cb(context, opt->section, opt->name,
+			   format_value(live, opt, was_buf, sizeof(was_buf)),
+			   format_value(fresh, opt, now_buf, sizeof(now_buf)), opt->live);
+		if (opt->live) {
+			swap_value(live, fresh, opt);
+			applied++;
+		}
+	}
+	if (!same_account_map(live, fresh) && cb != NULL)
+		cb(context, "account_map", "*", "", "", false);
+	return applied;
+}
+
 static const char *required_when(const struct config_option *opt)
 {
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
@@ -472,26 +581,16 @@ static void dump_comment(const char *text, FILE *out)
 static void dump_option(const struct config *config,
 			const struct config_option *opt, FILE *out)
 {
-	const void *field = (const char *)config + opt->offset;
 	const char *when = required_when(opt);
+	char value[16];
 
 	dump_comment(opt->help, out);
+	fprintf(out, "# %s\n",
+		opt->live ? "SIGHUP applies a change." : "A change needs a restart.");
 	if (when != NULL)
 		fprintf(out, "# Required%s.\n", when);
-	if (opt->type == CONFIG_STRING &&
-	    (opt->offset == offsetof(struct config, component_secret) ||
-	     opt->offset == offsetof(struct config, imap_password) ||
-	     opt->offset == offsetof(struct config, json_secret)))
-		fprintf(out, "%s = %s\n", opt->name,
-			**(char *const *)field != '\0' ? "(set, not shown)" : "");
-	else if (opt->type == CONFIG_STRING)
-		fprintf(out, "%s = %s\n", opt->name, *(char *const *)field);
-	else if (opt->type == CONFIG_BOOL)
-		fprintf(out, "%s = %s\n", opt->name, *(const bool *)field ? "yes" : "no");
-	else if (opt->type == CONFIG_OCTAL)
-		fprintf(out, "%s = %04o\n", opt->name, *(const unsigned *)field);
-	else
-		fprintf(out, "%s = %u\n", opt->name, *(const unsigned *)field);
+	fprintf(out, "%s = %s\n", opt->name,
+		format_value(config, opt, value, sizeof(value)));
 }
 
 /* Whether options[i] is the first of its section in the table. */
@@ -515,7 +614,8 @@ void config_dump(const struct config *config, FILE *out)
 			if (strcmp(options[j].section, options[i].section) == 0)
 				dump_option(config, &options[j], out);
 	}
-	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n");
+	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n"
+		"# A change needs a restart.\n");
 	for (unsigned i = 0; i < config->account_map_count; i++)
 		fprintf(out, "%s = %s\n", config->account_map[i].jid,
 			config->account_map[i].account);

@@ -113,6 +113,18 @@ void config_free(struct config **config);
 /* Writes every option with its current value and help text, one block
  * per section, required options marked. */
 void config_dump(const struct config *config, FILE *out);
+/* One option that differs between the running configuration and a
+ * reloaded file: was and now as the file spells them (secrets masked),
+ * valid during the call; applied: SIGHUP changed it, else it waits for a
+ * restart. [account_map] differences come as name "*". */
+typedef void config_change_cb(void *context, const char *section, const char *name,
+			      const char *was, const char *now, bool applied);
+/* Moves the options SIGHUP may change from fresh into live where they
+ * differ, and reports every difference to cb (may be NULL). Pointers into
+ * live's strings of applied options become invalid: fresh now owns the
+ * old values (free it after). Returns how many were applied. */
+unsigned config_apply_reload(struct config *live, struct config *fresh,
+			     config_change_cb *cb, void *context);
 /* True if the space separated list contains word. */
 bool config_list_contains(const char *list, const char *word);
 

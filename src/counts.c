@@ -54,6 +54,18 @@ int counts_new(uv_loop_t *loop, struct service *service,
 	return 0;
 }
 
+void counts_reschedule(struct counts *c)
+{
+	uint64_t ms = c->service->config->heartbeat_interval * 1000ULL;
+
+	if (c->closing || ms == uv_timer_get_repeat(&c->heartbeat))
+		return;
+	uv_timer_stop(&c->heartbeat);
+	if (ms > 0)
+		uv_timer_start(&c->heartbeat, heartbeat_tick, ms, ms);
+	log_info("counts: heartbeat every %llu s", (unsigned long long)ms / 1000);
+}
+
 static void timer_closed(uv_handle_t *handle)
 {
 	struct counts *c = handle->data;

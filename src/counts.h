@@ -30,6 +30,9 @@ int counts_new(uv_loop_t *loop, struct service *service,
 	       struct imap_client *imap, struct counts **counts_r,
 	       const char **error_r);
 void counts_close(struct counts **counts);
+/* [pubsub] heartbeat_interval changed (SIGHUP): the next heartbeat is one
+ * new interval from now. */
+void counts_reschedule(struct counts *counts);
 
 /* Called for each event after the node tree was updated: records what the
  * event carries and sets *known_r to the node's counts (fields -1 when

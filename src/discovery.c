@@ -59,6 +59,18 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 	return 0;
 }
 
+void discovery_reschedule(struct discovery *d)
+{
+	uint64_t ms = d->service->config->imap_list_interval * 1000ULL;
+
+	if (d->closing || ms == uv_timer_get_repeat(&d->timer))
+		return;
+	uv_timer_stop(&d->timer);
+	if (ms > 0)
+		uv_timer_start(&d->timer, discovery_tick, ms, ms);
+	log_info("discovery: LIST every %llu s", (unsigned long long)ms / 1000);
+}
+
 static void maybe_free(struct discovery *d)
 {
 	if (d->closing && d->timer_closed && d->in_flight == NULL)

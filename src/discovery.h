@@ -19,6 +19,9 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r);
 void discovery_close(struct discovery **discovery);
+/* [imap] list_interval changed (SIGHUP): the next LIST is one new
+ * interval from now (0: no more LISTs until a restart). */
+void discovery_reschedule(struct discovery *discovery);
 
 /* LIST account now (once at a time per account). */
 void discovery_account(struct discovery *discovery, const char *account);

@@ -75,6 +75,58 @@ const char *firehose_role(const struct service *service, const char *jid,
 	return NULL;
 }
 
+/* Drops the subscription of jid (bare); 0 when there was one. */
+static int drop_subscription(struct store *store, const char *jid)
+{
+	static const char sql[] = "DELETE FROM firehose_subs WHERE jid = ?";
+	sqlite3_stmt *st = store_stmt(store, sql);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, jid, -1, SQLITE_TRANSIENT);
+	if (store_exec_stmt(store, st) < 0 || sqlite3_changes(store_db(store)) == 0)
+		return -1;
+	return 0;
+}
+
+unsigned firehose_prune_subscribers(struct service *service)
+{
+	static const char sql[] = "SELECT jid FROM firehose_subs";
+	sqlite3_stmt *st = store_stmt(service->store, sql);
+	char **gone = NULL, role[32];
+	size_t n = 0;
+	unsigned dropped = 0;
+
+	if (st == NULL)
+		return 0;
+	/* collected first: rows are not deleted under a running SELECT */
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *jid = (const char *)sqlite3_column_text(st, 0);
+		char **grown;
+
+		if (jid == NULL || firehose_role(service, jid, role, sizeof(role)) != NULL)
+			continue;
+		grown = realloc(gone, (n + 1) * sizeof(*gone));
+		if (grown == NULL || (grown[n] = strdup(jid)) == NULL) {
+			gone = grown != NULL ? grown : gone;
+			break;
+		}
+		gone = grown;
+		n++;
+	}
+	sqlite3_reset(st);
+	for (size_t i = 0; i < n; i++) {
+		if (drop_subscription(service->store, gone[i]) == 0) {
+			log_info("firehose: %s is no longer in [firehose] subscribers: "
+				 "subscription removed", gone[i]);
+			dropped++;
+		}
+		free(gone[i]);
+	}
+	free(gone);
+	return dropped;
+}
+
 static bool has_subscribers(struct store *store)
 {
 	static const char sql[] = "SELECT 1 FROM firehose_subs LIMIT 1";
@@ -533,6 +585,7 @@ int firehose_new(uv_loop_t *loop, struct service *service,
 	}
 	if (content_init(service->store, error_r) < 0)
 		return -1;
+	firehose_prune_subscribers(service);
 	fh = calloc(1, sizeof(*fh));
 	if (fh == NULL) {
 		*error_r = "out of memory";
@@ -703,16 +756,7 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
 			       const char *bare)
 {
-	static const char sql[] = "DELETE FROM firehose_subs WHERE jid = ?";
-	sqlite3_stmt *st = store_stmt(service->store, sql);
-
-	if (st == NULL) {
-		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
-		return;
-	}
-	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-	if (store_exec_stmt(service->store, st) < 0 ||
-	    sqlite3_changes(store_db(service->store)) == 0) {
+	if (drop_subscription(service->store, bare) < 0) {
 		reply_err(service, iq, PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED);
 		return;
 	}

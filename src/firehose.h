@@ -51,6 +51,11 @@ char *firehose_item_payload(struct service *service, const struct journal_record
 /* The last journal sequence the live firehose has handed on. */
 long long firehose_position(const struct service *service);
 
+/* Removes the subscriptions of JIDs [firehose] subscribers no longer
+ * names (at start and on SIGHUP: taking a JID out of the list must stop
+ * its copy of every message). Returns how many went. */
+unsigned firehose_prune_subscribers(struct service *service);
+
 /* The role [firehose] subscribers gives the bare JID of jid, or NULL. */
 const char *firehose_role(const struct service *service, const char *jid,
 			  char *buf, size_t size);

@@ -1,4 +1,5 @@
-/* Logging: stderr in the foreground, syslog when daemonized. */
+/* Logging: stderr in the foreground (with syslog priorities as "<N>"
+ * prefixes when that is the systemd journal), syslog when daemonized. */
 #ifndef MAILPUBSUB_LOG_H
 #define MAILPUBSUB_LOG_H
 

@@ -29,6 +29,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
+#include "reload.h"
+#include "sdnotify.h"
 #include "service.h"
 #include "store.h"
 #include "tap.h"
@@ -47,6 +49,8 @@ struct daemon_state {
 	struct metrics *metrics;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
+	char *config_path;        /* absolute: SIGHUP reads it again after daemon() */
+	struct sdnotify *sdnotify; /* NULL outside systemd */
 };
 
 static void usage(FILE *out)
@@ -82,6 +86,7 @@ static void on_component_state(void *context, bool connected)
 	struct daemon_state *st = context;
 
 	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
+	sdnotify_update(st->sdnotify);
 	/* first: the publisher kicked below may delegate at once */
 	delegate_connected(st->service.delegate, connected);
 	if (connected) {
@@ -144,6 +149,7 @@ static void stop_observers(struct daemon_state *st)
 static void shutdown_daemon(struct daemon_state *st)
 {
 	log_info("shutting down");
+	sdnotify_close(&st->sdnotify);
 	stop_observers(st);
 	/* ingest first: what was received gets journaled before we stop */
 	st->service.ingest_cyrus = NULL;
@@ -167,6 +173,14 @@ static void shutdown_daemon(struct daemon_state *st)
 		imap_closed(st);
 }
 
+static void reload(struct daemon_state *st)
+{
+	log_info("SIGHUP: reading %s again", st->config_path);
+	sdnotify_reloading(st->sdnotify);
+	reload_config(&st->service, st->config, st->config_path);
+	sdnotify_ready(st->sdnotify);
+}
+
 static void on_signal(uv_signal_t *handle, int signum)
 {
 	struct daemon_state *st = handle->data;
@@ -176,7 +190,7 @@ static void on_signal(uv_signal_t *handle, int signum)
 		return;
 	}
 	if (signum == SIGHUP) {
-		log_info("SIGHUP: configuration reload is not supported; restart to apply changes");
+		reload(st);
 		return;
 	}
 	if (st->service.component != NULL)
@@ -289,6 +303,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	watch_signal(st, &st->sigint, SIGINT);
 	watch_signal(st, &st->sigusr1, SIGUSR1);
 	watch_signal(st, &st->sighup, SIGHUP);
+	if (sdnotify_new(st->loop, &st->service, &st->sdnotify, error_r) < 0)
+		return -1;
 	component_start(st->service.component);
 	return 0;
 }
@@ -378,6 +394,9 @@ int main(int argc, char **argv)
 			st.config->log_level);
 		return 1;
 	}
+	st.config_path = realpath(config_path, NULL);
+	if (st.config_path == NULL)
+		st.config_path = strdup(config_path);
 	if (!foreground && daemon(0, 0) < 0) {
 		fprintf(stderr, "mailpubsubd: cannot daemonize: %s\n", strerror(errno));
 		return 1;
@@ -398,6 +417,8 @@ int main(int argc, char **argv)
 	}
 	log_info("mailpubsubd %s started: component %s", PACKAGE_VERSION,
 		 st.config->component_domain);
+	/* the store is open and every socket bound: senders may send */
+	sdnotify_ready(st.sdnotify);
 	ret = uv_run(st.loop, UV_RUN_DEFAULT);
 	delivery_free(&st.service.delivery);
 	delegate_free(&st.service.delegate);
@@ -407,6 +428,7 @@ int main(int argc, char **argv)
 	if (st.pidfile != NULL)
 		unlink(st.pidfile);
 	config_free(&st.config);
+	free(st.config_path);
 	log_close();
 	return ret == 0 ? 0 : 1;
 }

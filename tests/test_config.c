@@ -71,6 +71,7 @@ static void test_errors(void **state)
 		"[component]\ndomain = d\nsecret = x\n[imap]\ntls = ssl\n",
 		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\n",   /* no admin_user */
 		"[component]\ndomain = d\nsecret = x\n[imap]\npassword_file = /nonexistent\n",
+		"[component]\ndomain = d\nsecret = x\n[log]\nlevel = loud\n",
 		"garbage line\n",
 	};
 
@@ -172,9 +173,84 @@ static void test_dump_effective(void **state)
 	assert_true(strstr(text, "\nlist_interval = 10\n") < strstr(text, "\n[imap_source]\n"));
 	assert_non_null(strstr(text, "\nshared_service = events.example.org\n"));
 	assert_non_null(strstr(text, "\n[account_map]\n# bare-jid = imap-account, one per line\n"
-			       "boss@corp.example = alice\n"));
+			       "# A change needs a restart.\nboss@corp.example = alice\n"));
 	free(text);
 	config_free(&c);
+}
+
+static struct config *load_text(const char *text)
+{
+	char *path = write_tmp(text);
+	struct config *c = NULL;
+	const char *err = NULL;
+
+	if (config_load(path, &c, &err) < 0)
+		fail_msg("%s: %s", text, err);
+	unlink(path);
+	return c;
+}
+
+struct seen {
+	char lines[8][160];
+	unsigned n;
+};
+
+static void record_change(void *context, const char *section, const char *name,
+			  const char *was, const char *now, bool applied)
+{
+	struct seen *s = context;
+
+	assert_true(s->n < 8);
+	snprintf(s->lines[s->n++], sizeof(s->lines[0]), "%s %s %s>%s %s",
+		 section, name, was, now, applied ? "live" : "restart");
+}
+
+/* What SIGHUP would do: live options move over, the rest stay and are
+ * reported; secrets never appear in what is reported. */
+static void test_apply_reload(void **state)
+{
+	struct config *live = load_text(
+		"[component]\ndomain = d\nsecret = one\n"
+		"[log]\nlevel = info\n[firehose]\nsubscribers = a@x:archive\n"
+		"[store]\npath = /tmp/a.db\n[imap]\nacl_cache_ttl = 300\n");
+	struct config *fresh = load_text(
+		"[component]\ndomain = d\nsecret = two\n"
+		"[log]\nlevel = debug\n[firehose]\nsubscribers =\n"
+		"[store]\npath = /tmp/b.db\n[imap]\nacl_cache_ttl = 300\n"
+		"[account_map]\nboss@corp.example = alice\n");
+	struct seen seen = { .n = 0 };
+
+	assert_int_equal(config_apply_reload(live, fresh, record_change, &seen), 2);
+	config_free(&fresh);
+	assert_string_equal(live->log_level, "debug");
+	assert_string_equal(live->firehose_subscribers, "");
+	assert_string_equal(live->store_path, "/tmp/a.db");
+	assert_string_equal(live->component_secret, "one");
+	assert_int_equal(live->account_map_count, 0);
+	assert_int_equal(seen.n, 5);
+	/* the table's order: [component], [firehose], [store], [log], then the map */
+	assert_string_equal(seen.lines[0],
+			    "component secret (set, not shown)>(set, not shown) restart");
+	assert_string_equal(seen.lines[1], "firehose subscribers a@x:archive> live");
+	assert_string_equal(seen.lines[2], "store path /tmp/a.db>/tmp/b.db restart");
+	assert_string_equal(seen.lines[3], "log level info>debug live");
+	assert_string_equal(seen.lines[4], "account_map * > restart");
+	config_free(&live);
+}
+
+/* The same file again changes nothing. */
+static void test_apply_reload_unchanged(void **state)
+{
+	static const char text[] = "[component]\ndomain = d\nsecret = s\n"
+				   "[pubsub]\nheartbeat_interval = 7\n";
+	struct config *live = load_text(text), *fresh = load_text(text);
+	struct seen seen = { .n = 0 };
+
+	assert_int_equal(config_apply_reload(live, fresh, record_change, &seen), 0);
+	assert_int_equal(seen.n, 0);
+	config_free(&fresh);
+	assert_int_equal(live->heartbeat_interval, 7);
+	config_free(&live);
 }
 
 int main(void)
@@ -184,6 +260,8 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_dump_defaults),
 		cmocka_unit_test(test_dump_effective),
+		cmocka_unit_test(test_apply_reload),
+		cmocka_unit_test(test_apply_reload_unchanged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
