@@ -113,7 +113,7 @@ static void test_dump_defaults(void **state)
 {
 	static const char *const sections[] = {
 		"component", "cyrus", "json", "delegate", "firehose", "changelog", "taps",
-		"store", "pubsub", "imap", "imap_source", "accounts", "log", "account_map",
+		"store", "pubsub", "imap", "imap_source", "accounts", "log", "control", "metrics", "account_map",
 	};
 	struct config *c, *again;
 	const char *err;

@@ -11,7 +11,7 @@ from stack import daemon_binary
 
 SECTIONS = ['component', 'cyrus', 'json', 'delegate', 'firehose', 'changelog',
             'taps', 'store', 'pubsub', 'imap', 'imap_source', 'accounts', 'log',
-            'account_map']
+            'control', 'metrics', 'account_map']
 
 
 def dump(*args):
@@ -64,6 +64,7 @@ def test_effective_values_of_a_file(workdir):
     assert '\nheartbeat_interval = 60\n' in pubsub
     assert '\nlist_interval = 10\n' in imap
     assert out.stdout.endswith('[account_map]\n# bare-jid = imap-account, one per line\n'
+                               '# A change needs a restart.\n'
                                'boss@corp.example = alice\n')
 
     missing = dump('-c', os.path.join(workdir, 'nothing.conf'))

@@ -183,7 +183,9 @@ def test_private_prometheus_sees_the_counts(mstack, workdir):
         groups = prom.api('rules')['groups']
         rules = [r for g in groups for r in g['rules']]
         assert len(rules) == 10 and all(r['health'] == 'ok' for r in rules), rules
-        assert prom.query('mailpubsub:events_journaled:rate1m{source="cyrus"}') is not None
+        # a recording rule has a value once it was evaluated over two scrapes
+        wait_until(lambda: prom.query('mailpubsub:events_journaled:rate1m{source="cyrus"}')
+                   is not None, 20, 0.5, what='the recording rule evaluated')
         firing = [a['labels']['alertname'] for a in prom.api('alerts')['alerts']]
         assert 'MailpubsubComponentDisconnected' not in firing
     finally:
