@@ -16,6 +16,13 @@ struct listing {
 	struct discovery *discovery;
 	char *account;
 	long long journal_seq;   /* the journal's end when LIST was sent */
+	bool sweep;              /* part of the sweep, else asked for */
+};
+
+/* What a sweep found, for its one summary line. */
+struct sweep_totals {
+	unsigned accounts, failed, gone;
+	size_t mailboxes, added;
 };
 
 struct discovery {
@@ -23,6 +30,16 @@ struct discovery {
 	struct imap_client *imap;
 	uv_timer_t timer;
 	struct listing *in_flight;
+	/* The sweep under way: the [account_map] accounts first, then the
+	 * store's accounts in byte order after `cursor`, at most
+	 * `concurrency` LISTs outstanding, in the background. */
+	bool sweeping, filling;
+	unsigned next_mapped;
+	char *cursor;
+	bool store_done;
+	unsigned outstanding, concurrency;
+	long long sweep_started_us;
+	struct sweep_totals totals;
 	bool closing, timer_closed;
 };
 
@@ -33,7 +50,8 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 		  const char **error_r)
 {
 	struct discovery *d = calloc(1, sizeof(*d));
-	unsigned interval = service->config->imap_list_interval;
+	const struct config *config = service->config;
+	unsigned long long interval_ms = config->imap_list_interval * 1000ULL;
 
 	if (d == NULL) {
 		*error_r = "out of memory";
@@ -41,18 +59,23 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 	}
 	d->service = service;
 	d->imap = imap;
+	d->concurrency = config->imap_list_concurrency > 0 ? config->imap_list_concurrency : 1;
 	uv_timer_init(loop, &d->timer);
 	d->timer.data = d;
-	/* at once, then on the schedule */
-	uv_timer_start(&d->timer, discovery_tick, 0, interval * 1000ULL);
+	if (config->imap_list_at_start)
+		uv_timer_start(&d->timer, discovery_tick, 0, interval_ms);
+	else if (interval_ms > 0)
+		uv_timer_start(&d->timer, discovery_tick, interval_ms, interval_ms);
 	*discovery_r = d;
 	return 0;
 }
 
 static void maybe_free(struct discovery *d)
 {
-	if (d->closing && d->timer_closed && d->in_flight == NULL)
+	if (d->closing && d->timer_closed && d->in_flight == NULL) {
+		free(d->cursor);
 		free(d);
+	}
 }
 
 static void timer_closed(uv_handle_t *handle)
@@ -164,6 +187,8 @@ static void listing_free(struct listing *l)
 			break;
 		}
 	}
+	if (l->sweep)
+		d->outstanding--;
 	free(l->account);
 	free(l);
 	maybe_free(d);
@@ -195,70 +220,173 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
 	long long now = service_now_us();
+	int changes = sqlite3_total_changes(store_db(service->store));
+	size_t added;
 
 	if (store_begin(service->store) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
 		node_tree_touch(service->store, account, nodes[i], NULL, 0, now);
+	/* INSERT OR IGNORE counts only the rows it adds */
+	added = (size_t)(sqlite3_total_changes(store_db(service->store)) - changes);
 	/* an empty answer is more likely a glitch than an account without
 	 * mailboxes: never empty a whole tree on it */
 	if (n > 0 && !changed_since(service->store, account, l->journal_seq))
 		node_tree_all(service->store, account, check_known, &k);
 	if (store_commit(service->store) < 0)
 		return;
-	log_info("discovery: %s: %zu mailboxes listed, %u gone",
-		 *account != '\0' ? account : "(shared)", n, k.gone);
+	/* the administrator's view of one account: [log] level = debug */
+	log_debug("discovery: %s: %zu mailboxes listed, %zu new, %u gone (%s)",
+		  *account != '\0' ? account : "(shared)", n, added, k.gone,
+		  l->sweep ? "sweep" : "asked");
+	if (l->sweep) {
+		d->totals.mailboxes += n;
+		d->totals.added += added;
+		d->totals.gone += k.gone;
+	}
 	if (k.gone > 0)
 		publisher_kick(service->publisher);
 }
+
+static void sweep_fill(struct discovery *d);
 
 static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 {
 	struct listing *l = ctx;
 	struct discovery *d = l->discovery;
+	bool closing = d->closing, sweep = l->sweep;
 
-	if (r == IMAP_OK && !d->closing)
+	if (r == IMAP_OK && !closing) {
 		apply_listing(d, l, nodes, n);
-	else if (r != IMAP_OK)
-		log_info("discovery: LIST %s failed: %s", l->account,
-			 r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
+	} else if (r != IMAP_OK) {
+		log_debug("discovery: LIST %s failed: %s", l->account,
+			  r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
+		if (sweep)
+			d->totals.failed++;
+	}
+	/* may free d when closing */
 	listing_free(l);
+	if (!closing && sweep && !d->filling)
+		sweep_fill(d);
 }
 
-void discovery_account(struct discovery *d, const char *account)
+/* Starts a LIST of account unless one is under way; false if not started. */
+static bool start_listing(struct discovery *d, const char *account, bool sweep)
 {
 	struct listing *l;
 
-	if (d == NULL || d->closing)
-		return;
 	for (l = d->in_flight; l != NULL; l = l->next) {
 		if (strcmp(l->account, account) == 0)
-			return;
+			return false;
 	}
 	l = calloc(1, sizeof(*l));
 	if (l == NULL || (l->account = strdup(account)) == NULL) {
 		free(l);
-		return;
+		return false;
 	}
 	l->discovery = d;
+	l->sweep = sweep;
 	l->journal_seq = journal_last_seq(d->service->store);
 	l->next = d->in_flight;
 	d->in_flight = l;
-	imap_client_list(d->imap, account, listed_cb, l);
+	if (sweep) {
+		d->outstanding++;
+		imap_client_list_background(d->imap, account, listed_cb, l);
+	} else {
+		imap_client_list(d->imap, account, listed_cb, l);
+	}
+	return true;
 }
 
-static int list_account(void *context, const char *account)
+void discovery_account(struct discovery *d, const char *account)
 {
-	discovery_account(context, account);
-	return 0;
+	if (d == NULL || d->closing)
+		return;
+	/* asked for by a request: not behind the sweep */
+	start_listing(d, account, false);
+}
+
+static bool mapped(const struct config *config, const char *account)
+{
+	for (unsigned i = 0; i < config->account_map_count; i++) {
+		if (strcmp(config->account_map[i].account, account) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The sweep's next account (newly allocated), NULL at its end. The store
+ * is walked by a cursor, so accounts learned during the sweep are in it
+ * and no list of 100k accounts is held in memory. */
+static char *sweep_next_account(struct discovery *d)
+{
+	const struct config *config = d->service->config;
+
+	if (d->next_mapped < config->account_map_count)
+		return strdup(config->account_map[d->next_mapped++].account);
+	while (!d->store_done) {
+		char *account = node_tree_next_account(d->service->store, d->cursor);
+
+		free(d->cursor);
+		d->cursor = account;
+		if (account == NULL)
+			d->store_done = true;
+		else if (!mapped(config, account))
+			return strdup(account);
+	}
+	return NULL;
+}
+
+static void sweep_done(struct discovery *d)
+{
+	const struct sweep_totals *t = &d->totals;
+	double seconds = (double)(service_now_us() - d->sweep_started_us) / 1e6;
+
+	d->sweeping = false;
+	free(d->cursor);
+	d->cursor = NULL;
+	if (t->failed > 0)
+		log_warn("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
+			 "in %.1f s; LIST failed for %u (see the imap lines)",
+			 t->accounts, t->mailboxes, t->added, t->gone, seconds, t->failed);
+	else
+		log_info("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
+			 "in %.1f s", t->accounts, t->mailboxes, t->added, t->gone, seconds);
+}
+
+/* Keeps `concurrency` sweep LISTs outstanding until none is left. */
+static void sweep_fill(struct discovery *d)
+{
+	/* a LIST that fails at once calls back into here: loop, not recurse */
+	d->filling = true;
+	while (d->sweeping && d->outstanding < d->concurrency) {
+		char *account = sweep_next_account(d);
+
+		if (account == NULL)
+			break;
+		if (start_listing(d, account, true))
+			d->totals.accounts++;
+		free(account);
+	}
+	d->filling = false;
+	if (d->sweeping && d->outstanding == 0)
+		sweep_done(d);
 }
 
 static void discovery_tick(uv_timer_t *timer)
 {
 	struct discovery *d = timer->data;
-	const struct config *config = d->service->config;
 
-	node_tree_accounts(d->service->store, list_account, d);
-	for (unsigned i = 0; i < config->account_map_count; i++)
-		discovery_account(d, config->account_map[i].account);
+	if (d->sweeping) {
+		log_info("discovery: the sweep started %.0f s ago is still under way; "
+			 "not starting another", (double)(service_now_us() -
+							 d->sweep_started_us) / 1e6);
+		return;
+	}
+	memset(&d->totals, 0, sizeof(d->totals));
+	d->sweeping = true;
+	d->next_mapped = 0;
+	d->store_done = false;
+	d->sweep_started_us = service_now_us();
+	sweep_fill(d);
 }

@@ -114,6 +114,15 @@ void imap_client_myrights(struct imap_client *c, const char *identity,
 void imap_client_list(struct imap_client *c, const char *account,
 		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
 		      void *ctx);
+/* imap_client_list for work nobody waits on (the discovery sweep): it
+ * queues behind every other call, on its session and for a pool slot, and
+ * the session it opens is the first closed when the pool is full. Callers
+ * bound how many they have outstanding, so that ACL questions always find
+ * a free session and thread. */
+void imap_client_list_background(struct imap_client *c, const char *account,
+				 void (*cb)(void *ctx, enum imap_result r,
+					    char **nodes, size_t n),
+				 void *ctx);
 
 /* UID FETCH uid (FLAGS INTERNALDATE and the part, with BODY.PEEK so \Seen
  * never changes) of (account, node), as the owner, after EXAMINE (read
