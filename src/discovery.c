@@ -236,8 +236,8 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 	if (store_commit(service->store) < 0)
 		return;
 	/* the administrator's view of one account: [log] level = debug */
-	log_debug("discovery: %s: %zu mailboxes listed, %zu new, %u gone (%s)",
-		  *account != '\0' ? account : "(shared)", n, added, k.gone,
+	log_debug("discovery: %s: %zu mailboxes listed, %u gone, %zu new (%s)",
+		  *account != '\0' ? account : "(shared)", n, k.gone, added,
 		  l->sweep ? "sweep" : "asked");
 	if (l->sweep) {
 		d->totals.mailboxes += n;

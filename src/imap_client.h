@@ -7,7 +7,7 @@
  * (key "") and one per user we ask rights for (proxy authorization, Cyrus's
  * `proxyservers`/`admins`), at most max_sessions, least recently used ones
  * logged out beyond that. One command per session at a time; further calls
- * queue. A broken session is dropped and the next call reconnects; after
+ * queue, background ones (imap_client_list_background) behind all others. A broken session is dropped and the next call reconnects; after
  * consecutive failures new connections back off exponentially (100 ms up to
  * 30 s) and calls needing one fail fast with IMAP_TEMPFAIL meanwhile.
  * Every network step is bounded by timeout_ms.
