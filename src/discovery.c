@@ -11,6 +11,11 @@
 #include "publisher.h"
 #include "service.h"
 
+/* LISTs in a row that could not be asked (server down, backing off):
+ * then the rest of the sweep would only fail fast too; the next one
+ * tries again. */
+#define SWEEP_GIVE_UP 10
+
 struct listing {
 	struct listing *next;
 	struct discovery *discovery;
@@ -23,6 +28,8 @@ struct listing {
 struct sweep_totals {
 	unsigned accounts, failed, gone;
 	size_t mailboxes, added;
+	unsigned tempfail_in_row;
+	bool abandoned;
 };
 
 struct discovery {
@@ -264,6 +271,9 @@ static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 		if (sweep)
 			d->totals.failed++;
 	}
+	if (sweep)
+		d->totals.tempfail_in_row = r == IMAP_TEMPFAIL ?
+					    d->totals.tempfail_in_row + 1 : 0;
 	/* may free d when closing */
 	listing_free(l);
 	if (!closing && sweep && !d->filling)
@@ -345,9 +355,14 @@ static void sweep_done(struct discovery *d)
 	d->sweeping = false;
 	free(d->cursor);
 	d->cursor = NULL;
-	if (t->failed > 0)
+	if (t->abandoned)
+		log_warn("discovery: sweep given up after %u accounts, %zu mailboxes "
+			 "(%zu new), %u gone in %.1f s: %u LISTs in a row could not be "
+			 "asked (%s)", t->accounts, t->mailboxes, t->added, t->gone,
+			 seconds, t->tempfail_in_row, imap_client_last_error(d->imap));
+	else if (t->failed > 0)
 		log_warn("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
-			 "in %.1f s; LIST failed for %u (see the imap lines)",
+			 "in %.1f s; LIST failed for %u (debug lines name them)",
 			 t->accounts, t->mailboxes, t->added, t->gone, seconds, t->failed);
 	else
 		log_info("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
@@ -360,8 +375,13 @@ static void sweep_fill(struct discovery *d)
 	/* a LIST that fails at once calls back into here: loop, not recurse */
 	d->filling = true;
 	while (d->sweeping && d->outstanding < d->concurrency) {
-		char *account = sweep_next_account(d);
+		char *account;
 
+		if (d->totals.tempfail_in_row >= SWEEP_GIVE_UP) {
+			d->totals.abandoned = true;
+			break;
+		}
+		account = sweep_next_account(d);
 		if (account == NULL)
 			break;
 		if (start_listing(d, account, true))

@@ -155,3 +155,24 @@ def test_one_log_line_per_decision_after_a_restart(workdir):
         assert len(imap) == 1, decisions
     finally:
         stack.stop()
+
+
+def test_sweep_gives_up_while_the_store_is_down(workdir):
+    stack = Stack(workdir)
+    try:
+        stack.start()
+        create_accounts(stack, 30)
+        stack.stop_daemon()
+        stack.cyrus.stop()
+        stack.start_daemon()
+        # the first LISTs fail, the next ones fail fast (backing off): the
+        # sweep stops early instead of running through every account
+        wait_until(lambda: 'discovery: sweep given up' in run_log(stack), 60,
+                   what='the sweep to give up')
+        m = re.search(r'\[warning\]: discovery: sweep given up after (\d+) accounts, '
+                      r'.* LISTs in a row could not be asked', run_log(stack))
+        assert m is not None
+        assert int(m.group(1)) < 30 + len(stack.users)
+        assert 'discovery: swept' not in run_log(stack)
+    finally:
+        stack.stop()
