@@ -26,6 +26,7 @@ struct authz {
 /* Someone waiting for a pending answer. */
 struct waiter {
 	struct waiter *next;
+	struct waiter *next_logged;   /* see logged_before */
 	char *jid;
 	char required[16];
 	authz_cb *cb;
@@ -297,10 +298,25 @@ static void pending_free(struct pending *p)
 
 static void ask_store(struct pending *p);
 
+/* Was the same (jid, rights) decision logged already for this answer?
+ * After a restart several events and re-checks of one JID wait on one
+ * question: one decision, one line. Only the distinct ones are compared
+ * (`logged`, linked by next_logged), not every waiter: a storm may queue
+ * thousands behind one question. */
+static bool logged_before(const struct waiter *logged, const struct waiter *w)
+{
+	for (const struct waiter *e = logged; e != NULL; e = e->next_logged) {
+		if (strcmp(e->jid, w->jid) == 0 && strcmp(e->required, w->required) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 {
 	struct pending *p = ctx;
 	struct authz *authz = p->authz;
+	struct waiter *logged = NULL;
 	char how[64];
 
 	if (r == IMAP_OK && p->generation != authz->generation && !p->retried) {
@@ -334,7 +350,12 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 					   rights_allow(rights, w->required) ?
 					   AUTHZ_GRANTED : AUTHZ_DENIED;
 
-		log_decision(w->jid, p->identity, p->account, p->node, rights, result, how);
+		if (!logged_before(logged, w)) {
+			log_decision(w->jid, p->identity, p->account, p->node, rights,
+				     result, how);
+			w->next_logged = logged;
+			logged = w;
+		}
 		decide(authz, w->asked_us, w->cb, w->context, result);
 	}
 	pending_free(p);

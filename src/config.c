@@ -139,7 +139,11 @@ static const struct config_option options[] = {
 	LIVE("pubsub", "heartbeat_interval", CONFIG_UINT, heartbeat_interval, "300",
 	    "Seconds between current-count items to subscribers that asked for a heartbeat; 0: none."),
 	LIVE("imap", "list_interval", CONFIG_UINT, imap_list_interval, "3600",
-	    "Seconds between IMAP LISTs of the known accounts (also done at start); 0: at start only."),
+	    "Seconds between sweeps (IMAP LIST of every known account, in the background); 0: none after the one at start."),
+	OPT("imap", "list_at_start", CONFIG_BOOL, imap_list_at_start, "yes",
+	    "Sweep the known accounts at start too, in the background: mailboxes created or deleted while mailpubsubd was down show at once rather than at the first list_interval. Not needed for correctness (requests about unknown mailboxes, events and the periodic sweep cover it); 'no' spares a large store the load of a sweep at every restart."),
+	OPT("imap", "list_concurrency", CONFIG_UINT, imap_list_concurrency, "2",
+	    "Sweep LISTs under way at a time (at least 1, below max_sessions). ACL questions and LISTs a request waits for always go first."),
 	OPT("imap", "other_inbox_named", CONFIG_BOOL, imap_other_inbox_named, "no",
 	    "How the server names another user's INBOX: no: the owner's level in the other-users namespace (Cyrus: user/alice); yes: INBOX below it (Dovecot: shared/alice/INBOX)."),
 	OPT("imap", "list_as_owner", CONFIG_BOOL, imap_list_as_owner, "yes",
@@ -358,6 +362,13 @@ int config_check(struct config *config, const char **error_r)
 	}
 	if (config->imap_source_poll_interval == 0) {
 		*error_r = "[imap_source] poll_interval must be at least 1";
+		return -1;
+	}
+	/* a sweep must leave sessions for ACL questions */
+	if (config->imap_list_concurrency == 0 ||
+	    (config->imap_max_sessions != 0 &&
+	     config->imap_list_concurrency >= config->imap_max_sessions)) {
+		*error_r = "[imap] list_concurrency must be at least 1 and below max_sessions";
 		return -1;
 	}
 	if (config->changelog_retention > 0 && *config->changelog_key_file == '\0') {

@@ -79,6 +79,8 @@ struct config {
 	unsigned imap_max_sessions;
 	unsigned acl_cache_ttl;     /* seconds */
 	unsigned imap_list_interval; /* seconds */
+	bool imap_list_at_start;     /* sweep the known accounts at start too */
+	unsigned imap_list_concurrency; /* sweep LISTs outstanding at a time */
 	bool imap_other_inbox_named;
 	bool imap_list_as_owner;
 	/* [imap_source] */

@@ -11,6 +11,11 @@
 #include "publisher.h"
 #include "service.h"
 
+/* LISTs in a row that could not be asked (server down, backing off):
+ * then the rest of the sweep would only fail fast too; the next one
+ * tries again. */
+#define SWEEP_GIVE_UP 10
+
 /* A request waiting for an account's LIST (discovery_lookup). */
 struct waiter {
 	struct waiter *next;
@@ -24,8 +29,17 @@ struct listing {
 	struct discovery *discovery;
 	char *account;
 	long long journal_seq;   /* the journal's end when LIST was sent */
+	bool sweep;              /* part of the sweep, else asked for */
 	struct waiter *waiters;
 	uv_timer_t *deadline;    /* while someone waits; owned, freed when closed */
+};
+
+/* What a sweep found, for its one summary line. */
+struct sweep_totals {
+	unsigned accounts, failed, gone;
+	size_t mailboxes, added;
+	unsigned tempfail_in_row;
+	bool abandoned;
 };
 
 struct discovery {
@@ -33,6 +47,16 @@ struct discovery {
 	struct imap_client *imap;
 	uv_timer_t timer;
 	struct listing *in_flight;
+	/* The sweep under way: the [account_map] accounts first, then the
+	 * store's accounts in byte order after `cursor`, at most
+	 * `concurrency` LISTs outstanding, in the background. */
+	bool sweeping, filling;
+	unsigned next_mapped;
+	char *cursor;
+	bool store_done;
+	unsigned outstanding, concurrency;
+	long long sweep_started_us;
+	struct sweep_totals totals;
 	bool closing, timer_closed;
 };
 
@@ -43,7 +67,8 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 		  const char **error_r)
 {
 	struct discovery *d = calloc(1, sizeof(*d));
-	unsigned interval = service->config->imap_list_interval;
+	const struct config *config = service->config;
+	unsigned long long interval_ms = config->imap_list_interval * 1000ULL;
 
 	if (d == NULL) {
 		*error_r = "out of memory";
@@ -51,10 +76,13 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 	}
 	d->service = service;
 	d->imap = imap;
+	d->concurrency = config->imap_list_concurrency > 0 ? config->imap_list_concurrency : 1;
 	uv_timer_init(loop, &d->timer);
 	d->timer.data = d;
-	/* at once, then on the schedule */
-	uv_timer_start(&d->timer, discovery_tick, 0, interval * 1000ULL);
+	if (config->imap_list_at_start)
+		uv_timer_start(&d->timer, discovery_tick, 0, interval_ms);
+	else if (interval_ms > 0)
+		uv_timer_start(&d->timer, discovery_tick, interval_ms, interval_ms);
 	*discovery_r = d;
 	return 0;
 }
@@ -73,8 +101,10 @@ void discovery_reschedule(struct discovery *d)
 
 static void maybe_free(struct discovery *d)
 {
-	if (d->closing && d->timer_closed && d->in_flight == NULL)
+	if (d->closing && d->timer_closed && d->in_flight == NULL) {
+		free(d->cursor);
 		free(d);
+	}
 }
 
 static void timer_closed(uv_handle_t *handle)
@@ -191,6 +221,8 @@ static void listing_free(struct listing *l)
 			break;
 		}
 	}
+	if (l->sweep)
+		d->outstanding--;
 	free(l->account);
 	free(l);
 	maybe_free(d);
@@ -222,19 +254,30 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
 	long long now = service_now_us();
+	int changes = sqlite3_total_changes(store_db(service->store));
+	size_t added;
 
 	if (store_begin(service->store) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
 		node_tree_touch(service->store, account, nodes[i], NULL, 0, now);
+	/* INSERT OR IGNORE counts only the rows it adds */
+	added = (size_t)(sqlite3_total_changes(store_db(service->store)) - changes);
 	/* an empty answer is more likely a glitch than an account without
 	 * mailboxes: never empty a whole tree on it */
 	if (n > 0 && !changed_since(service->store, account, l->journal_seq))
 		node_tree_all(service->store, account, check_known, &k);
 	if (store_commit(service->store) < 0)
 		return;
-	log_info("discovery: %s: %zu mailboxes listed, %u gone",
-		 *account != '\0' ? account : "(shared)", n, k.gone);
+	/* the administrator's view of one account: [log] level = debug */
+	log_debug("discovery: %s: %zu mailboxes listed, %u gone, %zu new (%s)",
+		  *account != '\0' ? account : "(shared)", n, k.gone, added,
+		  l->sweep ? "sweep" : "asked");
+	if (l->sweep) {
+		d->totals.mailboxes += n;
+		d->totals.added += added;
+		d->totals.gone += k.gone;
+	}
 	if (k.gone > 0)
 		publisher_kick(service->publisher);
 }
@@ -295,18 +338,30 @@ static void deadline_passed(uv_timer_t *timer)
 	answer_waiters(l, true);
 }
 
+static void sweep_fill(struct discovery *d);
+
 static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 {
 	struct listing *l = ctx;
 	struct discovery *d = l->discovery;
+	bool closing = d->closing, sweep = l->sweep;
 
-	if (r == IMAP_OK && !d->closing)
+	if (r == IMAP_OK && !closing) {
 		apply_listing(d, l, nodes, n);
-	else if (r != IMAP_OK)
-		log_info("discovery: LIST %s failed: %s", l->account,
-			 r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
-	answer_waiters(l, r != IMAP_OK || d->closing);
+	} else if (r != IMAP_OK) {
+		log_debug("discovery: LIST %s failed: %s", l->account,
+			  r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
+		if (sweep)
+			d->totals.failed++;
+	}
+	if (sweep)
+		d->totals.tempfail_in_row = r == IMAP_TEMPFAIL ?
+					    d->totals.tempfail_in_row + 1 : 0;
+	answer_waiters(l, r != IMAP_OK || closing);
+	/* may free d when closing */
 	listing_free(l);
+	if (!closing && sweep && !d->filling)
+		sweep_fill(d);
 }
 
 static struct listing *find_listing(struct discovery *d, const char *account)
@@ -326,7 +381,8 @@ static bool listable(const char *account)
 
 /* A listing of account, not sent yet: listing_send does that, after the
  * caller has put its waiter on it (the answer may come at once). */
-static struct listing *listing_new(struct discovery *d, const char *account)
+static struct listing *listing_new(struct discovery *d, const char *account,
+				   bool sweep)
 {
 	struct listing *l;
 
@@ -338,26 +394,47 @@ static struct listing *listing_new(struct discovery *d, const char *account)
 		return NULL;
 	}
 	l->discovery = d;
+	l->sweep = sweep;
 	l->journal_seq = journal_last_seq(d->service->store);
 	l->next = d->in_flight;
 	d->in_flight = l;
+	if (sweep)
+		d->outstanding++;
 	return l;
 }
 
+/* A sweep's LIST waits behind every other IMAP question; one asked for by
+ * a request does not. */
 static void listing_send(struct listing *l)
 {
-	imap_client_list(l->discovery->imap, l->account, listed_cb, l);
+	struct discovery *d = l->discovery;
+
+	if (l->sweep)
+		imap_client_list_background(d->imap, l->account, listed_cb, l);
+	else
+		imap_client_list(d->imap, l->account, listed_cb, l);
+}
+
+/* Starts a LIST of account unless one is under way; false if not started. */
+static bool start_listing(struct discovery *d, const char *account, bool sweep)
+{
+	struct listing *l;
+
+	if (find_listing(d, account) != NULL)
+		return false;
+	l = listing_new(d, account, sweep);
+	if (l == NULL)
+		return false;
+	listing_send(l);
+	return true;
 }
 
 void discovery_account(struct discovery *d, const char *account)
 {
-	struct listing *l;
-
-	if (d == NULL || d->closing || find_listing(d, account) != NULL)
+	if (d == NULL || d->closing)
 		return;
-	l = listing_new(d, account);
-	if (l != NULL)
-		listing_send(l);
+	/* asked for by a request: not behind the sweep */
+	start_listing(d, account, false);
 }
 
 /* Bounds the wait of l's waiters to the IMAP timeout. */
@@ -399,7 +476,7 @@ void discovery_lookup(struct discovery *d, struct store *store,
 	}
 	l = find_listing(d, account);
 	if (l == NULL) {
-		l = listing_new(d, account);
+		l = listing_new(d, account, false);
 		fresh = true;
 	}
 	w = l != NULL ? calloc(1, sizeof(*w)) : NULL;
@@ -424,18 +501,97 @@ void discovery_lookup(struct discovery *d, struct store *store,
 		listing_send(l);
 }
 
-static int list_account(void *context, const char *account)
+static bool mapped(const struct config *config, const char *account)
 {
-	discovery_account(context, account);
-	return 0;
+	for (unsigned i = 0; i < config->account_map_count; i++) {
+		if (strcmp(config->account_map[i].account, account) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The sweep's next account (newly allocated), NULL at its end. The store
+ * is walked by a cursor, so accounts learned during the sweep are in it
+ * and no list of 100k accounts is held in memory. */
+static char *sweep_next_account(struct discovery *d)
+{
+	const struct config *config = d->service->config;
+
+	if (d->next_mapped < config->account_map_count)
+		return strdup(config->account_map[d->next_mapped++].account);
+	while (!d->store_done) {
+		char *account = node_tree_next_account(d->service->store, d->cursor);
+
+		free(d->cursor);
+		d->cursor = account;
+		if (account == NULL)
+			d->store_done = true;
+		else if (!mapped(config, account))
+			return strdup(account);
+	}
+	return NULL;
+}
+
+static void sweep_done(struct discovery *d)
+{
+	const struct sweep_totals *t = &d->totals;
+	double seconds = (double)(service_now_us() - d->sweep_started_us) / 1e6;
+
+	d->sweeping = false;
+	free(d->cursor);
+	d->cursor = NULL;
+	if (t->abandoned)
+		log_warn("discovery: sweep given up after %u accounts, %zu mailboxes "
+			 "(%zu new), %u gone in %.1f s: %u LISTs in a row could not be "
+			 "asked (%s)", t->accounts, t->mailboxes, t->added, t->gone,
+			 seconds, t->tempfail_in_row, imap_client_last_error(d->imap));
+	else if (t->failed > 0)
+		log_warn("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
+			 "in %.1f s; LIST failed for %u (debug lines name them)",
+			 t->accounts, t->mailboxes, t->added, t->gone, seconds, t->failed);
+	else
+		log_info("discovery: swept %u accounts, %zu mailboxes (%zu new), %u gone "
+			 "in %.1f s", t->accounts, t->mailboxes, t->added, t->gone, seconds);
+}
+
+/* Keeps `concurrency` sweep LISTs outstanding until none is left. */
+static void sweep_fill(struct discovery *d)
+{
+	/* a LIST that fails at once calls back into here: loop, not recurse */
+	d->filling = true;
+	while (d->sweeping && d->outstanding < d->concurrency) {
+		char *account;
+
+		if (d->totals.tempfail_in_row >= SWEEP_GIVE_UP) {
+			d->totals.abandoned = true;
+			break;
+		}
+		account = sweep_next_account(d);
+		if (account == NULL)
+			break;
+		if (start_listing(d, account, true))
+			d->totals.accounts++;
+		free(account);
+	}
+	d->filling = false;
+	if (d->sweeping && d->outstanding == 0)
+		sweep_done(d);
 }
 
 static void discovery_tick(uv_timer_t *timer)
 {
 	struct discovery *d = timer->data;
-	const struct config *config = d->service->config;
 
-	node_tree_accounts(d->service->store, list_account, d);
-	for (unsigned i = 0; i < config->account_map_count; i++)
-		discovery_account(d, config->account_map[i].account);
+	if (d->sweeping) {
+		log_info("discovery: the sweep started %.0f s ago is still under way; "
+			 "not starting another", (double)(service_now_us() -
+							 d->sweep_started_us) / 1e6);
+		return;
+	}
+	memset(&d->totals, 0, sizeof(d->totals));
+	d->sweeping = true;
+	d->next_mapped = 0;
+	d->store_done = false;
+	d->sweep_started_us = service_now_us();
+	sweep_fill(d);
 }

@@ -1,9 +1,16 @@
 /* The mailbox tree from the store itself (IMAP LIST as the admin), so that
  * disco shows mailboxes that had no event yet and forgets those deleted
- * while we were not listening. Runs at start, every [imap] list_interval
- * seconds, and on demand: a request about a mailbox the tree does not know
- * waits for a LIST of its account. Events keep the tree current in
- * between. */
+ * while we were not listening. Events keep the tree current; besides them:
+ *  - a sweep LISTs every known account at start ([imap] list_at_start) and
+ *    every [imap] list_interval seconds, in the background: at most
+ *    [imap] list_concurrency LISTs outstanding, each queued behind every
+ *    ACL question (imap_client_list_background), one summary line at info
+ *    when done, one line per account at debug;
+ *  - a request about an account goes ahead of the sweep (discovery_account),
+ *    and a request about a mailbox the tree does not know waits for a LIST
+ *    of its account (discovery_lookup).
+ * Nothing depends on the sweep for correctness: it only brings the tree up
+ * to date sooner after events were missed. */
 #ifndef MAILPUBSUB_DISCOVERY_H
 #define MAILPUBSUB_DISCOVERY_H
 
@@ -23,7 +30,7 @@ void discovery_close(struct discovery **discovery);
  * interval from now (0: no more LISTs until a restart). */
 void discovery_reschedule(struct discovery *discovery);
 
-/* LIST account now (once at a time per account). */
+/* LIST account now, ahead of any sweep (once at a time per account). */
 void discovery_account(struct discovery *discovery, const char *account);
 
 enum discovery_result {

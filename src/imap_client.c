@@ -94,6 +94,9 @@ enum op_fail {
 struct op {
 	struct op *next;
 	enum op_kind kind;
+	/* queued behind every other op and never promoted in the pool
+	 * (imap_client_list_background) */
+	bool background;
 	struct imap_client *client;
 	struct session *session;
 	uv_work_t work;
@@ -1381,6 +1384,24 @@ static void queue_push(struct op_queue *q, struct op *op)
 	q->tail = op;
 }
 
+/* Background ops go last; any other op goes ahead of them, after the ops
+ * of its own kind that came before it. */
+static void queue_insert(struct op_queue *q, struct op *op)
+{
+	struct op **p = &q->head;
+
+	if (op->background) {
+		queue_push(q, op);
+		return;
+	}
+	while (*p != NULL && !(*p)->background)
+		p = &(*p)->next;
+	op->next = *p;
+	if (*p == NULL)
+		q->tail = op;
+	*p = op;
+}
+
 static struct op *queue_pop(struct op_queue *q)
 {
 	struct op *op = q->head;
@@ -1482,7 +1503,22 @@ static void pool_push_front(struct imap_client *c, struct session *s)
 	c->sessions = s;
 }
 
-static struct session *session_new(struct imap_client *c, const char *key)
+static void pool_push_back(struct imap_client *c, struct session *s)
+{
+	s->next = NULL;
+	s->prev = c->sessions_tail;
+	if (c->sessions_tail != NULL)
+		c->sessions_tail->next = s;
+	else
+		c->sessions = s;
+	c->sessions_tail = s;
+}
+
+/* A session made for background work goes to the least recently used end:
+ * the first one closed when the pool is full, so a sweep of many accounts
+ * does not push out the sessions ACL questions keep using. */
+static struct session *session_new(struct imap_client *c, const char *key,
+				   bool background)
 {
 	struct session *s = calloc(1, sizeof(*s));
 
@@ -1491,7 +1527,10 @@ static struct session *session_new(struct imap_client *c, const char *key)
 		return NULL;
 	}
 	s->client = c;
-	pool_push_front(c, s);
+	if (background)
+		pool_push_back(c, s);
+	else
+		pool_push_front(c, s);
 	c->n_sessions++;
 	return s;
 }
@@ -1641,14 +1680,14 @@ static void serve_waiting(struct imap_client *c)
 		if (s == NULL) {
 			if (!pool_make_room(c))
 				return;
-			s = session_new(c, op->key);
+			s = session_new(c, op->key, op->background);
 		}
 		queue_pop(&c->waiting);
 		if (s == NULL) {
 			op_fail_later(c, op, "out of memory");
 			continue;
 		}
-		queue_push(&s->queue, op);
+		queue_insert(&s->queue, op);
 		session_kick(s);
 	}
 }
@@ -1665,19 +1704,19 @@ static void dispatch(struct imap_client *c, struct op *op)
 	if (s == NULL) {
 		if (!pool_make_room(c)) {
 			/* every session is busy: wait for one */
-			queue_push(&c->waiting, op);
+			queue_insert(&c->waiting, op);
 			return;
 		}
-		s = session_new(c, op->key);
+		s = session_new(c, op->key, op->background);
 		if (s == NULL) {
 			op_fail_later(c, op, "out of memory");
 			return;
 		}
-	} else {
+	} else if (!op->background) {
 		pool_unlink(c, s);
 		pool_push_front(c, s);
 	}
-	queue_push(&s->queue, op);
+	queue_insert(&s->queue, op);
 	session_kick(s);
 }
 
@@ -1979,9 +2018,9 @@ void imap_client_myrights(struct imap_client *c, const char *identity,
 	dispatch(c, op);
 }
 
-void imap_client_list(struct imap_client *c, const char *account,
-		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
-		      void *ctx)
+static void list_op(struct imap_client *c, const char *account, bool background,
+		    void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
+		    void *ctx)
 {
 	const char *key = c != NULL && c->list_as_owner && account[0] != '\0' &&
 			  strcmp(account, c->admin_user) != 0 ? account : "";
@@ -1992,7 +2031,23 @@ void imap_client_list(struct imap_client *c, const char *account,
 		return;
 	}
 	op->cb.list = cb;
+	op->background = background;
 	dispatch(c, op);
+}
+
+void imap_client_list(struct imap_client *c, const char *account,
+		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
+		      void *ctx)
+{
+	list_op(c, account, false, cb, ctx);
+}
+
+void imap_client_list_background(struct imap_client *c, const char *account,
+				 void (*cb)(void *ctx, enum imap_result r,
+					    char **nodes, size_t n),
+				 void *ctx)
+{
+	list_op(c, account, true, cb, ctx);
 }
 
 void imap_client_fetch(struct imap_client *c, const char *account,

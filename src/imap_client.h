@@ -7,7 +7,8 @@
  * (key "") and one per user we ask rights for (proxy authorization, Cyrus's
  * `proxyservers`/`admins`), at most max_sessions, least recently used ones
  * logged out beyond that. One command per session at a time; further calls
- * queue. A broken session is dropped and the next call reconnects; after
+ * queue, background ones (imap_client_list_background) behind all others.
+ * A broken session is dropped and the next call reconnects; after
  * consecutive failures to reach the server new connections back off
  * exponentially (100 ms up to 30 s) and calls needing one fail fast with
  * IMAP_TEMPFAIL meanwhile. A session refused, dropped or not answered as an
@@ -117,6 +118,15 @@ void imap_client_myrights(struct imap_client *c, const char *identity,
 void imap_client_list(struct imap_client *c, const char *account,
 		      void (*cb)(void *ctx, enum imap_result r, char **nodes, size_t n),
 		      void *ctx);
+/* imap_client_list for work nobody waits on (the discovery sweep): it
+ * queues behind every other call, on its session and for a pool slot, and
+ * the session it opens is the first closed when the pool is full. Callers
+ * bound how many they have outstanding, so that ACL questions always find
+ * a free session and thread. */
+void imap_client_list_background(struct imap_client *c, const char *account,
+				 void (*cb)(void *ctx, enum imap_result r,
+					    char **nodes, size_t n),
+				 void *ctx);
 
 /* UID FETCH uid (FLAGS INTERNALDATE and the part, with BODY.PEEK so \Seen
  * never changes) of (account, node), as the owner, after EXAMINE (read

@@ -224,6 +224,18 @@ static int start_component(struct daemon_state *st, const char **error_r)
 	return 0;
 }
 
+/* libuv's threadpool (4 threads unless UV_THREADPOOL_SIZE says otherwise,
+ * read at its first use) runs every IMAP command: the sweep's LISTs get
+ * threads on top of those, so an ACL question never waits for a thread
+ * behind them. An administrator's own setting wins. */
+static void size_threadpool(const struct config *c)
+{
+	char n[16];
+
+	snprintf(n, sizeof(n), "%u", c->imap_list_concurrency + 4);
+	setenv("UV_THREADPOOL_SIZE", n, 0);
+}
+
 static int start_imap(struct daemon_state *st, const char **error_r)
 {
 	const struct config *c = st->config;
@@ -244,6 +256,7 @@ static int start_imap(struct daemon_state *st, const char **error_r)
 		.list_as_owner = c->imap_list_as_owner,
 	};
 
+	size_threadpool(c);
 	return imap_client_new(st->loop, &set, &st->imap, error_r);
 }
 

@@ -321,6 +321,24 @@ int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *cont
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
+char *node_tree_next_account(struct store *store, const char *after)
+{
+	static const char first_sql[] = "SELECT account FROM nodes ORDER BY account LIMIT 1";
+	static const char next_sql[] =
+		"SELECT account FROM nodes WHERE account > ? ORDER BY account LIMIT 1";
+	sqlite3_stmt *stmt = store_stmt(store, after == NULL ? first_sql : next_sql);
+	char *account = NULL;
+
+	if (stmt == NULL)
+		return NULL;
+	if (after != NULL)
+		sqlite3_bind_text(stmt, 1, after, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		account = strdup((const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_reset(stmt);
+	return account;
+}
+
 int node_tree_all(struct store *store, const char *account, node_tree_cb *cb,
 		  void *context)
 {

@@ -48,6 +48,10 @@ typedef int node_tree_account_cb(void *context, const char *account);
 int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *context);
 
 /* Return non-zero to stop. */
+/* The first account with nodes after `after` in byte order (NULL: the
+ * first of all), newly allocated; NULL when there is none. One index seek:
+ * a walk over every account that needs no list of them in memory. */
+char *node_tree_next_account(struct store *store, const char *after);
 typedef int node_tree_cb(void *context, const char *node);
 /* Direct children of parent (NULL: the account's top-level nodes). */
 int node_tree_children(struct store *store, const char *account,

@@ -49,6 +49,9 @@ static void test_load(void **state)
 	assert_string_equal(c->account_map[1].jid, "mwi-gateway.localhost");
 	assert_string_equal(c->account_map[1].account, "gateway");
 	assert_true(config_list_contains(c->jid_domains, "example.org"));
+	/* the start sweep is on, in the background, two LISTs at a time */
+	assert_true(c->imap_list_at_start);
+	assert_int_equal(c->imap_list_concurrency, 2);
 	assert_false(config_list_contains(c->jid_domains, "example"));
 	config_free(&c);
 	assert_null(c);
@@ -72,6 +75,9 @@ static void test_errors(void **state)
 		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\n",   /* no admin_user */
 		"[component]\ndomain = d\nsecret = x\n[imap]\npassword_file = /nonexistent\n",
 		"[component]\ndomain = d\nsecret = x\n[log]\nlevel = loud\n",
+		/* a sweep must leave sessions to ACL questions */
+		"[component]\ndomain = d\nsecret = x\n[imap]\nlist_concurrency = 0\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nmax_sessions = 4\nlist_concurrency = 4\n",
 		"garbage line\n",
 	};
 

@@ -40,6 +40,16 @@ void imap_client_list(struct imap_client *c, const char *account,
 	snprintf(fake_list.account, sizeof(fake_list.account), "%s", account);
 }
 
+/* The start sweep's LISTs: answered at once as failed, so that the
+ * lookups under test are the only LISTs the fake keeps waiting. */
+void imap_client_list_background(struct imap_client *c, const char *account,
+				 list_cb *cb, void *ctx)
+{
+	(void)c;
+	(void)account;
+	cb(ctx, IMAP_TEMPFAIL, NULL, 0);
+}
+
 const char *imap_client_last_error(const struct imap_client *c)
 {
 	(void)c;
