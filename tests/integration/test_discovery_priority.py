@@ -90,7 +90,7 @@ def test_subscribe_answered_while_the_sweep_runs(stack):
     assert int(m.group(2)) >= ACCOUNTS + len(stack.users)
     assert m.group(3) == '0'
     log = run_log(stack)
-    granted = line_index(log, r'authz: jid=zoe@localhost identity=zoe '
+    granted = line_index(log, r'authz: jid=zoe@localhost(?:/\S+)? identity=zoe '
                               r'mailbox=zoe/INBOX rights=\S+ -> granted \(imap ')
     swept = line_index(log, r'discovery: swept ')
     # answered before the sweep was over, with sweep LISTs on both sides
@@ -148,7 +148,7 @@ def test_one_log_line_per_decision_after_a_restart(workdir):
         stack.daemon.wait_log(r'ingest: #\d+ MessageNew alice/INBOX', timeout=15)
         wait_event(alice, 'MessageNew', 'INBOX', timeout=15)
         log = run_log(stack)
-        decisions = re.findall(r'authz: jid=alice@localhost identity=alice '
+        decisions = re.findall(r'authz: jid=alice@localhost(?:/\S+)? identity=alice '
                                r'mailbox=alice/INBOX rights=\S+ -> granted \((.*)\)$',
                                log, re.M)
         imap = [d for d in decisions if d.startswith('imap ')]
