@@ -25,6 +25,7 @@
 #include "ingest_cyrus.h"
 #include "ingest_imap.h"
 #include "ingest_json.h"
+#include "item.h"
 #include "log.h"
 #include "publisher.h"
 #include "service.h"
@@ -174,6 +175,7 @@ static int start_component(struct daemon_state *st, const char **error_r)
 		.reconnect_max_ms = 30000,
 	};
 
+	item_set_max_stanza(c->max_stanza_size);
 	if (component_new(st->loop, &set, on_stanza, on_component_state,
 			  st, &st->service.component, error_r) < 0)
 		return -1;
