@@ -57,6 +57,19 @@ int component_send(struct component *component, xmpp_stanza_t *stanza);
 int component_send_raw(struct component *component, const char *data,
 		       size_t len);
 
+/* Pings the server; done(context) runs once its reply is in, which proves
+ * the server took everything sent before (it reads the stream in order
+ * and closes it at the first stanza it cannot take). One at a time; a
+ * lost connection cancels it (done never runs). 0, or -1 when not
+ * connected. */
+int component_confirm(struct component *c, void (*done)(void *), void *context);
+/* Did the server end the last connection with a stream error about what
+ * we sent (not-well-formed, policy-violation: a stanza too big, ...),
+ * rather than going away (system-shutdown, conflict, a lost socket)? */
+bool component_refused(const struct component *c);
+/* That stream error's condition, or NULL. */
+const char *component_last_stream_error(const struct component *c);
+
 /* Bytes/stanzas accepted by libstrophe but not yet written to the socket. */
 size_t component_queue_len(const struct component *component);
 /* Stanzas handed to libstrophe since the component was made, over every

@@ -92,9 +92,11 @@ static void on_component_state(void *context, bool connected)
 static void log_stats(const struct service_stats *s)
 {
 	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
-		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu",
+		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu "
+		 "repaired=%llu refused=%llu notices=%llu",
 		 s->datagrams, s->json_lines, s->malformed, s->dropped, s->journaled, s->published,
-		 s->notifications, s->iq_requests, s->iq_errors);
+		 s->notifications, s->iq_requests, s->iq_errors, s->repaired, s->refused,
+		 s->notices);
 }
 
 static void component_closed(void *context)

@@ -59,7 +59,21 @@ struct publisher {
 	double tokens;
 	uint64_t refilled_ns;
 	unsigned long sends_seen;
+	/* After the server closed the stream on something we sent, the events
+	 * that were in flight go one at a time up to careful_until, each
+	 * confirmed (component_confirm) before the next: an event that was
+	 * alone in flight when the stream closed REFUSED_STRIKES times is
+	 * one the server cannot take, and is skipped instead of being sent
+	 * for ever. */
+	long long careful_until;
+	bool confirming;          /* a confirmation for dispatched_seq is due */
+	long long strike_seq;
+	unsigned strikes;
 };
+
+/* Twice alone in flight when the server closed the stream: once could
+ * be chance. */
+#define REFUSED_STRIKES 2
 
 static void publisher_on_idle(uv_idle_t *idle);
 static void advance_watermark(struct publisher *pub);
@@ -430,17 +444,86 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	}
 }
 
+void publisher_reset(struct publisher *pub)
+{
+	struct component *component = pub->service->component;
+	bool refused = component_refused(component);
+
+	/* alone in flight: the drop is this event's doing, unless the
+	 * server just went away */
+	if (pub->confirming && (refused || component_last_stream_error(component) == NULL)) {
+		if (pub->strike_seq == pub->dispatched_seq) {
+			pub->strikes++;
+		} else {
+			pub->strike_seq = pub->dispatched_seq;
+			pub->strikes = 1;
+		}
+	}
+	if (refused && pub->dispatched_seq > pub->published_seq) {
+		log_warn("publisher: the server closed the stream (%s) with events "
+			 "%lld-%lld in flight: sending them one at a time",
+			 component_last_stream_error(component), pub->published_seq + 1,
+			 pub->dispatched_seq);
+		if (pub->careful_until < pub->dispatched_seq)
+			pub->careful_until = pub->dispatched_seq;
+	}
+	pub->confirming = false;
+	/* the connection is gone with whatever libstrophe still held */
+	pub->dispatched_seq = pub->published_seq;
+}
+
+static bool careful(const struct publisher *pub)
+{
+	return pub->dispatched_seq < pub->careful_until;
+}
+
+static void confirmed(void *context)
+{
+	struct publisher *pub = context;
+
+	pub->confirming = false;
+	if (journal_set_published_seq(pub->service->store, pub->dispatched_seq) == 0)
+		pub->published_seq = pub->dispatched_seq;
+	if (pub->strike_seq == pub->dispatched_seq)
+		pub->strikes = 0;
+	publisher_kick(pub);
+}
+
+/* The event the server refused REFUSED_STRIKES times: recorded as
+ * published without being sent (nor stored as an item, nor relayed). */
+static bool skip_refused(struct publisher *pub, const struct journal_record *rec)
+{
+	if (!careful(pub) || rec->seq != pub->strike_seq || pub->strikes < REFUSED_STRIKES)
+		return false;
+	log_error("publisher: event %lld skipped: the server closed the stream "
+		  "each time it was sent alone (%u times, last: %s)", rec->seq,
+		  pub->strikes, component_last_stream_error(pub->service->component) != NULL ?
+		  component_last_stream_error(pub->service->component) : "connection lost");
+	pub->service->stats.refused++;
+	pub->strikes = 0;
+	return true;
+}
+
 static int publish_record(void *context, const struct journal_record *rec)
 {
 	struct publisher *pub = context;
 	struct event *ev;
 	const char *error;
 
+	if (skip_refused(pub, rec)) {
+		pub->dispatched_seq = rec->seq;
+		return 0;
+	}
 	if (event_decode(rec->json, rec->json_len, pub->sep, &ev, &error) < 0) {
 		/* it was valid when journaled: the configuration changed */
 		log_error("publisher: journaled event %lld no longer decodes: %s",
 			  rec->seq, error);
 	} else {
+		if (ev->repaired > 0) {
+			log_warn("publisher: event %lld: %u characters XML cannot carry "
+				 "replaced by U+FFFD", rec->seq, ev->repaired);
+			pub->service->stats.repaired++;
+		}
 		dispatch(pub, rec, ev);
 		/* after the event's own publication: taps change nothing the
 		 * target's subscribers get, nor when they get it */
@@ -456,7 +539,8 @@ static void advance_watermark(struct publisher *pub)
 {
 	struct service *service = pub->service;
 
-	if (pub->published_seq == pub->dispatched_seq)
+	/* written out is not taken: that one waits for the server's word */
+	if (pub->published_seq == pub->dispatched_seq || pub->confirming)
 		return;
 	if (component_queue_len(service->component) > 0) {
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
@@ -464,12 +548,6 @@ static void advance_watermark(struct publisher *pub)
 	}
 	if (journal_set_published_seq(service->store, pub->dispatched_seq) == 0)
 		pub->published_seq = pub->dispatched_seq;
-}
-
-void publisher_reset(struct publisher *pub)
-{
-	/* the connection is gone with whatever libstrophe still held */
-	pub->dispatched_seq = pub->published_seq;
 }
 
 /* How many events may go now under [component] max_stanza_rate (each is
@@ -505,6 +583,7 @@ static void publisher_on_idle(uv_idle_t *idle)
 	struct service *service = pub->service;
 	unsigned count = 0, batch;
 	uint64_t wait_ms = 0;
+	unsigned long sent_before;
 
 	if (!component_is_connected(service->component)) {
 		uv_idle_stop(idle);   /* kicked again on connect */
@@ -519,12 +598,19 @@ static void publisher_on_idle(uv_idle_t *idle)
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
+	if (pub->confirming) {
+		uv_idle_stop(idle);   /* kicked when the confirmation comes */
+		return;
+	}
 	batch = allowance(pub, &wait_ms);
+	if (batch > 0 && careful(pub))
+		batch = 1;
 	if (batch == 0) {
 		uv_idle_stop(idle);
 		uv_timer_start(&pub->retry, publisher_on_retry, wait_ms, 0);
 		return;
 	}
+	sent_before = component_sent_count(service->component);
 	if (store_begin(service->store) < 0)
 		return;
 	journal_read_after(service->store, pub->dispatched_seq, batch,
@@ -532,6 +618,18 @@ static void publisher_on_idle(uv_idle_t *idle)
 	if (store_commit(service->store) < 0) {
 		log_error("publisher: commit failed; will retry");
 		pub->dispatched_seq = pub->published_seq;
+		return;
+	}
+	if ((careful(pub) || pub->dispatched_seq == pub->careful_until) &&
+	    pub->dispatched_seq != pub->published_seq) {
+		/* nothing sent (no subscriber, skipped) needs no confirmation */
+		if (component_sent_count(service->component) == sent_before ||
+		    component_confirm(service->component, confirmed, pub) < 0) {
+			confirmed(pub);
+			return;
+		}
+		pub->confirming = true;
+		uv_idle_stop(idle);
 		return;
 	}
 	advance_watermark(pub);
