@@ -623,13 +623,14 @@ static void publisher_on_idle(uv_idle_t *idle)
 	if ((careful(pub) || pub->dispatched_seq == pub->careful_until) &&
 	    pub->dispatched_seq != pub->published_seq) {
 		/* nothing sent (no subscriber, skipped) needs no confirmation */
-		if (component_sent_count(service->component) == sent_before ||
-		    component_confirm(service->component, confirmed, pub) < 0) {
+		if (component_sent_count(service->component) == sent_before) {
 			confirmed(pub);
 			return;
 		}
 		pub->confirming = true;
 		uv_idle_stop(idle);
+		if (component_confirm(service->component, confirmed, pub) < 0)
+			confirmed(pub);
 		return;
 	}
 	advance_watermark(pub);
