@@ -66,7 +66,11 @@ struct publisher {
 	 * one the server cannot take, and is skipped instead of being sent
 	 * for ever. */
 	long long careful_until;
-	bool confirming;          /* a confirmation for dispatched_seq is due */
+	/* the watermark moves only on the server's word: the seq a
+	 * component_confirm() is out for (0: none), and whether that is one
+	 * event sent alone */
+	long long confirm_seq;
+	bool lone;
 	long long strike_seq;
 	unsigned strikes;
 };
@@ -76,7 +80,7 @@ struct publisher {
 #define REFUSED_STRIKES 2
 
 static void publisher_on_idle(uv_idle_t *idle);
-static void advance_watermark(struct publisher *pub);
+static void advance_watermark(struct publisher *pub, bool final);
 
 int publisher_new(uv_loop_t *loop, struct service *service,
 		  struct publisher **publisher_r, const char **error_r)
@@ -136,7 +140,7 @@ static void publisher_on_retry(uv_timer_t *timer)
 	struct publisher *pub = timer->data;
 
 	if (component_is_connected(pub->service->component))
-		advance_watermark(pub);
+		advance_watermark(pub, false);
 	publisher_kick(pub);
 }
 
@@ -149,7 +153,7 @@ void publisher_close(struct publisher **publisher)
 	uv_idle_stop(&pub->idle);
 	uv_timer_stop(&pub->retry);
 	if (component_is_connected(pub->service->component))
-		advance_watermark(pub);
+		advance_watermark(pub, true);
 	uv_close((uv_handle_t *)&pub->idle, idle_closed);
 	*publisher = NULL;
 }
@@ -451,11 +455,12 @@ void publisher_reset(struct publisher *pub)
 
 	/* alone in flight: the drop is this event's doing, unless the
 	 * server just went away */
-	if (pub->confirming && (refused || component_last_stream_error(component) == NULL)) {
-		if (pub->strike_seq == pub->dispatched_seq) {
+	if (pub->confirm_seq != 0 && pub->lone &&
+	    (refused || component_last_stream_error(component) == NULL)) {
+		if (pub->strike_seq == pub->confirm_seq) {
 			pub->strikes++;
 		} else {
-			pub->strike_seq = pub->dispatched_seq;
+			pub->strike_seq = pub->confirm_seq;
 			pub->strikes = 1;
 		}
 	}
@@ -467,7 +472,8 @@ void publisher_reset(struct publisher *pub)
 		if (pub->careful_until < pub->dispatched_seq)
 			pub->careful_until = pub->dispatched_seq;
 	}
-	pub->confirming = false;
+	pub->confirm_seq = 0;
+	pub->lone = false;
 	/* the connection is gone with whatever libstrophe still held */
 	pub->dispatched_seq = pub->published_seq;
 }
@@ -477,16 +483,35 @@ static bool careful(const struct publisher *pub)
 	return pub->dispatched_seq < pub->careful_until;
 }
 
+static void mark_published(struct publisher *pub, long long seq)
+{
+	if (journal_set_published_seq(pub->service->store, seq) == 0)
+		pub->published_seq = seq;
+}
+
+/* The server answered the ping sent after confirm_seq: it took all
+ * before. */
 static void confirmed(void *context)
 {
 	struct publisher *pub = context;
 
-	pub->confirming = false;
-	if (journal_set_published_seq(pub->service->store, pub->dispatched_seq) == 0)
-		pub->published_seq = pub->dispatched_seq;
-	if (pub->strike_seq == pub->dispatched_seq)
+	mark_published(pub, pub->confirm_seq);
+	if (pub->lone && pub->strike_seq == pub->confirm_seq)
 		pub->strikes = 0;
+	pub->confirm_seq = 0;
+	pub->lone = false;
 	publisher_kick(pub);
+}
+
+static void confirm(struct publisher *pub, bool lone)
+{
+	pub->confirm_seq = pub->dispatched_seq;
+	pub->lone = lone;
+	if (component_confirm(pub->service->component, confirmed, pub) < 0) {
+		/* not connected: publisher_reset rewinds */
+		pub->confirm_seq = 0;
+		pub->lone = false;
+	}
 }
 
 /* The event the server refused REFUSED_STRIKES times: recorded as
@@ -534,20 +559,26 @@ static int publish_record(void *context, const struct journal_record *rec)
 	return 0;
 }
 
-/* Records as published what libstrophe has written out. */
-static void advance_watermark(struct publisher *pub)
+/* Records as published what the server took: once libstrophe has
+ * written everything out, a ping goes after it and its reply moves the
+ * watermark (a stanza the server refuses closes the stream before that
+ * reply, and is sent again on the next connection). final: shutting
+ * down, written out is as far as we can know. */
+static void advance_watermark(struct publisher *pub, bool final)
 {
 	struct service *service = pub->service;
 
-	/* written out is not taken: that one waits for the server's word */
-	if (pub->published_seq == pub->dispatched_seq || pub->confirming)
+	if (pub->published_seq == pub->dispatched_seq || pub->confirm_seq != 0)
 		return;
 	if (component_queue_len(service->component) > 0) {
-		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
+		if (!final)
+			uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
-	if (journal_set_published_seq(service->store, pub->dispatched_seq) == 0)
-		pub->published_seq = pub->dispatched_seq;
+	if (final)
+		mark_published(pub, pub->dispatched_seq);
+	else
+		confirm(pub, false);
 }
 
 /* How many events may go now under [component] max_stanza_rate (each is
@@ -598,7 +629,7 @@ static void publisher_on_idle(uv_idle_t *idle)
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
-	if (pub->confirming) {
+	if (careful(pub) && pub->confirm_seq != 0) {
 		uv_idle_stop(idle);   /* kicked when the confirmation comes */
 		return;
 	}
@@ -624,16 +655,14 @@ static void publisher_on_idle(uv_idle_t *idle)
 	    pub->dispatched_seq != pub->published_seq) {
 		/* nothing sent (no subscriber, skipped) needs no confirmation */
 		if (component_sent_count(service->component) == sent_before) {
-			confirmed(pub);
+			mark_published(pub, pub->dispatched_seq);
 			return;
 		}
-		pub->confirming = true;
 		uv_idle_stop(idle);
-		if (component_confirm(service->component, confirmed, pub) < 0)
-			confirmed(pub);
+		confirm(pub, true);
 		return;
 	}
-	advance_watermark(pub);
+	advance_watermark(pub, false);
 	if (count < batch)
 		uv_idle_stop(idle);
 }
