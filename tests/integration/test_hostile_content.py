@@ -6,8 +6,11 @@ event far bigger than a stanza may be, an items reply that would pass the
 bound, a stanza the server refuses anyway: through a real Cyrus (LMTP) and
 a real Prosody, every event still reaches the subscriber, in order, and the
 component stays connected (or, for the refused stanza, skips it once)."""
+import contextlib
+import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import time
@@ -15,8 +18,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import Prosody, free_port, make_message, wait_until
-from stack import (NS_ITEM, NS_PUBSUB, NS_PUBSUB_EVENT, Stack, child_text,
+from harness import Prosody, make_message, wait_until
+from stack import (NS_ITEM, NS_PUBSUB, Stack, child_text,
                    event_items, iq_type, is_event, service_jid,
                    validate_payload, wait_event)
 from test_sources import JsonSender, event, subscribe
@@ -52,12 +55,13 @@ def texts(el):
         yield e.tail or ''
 
 
-@pytest.fixture
-def hstack(workdir):
+@contextlib.contextmanager
+def json_stack(workdir, config=None, xmpp_server=None):
+    """A Stack with the generic source's Unix socket (stack.json_socket)."""
     path = os.path.join(workdir, 'events.sock')
-    s = Stack(workdir, config={
-        'json': {'socket': path, 'socket_mode': '0660', 'socket_group': ''},
-        'component': {'max_stanza_size': BOUND}})
+    conf = {'json': {'socket': path, 'socket_mode': '0660', 'socket_group': ''}}
+    conf.update(config or {})
+    s = Stack(workdir, config=conf, xmpp_server=xmpp_server)
     s.json_socket = path
     try:
         s.start()
@@ -65,6 +69,12 @@ def hstack(workdir):
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture
+def hstack(workdir):
+    with json_stack(workdir, {'component': {'max_stanza_size': BOUND}}) as s:
+        yield s
 
 
 def deliver_subject(stack, subject, sender=b'sender@example.com'):
@@ -128,7 +138,7 @@ def test_hostile_json_strings_are_replaced(hstack):
     ev = event('FlagsSet', uidset='3', flagNames='$Ok $We\x01ird\uffff',
                **{'vnd.x.subject': 'a\x00b\x1bc\ud800d',
                   'vnd.bad\x07name': 'v'})
-    raw = ev_json = __import__('json').dumps(ev).encode()
+    raw = ev_json = json.dumps(ev).encode()
     # a raw invalid UTF-8 byte inside a string (jansson alone refuses it)
     raw = raw.replace(b'"$Ok', b'"\xff$Ok')
     assert raw != ev_json
@@ -291,21 +301,12 @@ def tight_stack(workdir):
     (it closes the stream), which the filter cannot foresee. (Prosody
     checks its limit per read: a stanza must span several reads to be
     refused, hence ~100 KB below.)"""
-    path = os.path.join(workdir, 'events.sock')
     prosody = Prosody(workdir, component_domain='events.localhost',
                       # mod_component is a global module: its option goes
                       # in the global section, which Host "*" reopens
                       extra_config='Host "*"\ncomponent_stanza_size_limit = 16384\n')
-    s = Stack(workdir, config={
-        'json': {'socket': path, 'socket_mode': '0660', 'socket_group': ''}},
-        xmpp_server=prosody)
-    s.json_socket = path
-    try:
-        s.start()
-        wait_until(lambda: os.path.exists(path), 5, what='json socket')
+    with json_stack(workdir, xmpp_server=prosody) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_refused_stanza_is_skipped_not_looped(tight_stack):
@@ -338,6 +339,6 @@ def test_refused_stanza_is_skipped_not_looped(tight_stack):
     # nothing more: no loop
     time.sleep(3)
     assert disconnects(st) == drops
-    st.daemon.kill(__import__('signal').SIGUSR1)
+    st.daemon.kill(signal.SIGUSR1)
     st.daemon.wait_log(r'stats: .* refused=1 ', timeout=5)
     s.close()
