@@ -71,6 +71,7 @@ struct publisher {
 	 * event sent alone */
 	long long confirm_seq;
 	bool lone;
+	uint64_t confirm_sent_ns;
 	long long strike_seq;
 	unsigned strikes;
 };
@@ -78,6 +79,9 @@ struct publisher {
 /* Twice alone in flight when the server closed the stream: once could
  * be chance. */
 #define REFUSED_STRIKES 2
+/* A drop counts against the event alone in flight only this soon after
+ * it was sent: a refusal closes the stream at once. */
+#define REFUSED_WINDOW_NS (2 * 1000000000ull)
 
 static void publisher_on_idle(uv_idle_t *idle);
 static void advance_watermark(struct publisher *pub, bool final);
@@ -451,12 +455,16 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 void publisher_reset(struct publisher *pub)
 {
 	struct component *component = pub->service->component;
-	bool refused = component_refused(component);
+	const char *cond = component_last_stream_error(component);
+	/* A refused stanza closes the stream at once, with a stream error;
+	 * but when the close meets us still writing, the socket fails
+	 * before the error is read: a loss without one counts too, soon
+	 * after sending. A server that went away says so (system-shutdown,
+	 * ...) and counts for nothing. */
+	bool suspect = component_refused(component) || cond == NULL;
 
-	/* alone in flight: the drop is this event's doing, unless the
-	 * server just went away */
-	if (pub->confirm_seq != 0 && pub->lone &&
-	    (refused || component_last_stream_error(component) == NULL)) {
+	if (pub->confirm_seq != 0 && pub->lone && suspect &&
+	    uv_hrtime() - pub->confirm_sent_ns < REFUSED_WINDOW_NS) {
 		if (pub->strike_seq == pub->confirm_seq) {
 			pub->strikes++;
 		} else {
@@ -464,10 +472,10 @@ void publisher_reset(struct publisher *pub)
 			pub->strikes = 1;
 		}
 	}
-	if (refused && pub->dispatched_seq > pub->published_seq) {
-		log_warn("publisher: the server closed the stream (%s) with events "
-			 "%lld-%lld in flight: sending them one at a time",
-			 component_last_stream_error(component), pub->published_seq + 1,
+	if (suspect && pub->dispatched_seq > pub->published_seq) {
+		log_warn("publisher: the stream ended (%s) with events %lld-%lld not "
+			 "confirmed: sending them one at a time",
+			 cond != NULL ? cond : "connection lost", pub->published_seq + 1,
 			 pub->dispatched_seq);
 		if (pub->careful_until < pub->dispatched_seq)
 			pub->careful_until = pub->dispatched_seq;
@@ -507,6 +515,7 @@ static void confirm(struct publisher *pub, bool lone)
 {
 	pub->confirm_seq = pub->dispatched_seq;
 	pub->lone = lone;
+	pub->confirm_sent_ns = uv_hrtime();
 	if (component_confirm(pub->service->component, confirmed, pub) < 0) {
 		/* not connected: publisher_reset rewinds */
 		pub->confirm_seq = 0;
