@@ -68,6 +68,8 @@ struct component {
 	unsigned ping_timeout_ms;
 	unsigned reconnect_min_ms;
 	unsigned reconnect_max_ms;
+	size_t max_stanza_bytes;
+	unsigned long oversized;  /* stanzas not sent for their size */
 
 	component_stanza_cb *on_stanza;
 	component_state_cb *on_state;
@@ -1017,6 +1019,7 @@ static int component_copy_settings(struct component *c,
 	c->ping_timeout_ms = s->ping_timeout_ms;
 	c->reconnect_min_ms = s->reconnect_min_ms;
 	c->reconnect_max_ms = s->reconnect_max_ms;
+	c->max_stanza_bytes = s->max_stanza_bytes;
 	return 0;
 }
 
@@ -1101,18 +1104,34 @@ xmpp_ctx_t *component_xmpp_ctx(struct component *c)
 
 int component_send(struct component *c, xmpp_stanza_t *stanza)
 {
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
 	if (!component_is_connected(c))
 		return -1;
 	component_ensure_from(c, stanza);
-	xmpp_send(c->conn, stanza);
-	component_mark_sent(c);
-	return 0;
+	/* serialized here (as xmpp_send would) so that its size is known */
+	if (xmpp_stanza_to_text(stanza, &buf, &len) != XMPP_EOK)
+		return -1;
+	rc = component_send_raw(c, buf, len);
+	xmpp_free(c->ctx, buf);
+	return rc;
 }
 
 int component_send_raw(struct component *c, const char *data, size_t len)
 {
 	if (!component_is_connected(c))
 		return -1;
+	/* the last guard: the server would close the stream on it (e.g. a
+	 * reply echoing a request's huge id) */
+	if (c->max_stanza_bytes > 0 && len > c->max_stanza_bytes) {
+		c->oversized++;
+		log_error("component %s: a stanza of %zu bytes not sent: over "
+			  "max_stanza_size %zu (%lu so far): %.80s", c->domain, len,
+			  c->max_stanza_bytes, c->oversized, data);
+		return -1;
+	}
 	xmpp_send_raw(c->conn, data, len);
 	component_mark_sent(c);
 	return 0;

@@ -24,6 +24,8 @@ struct component_settings {
 	unsigned ping_timeout_ms;  /* no pong in time: drop and reconnect */
 	unsigned reconnect_min_ms; /* first backoff step */
 	unsigned reconnect_max_ms; /* backoff ceiling */
+	size_t max_stanza_bytes;   /* larger stanzas are not sent (logged);
+				    * 0: no bound */
 };
 
 /* Called for every <iq/>, <message/> and <presence/> the server routes to us,
@@ -50,7 +52,8 @@ xmpp_ctx_t *component_xmpp_ctx(struct component *component);
 
 /* Queue a stanza (the caller keeps its reference). The module makes sure it
  * is flushed, also when called outside a libstrophe handler.
- * Returns 0, or -1 when not connected (nothing queued). */
+ * Returns 0, or -1 when not connected or over max_stanza_bytes (nothing
+ * queued). */
 int component_send(struct component *component, xmpp_stanza_t *stanza);
 /* Same for already serialized XML (one or more complete stanzas). data[len]
  * must be '\0': libstrophe reads it as a string when logging. */

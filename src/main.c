@@ -175,6 +175,7 @@ static int start_component(struct daemon_state *st, const char **error_r)
 		.ping_timeout_ms = c->ping_timeout * 1000,
 		.reconnect_min_ms = 200,
 		.reconnect_max_ms = 30000,
+		.max_stanza_bytes = c->max_stanza_size,
 	};
 
 	item_set_max_stanza(c->max_stanza_size);

@@ -342,3 +342,19 @@ def test_refused_stanza_is_skipped_not_looped(tight_stack):
     st.daemon.kill(signal.SIGUSR1)
     st.daemon.wait_log(r'stats: .* refused=1 ', timeout=5)
     s.close()
+
+
+def test_reply_over_the_bound_is_not_sent(hstack):
+    """A client's request with a 40 KB id made of apostrophes: the reply
+    must echo it escaped (240 KB, over the bound): it is not sent, the log
+    says so, and the component stays; the next request is answered."""
+    alice = hstack.client('alice')
+    subscribe(alice, 'INBOX')
+    huge = "'" * 40000
+    alice.send('<iq type="get" id="%s" to="%s"><pubsub xmlns="%s"><items node="INBOX"/>'
+               '</pubsub></iq>' % (huge, ALICE_SVC, NS_PUBSUB))
+    hstack.daemon.wait_log(r'a stanza of \d+ bytes not sent: over max_stanza_size %d'
+                           % BOUND, timeout=10)
+    reply = alice.iq(items_request(ALICE_SVC, 'INBOX'))
+    assert iq_type(reply) == 'result'
+    assert disconnects(hstack) == 0
