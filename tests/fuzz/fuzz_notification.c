@@ -36,7 +36,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-static void fail(const char *why, const char *text)
+static _Noreturn void fail(const char *why, const char *text)
 {
 	fprintf(stderr, "fuzz_notification: %s: %s\n", why, text);
 	abort();
@@ -102,28 +102,28 @@ static void check_stanza(const char *text, size_t len)
 	XML_ParserFree(p);
 }
 
+/* msg addressed to `to`, checked, and cleared */
+static void check_message(struct item_message *msg, const char *to)
+{
+	size_t len;
+	char *text = item_message_for(msg, to, &len);
+
+	if (text != NULL)
+		check_stanza(text, len);
+	free(text);
+	item_message_clear(msg);
+}
+
 static void notify(const struct event *ev, const char *payload, long long delay_us)
 {
 	const char *node = ev->mailbox.node != NULL ? ev->mailbox.node : "INBOX";
 	struct item_message msg;
-	size_t len;
-	char *text;
 
 	if (item_message_build("alice@events.localhost", node, 42, payload, delay_us,
-			       &msg) < 0)
-		return;
-	text = item_message_for(&msg, "alice@localhost/r", &len);
-	if (text != NULL)
-		check_stanza(text, len);
-	free(text);
-	item_message_clear(&msg);
-	if (item_message_build_delete("alice@events.localhost", node, &msg) < 0)
-		return;
-	text = item_message_for(&msg, "bob@localhost/\x01r", &len);
-	if (text != NULL)
-		check_stanza(text, len);
-	free(text);
-	item_message_clear(&msg);
+			       &msg) == 0)
+		check_message(&msg, "alice@localhost/r");
+	if (item_message_build_delete("alice@events.localhost", node, &msg) == 0)
+		check_message(&msg, "bob@localhost/\x01r");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -104,6 +104,7 @@ def test_hostile_mail_is_published_and_the_component_stays(hstack):
     envelopes = [extension(p, 'vnd.cmu.envelope') for p in got]
     assert 'before' in envelopes[0] and 'after' in envelopes[2], envelopes
     hostile = envelopes[1]
+    print('hostile envelope as published: %r' % hostile)
     assert 'there' in hostile and 'end' in hostile, hostile
     for p in got:
         for t in texts(p):
