@@ -487,7 +487,11 @@ char *item_message_for(const struct item_message *msg, const char *to,
 	return out;
 }
 
-bool item_message_is_notice(const char *text)
+bool item_message_is_notice(const char *text, size_t len)
 {
-	return strstr(text, "<payload-omitted xmlns='" ITEM_NS "'") != NULL;
+	/* the notice ends the message, before at most a delay stamp: only
+	 * the tail is looked at, whatever the notification's size */
+	const char *tail = len > 512 ? text + len - 512 : text;
+
+	return strstr(tail, "<payload-omitted xmlns='" ITEM_NS "'") != NULL;
 }

@@ -64,8 +64,8 @@ void item_message_clear(struct item_message *msg);
  * when even that would not fit. */
 char *item_message_for(const struct item_message *msg, const char *to,
 		       size_t *len_r);
-/* Is this notification the notice (for counting)? */
-bool item_message_is_notice(const char *text);
+/* Is this notification (of len bytes) the notice? For counting. */
+bool item_message_is_notice(const char *text, size_t len);
 
 /* XML-escapes text for an attribute value or text node, with whatever XML
  * 1.0 forbids replaced by U+FFFD. malloc()ed. */

@@ -193,7 +193,7 @@ static void test_notification_notice(void **state)
 	text = item_message_for(&msg, "alice@localhost/r", &len);
 	assert_non_null(text);
 	assert_true(len <= 40000);
-	assert_true(item_message_is_notice(text));
+	assert_true(item_message_is_notice(text, len));
 	assert_string_equal(text,
 		"<message from='alice@events.localhost' type='headline' to='alice@localhost/r'"
 		" id='mps-17'><event xmlns='" PUBSUB_EVENT_NS "'><items node='INBOX"
@@ -204,7 +204,7 @@ static void test_notification_notice(void **state)
 	/* a small one goes whole */
 	assert_int_equal(item_message_build("a@e", "INBOX", 18, "<p/>", 0, &msg), 0);
 	text = item_message_for(&msg, "b@l", &len);
-	assert_false(item_message_is_notice(text));
+	assert_false(item_message_is_notice(text, len));
 	free(text);
 	item_message_clear(&msg);
 	item_set_max_stanza(ITEM_DEFAULT_MAX_STANZA);

@@ -248,6 +248,8 @@ def test_stored_items_from_before_are_bounded_and_cleaned(hstack):
     assert extension(got[str(small)], 'vnd.old') == 'bad' + REPLACEMENT + 'char'
     assert str(big) not in got or got[str(big)] is None
     assert disconnects(hstack) == 0
+    hstack.daemon.kill(signal.SIGUSR1)
+    hstack.daemon.wait_log(r'stats: .* notices=1\b', timeout=5)
 
 
 def test_items_reply_is_paged_under_the_bound(hstack):
