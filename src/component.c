@@ -47,6 +47,7 @@
 
 #define COMPONENT_NS_PING "urn:xmpp:ping"
 #define COMPONENT_PING_ID_PREFIX "mps-ping-"
+#define COMPONENT_CONFIRM_ID_PREFIX "mps-confirm-"
 
 /* A uv_poll_t lives on the heap, one per socket: closing is asynchronous and
  * a reconnect may need a new one before the old close callback ran. */
@@ -68,6 +69,8 @@ struct component {
 	unsigned ping_timeout_ms;
 	unsigned reconnect_min_ms;
 	unsigned reconnect_max_ms;
+	size_t max_stanza_bytes;
+	unsigned long oversized;  /* stanzas not sent for their size */
 
 	component_stanza_cb *on_stanza;
 	component_state_cb *on_state;
@@ -110,6 +113,14 @@ struct component {
 	unsigned long ping_seq;
 	char ping_id[40];
 	bool ping_outstanding;
+	/* component_confirm(): one outstanding at a time */
+	char confirm_id[40];
+	unsigned long confirm_seq;
+	void (*confirm_done)(void *);
+	void *confirm_context;
+	/* how the last connection ended: a stream error's condition, NULL
+	 * when it was lost without one */
+	const char *last_stream_error;
 
 	void (*done)(void *);
 	void *done_context;
@@ -471,14 +482,13 @@ static unsigned long component_written(struct component *c)
 	return c->sends - (unsigned long)(queued > 0 ? queued : 0);
 }
 
-static int component_send_ping(struct component *c)
+/* An XEP-0199 ping to the server with id: its reply proves the stream
+ * and everything sent before it. */
+static int component_send_ping_id(struct component *c, const char *id)
 {
 	xmpp_stanza_t *iq, *ping;
 
-	c->ping_seq++;
-	snprintf(c->ping_id, sizeof(c->ping_id), "%s%lu",
-		 COMPONENT_PING_ID_PREFIX, c->ping_seq);
-	iq = xmpp_iq_new(c->ctx, "get", c->ping_id);
+	iq = xmpp_iq_new(c->ctx, "get", id);
 	ping = xmpp_stanza_new(c->ctx);
 	if (iq == NULL || ping == NULL) {
 		if (iq != NULL)
@@ -497,6 +507,14 @@ static int component_send_ping(struct component *c)
 	xmpp_stanza_release(iq);
 	component_mark_sent(c);
 	return 0;
+}
+
+static int component_send_ping(struct component *c)
+{
+	c->ping_seq++;
+	snprintf(c->ping_id, sizeof(c->ping_id), "%s%lu",
+		 COMPONENT_PING_ID_PREFIX, c->ping_seq);
+	return component_send_ping_id(c, c->ping_id);
 }
 
 static void component_ping_cb(uv_timer_t *timer)
@@ -542,6 +560,26 @@ static bool component_is_pong(struct component *c, xmpp_stanza_t *stanza)
 	if (c->ping_outstanding && strcmp(id, c->ping_id) == 0) {
 		c->ping_outstanding = false;
 		uv_timer_stop(&c->pong);
+	}
+	return true;
+}
+
+/* The reply to a component_confirm() ping: the server has taken what
+ * came before it. */
+static bool component_is_confirm(struct component *c, xmpp_stanza_t *stanza)
+{
+	const char *type = xmpp_stanza_get_type(stanza);
+	const char *id = xmpp_stanza_get_id(stanza);
+	void (*done)(void *) = c->confirm_done;
+
+	if (type == NULL || id == NULL ||
+	    (strcmp(type, "result") != 0 && strcmp(type, "error") != 0) ||
+	    strncmp(id, COMPONENT_CONFIRM_ID_PREFIX,
+		    strlen(COMPONENT_CONFIRM_ID_PREFIX)) != 0)
+		return false;
+	if (done != NULL && strcmp(id, c->confirm_id) == 0) {
+		c->confirm_done = NULL;
+		done(c->confirm_context);
 	}
 	return true;
 }
@@ -613,7 +651,7 @@ static int component_stanza_handler(xmpp_conn_t *conn, xmpp_stanza_t *stanza,
 	if (name == NULL || !component_is_routed_stanza(name))
 		return 1;
 	if (strcmp(name, "iq") == 0) {
-		if (component_is_pong(c, stanza))
+		if (component_is_pong(c, stanza) || component_is_confirm(c, stanza))
 			return 1;
 		if (component_is_ping_to_us(c, stanza)) {
 			component_answer_ping(c, stanza);
@@ -668,6 +706,7 @@ static void component_on_connect(struct component *c)
 	c->connected = true;
 	c->stats.connects++;
 	c->stats.changed_us = wall_us();
+	c->last_stream_error = NULL;
 	c->backoff_ms = c->reconnect_min_ms;
 	xmpp_handler_add(c->conn, component_stanza_handler, NULL, NULL, NULL,
 			 c);
@@ -695,6 +734,9 @@ static void component_conn_handler(xmpp_conn_t *conn, xmpp_conn_event_t event,
 	case XMPP_CONN_FAIL:
 		if (!c->closing)
 			component_log_drop(c, error, stream_error);
+		if (c->connected)
+			c->last_stream_error = stream_error != NULL ?
+				component_stream_condition(stream_error->type) : NULL;
 		/* The fd is closed already: stop watching before it is
 		 * reused. The conn itself is released after xmpp_run_once(). */
 		component_watch_release(c);
@@ -751,6 +793,7 @@ static void component_lost(struct component *c)
 	}
 	c->connected = false;
 	c->dropped = false;
+	c->confirm_done = NULL;   /* never answered on this stream */
 	component_ping_stop(c);
 	uv_timer_stop(&c->backstop);
 	uv_idle_stop(&c->flush);
@@ -994,6 +1037,7 @@ static int component_copy_settings(struct component *c,
 	c->ping_timeout_ms = s->ping_timeout_ms;
 	c->reconnect_min_ms = s->reconnect_min_ms;
 	c->reconnect_max_ms = s->reconnect_max_ms;
+	c->max_stanza_bytes = s->max_stanza_bytes;
 	return 0;
 }
 
@@ -1079,21 +1123,74 @@ xmpp_ctx_t *component_xmpp_ctx(struct component *c)
 
 int component_send(struct component *c, xmpp_stanza_t *stanza)
 {
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
 	if (!component_is_connected(c))
 		return -1;
 	component_ensure_from(c, stanza);
-	xmpp_send(c->conn, stanza);
-	component_mark_sent(c);
-	return 0;
+	/* serialized here (as xmpp_send would) so that its size is known */
+	if (xmpp_stanza_to_text(stanza, &buf, &len) != XMPP_EOK)
+		return -1;
+	rc = component_send_raw(c, buf, len);
+	xmpp_free(c->ctx, buf);
+	return rc;
 }
 
 int component_send_raw(struct component *c, const char *data, size_t len)
 {
 	if (!component_is_connected(c))
 		return -1;
+	/* the last guard: the server would close the stream on it (e.g. a
+	 * reply echoing a request's huge id) */
+	if (c->max_stanza_bytes > 0 && len > c->max_stanza_bytes) {
+		c->oversized++;
+		log_error("component %s: a stanza of %zu bytes not sent: over "
+			  "max_stanza_size %zu (%lu so far): %.80s", c->domain, len,
+			  c->max_stanza_bytes, c->oversized, data);
+		return -1;
+	}
 	xmpp_send_raw(c->conn, data, len);
 	component_mark_sent(c);
 	return 0;
+}
+
+int component_confirm(struct component *c, void (*done)(void *), void *context)
+{
+	if (!component_is_connected(c))
+		return -1;
+	c->confirm_seq++;
+	snprintf(c->confirm_id, sizeof(c->confirm_id), "%s%lu",
+		 COMPONENT_CONFIRM_ID_PREFIX, c->confirm_seq);
+	if (component_send_ping_id(c, c->confirm_id) < 0)
+		return -1;
+	c->confirm_done = done;
+	c->confirm_context = context;
+	return 0;
+}
+
+bool component_refused(const struct component *c)
+{
+	/* conditions that say nothing about what we sent */
+	static const char *const benign[] = {
+		"conflict", "connection-timeout", "host-gone", "host-unknown",
+		"not-authorized", "remote-connection-failed", "reset",
+		"see-other-host", "system-shutdown",
+	};
+
+	if (c->last_stream_error == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(benign) / sizeof(benign[0]); i++) {
+		if (strcmp(c->last_stream_error, benign[i]) == 0)
+			return false;
+	}
+	return true;
+}
+
+const char *component_last_stream_error(const struct component *c)
+{
+	return c->last_stream_error;
 }
 
 size_t component_queue_len(const struct component *c)

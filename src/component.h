@@ -24,6 +24,8 @@ struct component_settings {
 	unsigned ping_timeout_ms;  /* no pong in time: drop and reconnect */
 	unsigned reconnect_min_ms; /* first backoff step */
 	unsigned reconnect_max_ms; /* backoff ceiling */
+	size_t max_stanza_bytes;   /* larger stanzas are not sent (logged);
+				    * 0: no bound */
 };
 
 /* Called for every <iq/>, <message/> and <presence/> the server routes to us,
@@ -50,12 +52,26 @@ xmpp_ctx_t *component_xmpp_ctx(struct component *component);
 
 /* Queue a stanza (the caller keeps its reference). The module makes sure it
  * is flushed, also when called outside a libstrophe handler.
- * Returns 0, or -1 when not connected (nothing queued). */
+ * Returns 0, or -1 when not connected or over max_stanza_bytes (nothing
+ * queued). */
 int component_send(struct component *component, xmpp_stanza_t *stanza);
 /* Same for already serialized XML (one or more complete stanzas). data[len]
  * must be '\0': libstrophe reads it as a string when logging. */
 int component_send_raw(struct component *component, const char *data,
 		       size_t len);
+
+/* Pings the server; done(context) runs once its reply is in, which proves
+ * the server took everything sent before (it reads the stream in order
+ * and closes it at the first stanza it cannot take). One at a time; a
+ * lost connection cancels it (done never runs). 0, or -1 when not
+ * connected. */
+int component_confirm(struct component *c, void (*done)(void *), void *context);
+/* Did the server end the last connection with a stream error about what
+ * we sent (not-well-formed, policy-violation: a stanza too big, ...),
+ * rather than going away (system-shutdown, conflict, a lost socket)? */
+bool component_refused(const struct component *c);
+/* That stream error's condition, or NULL. */
+const char *component_last_stream_error(const struct component *c);
 
 /* Bytes/stanzas accepted by libstrophe but not yet written to the socket. */
 size_t component_queue_len(const struct component *component);

@@ -44,6 +44,8 @@ static const struct config_option options[] = {
 	    "Seconds between XEP-0199 pings to the server; 0 disables."),
 	OPT("component", "ping_timeout", CONFIG_UINT, ping_timeout, "20",
 	    "Seconds to wait for a pong before reconnecting."),
+	OPT("component", "max_stanza_size", CONFIG_UINT, max_stanza_size, "245760",
+	    "Bytes: the bound on every stanza sent to the server (at least 32768); keep it below the server's limits (Prosody: 256 KiB c2s, 512 KiB components). Items replies are paged under it, longer values are left out of items, and a notification that would pass it goes out without its payload."),
 	LIVE("component", "max_stanza_rate", CONFIG_UINT, max_stanza_rate, "0",
 	    "Stanzas per second the component may send the server (0: no cap); notifications wait in the journal beyond it."),
 	OPT("cyrus", "notify_socket", CONFIG_STRING, notify_socket, "",
@@ -398,6 +400,10 @@ int config_check(struct config *config, const char **error_r)
 	}
 	if (config->items_per_node == 0)
 		config->items_per_node = 1;
+	if (config->max_stanza_size < 32768) {
+		*error_r = "[component] max_stanza_size must be at least 32768";
+		return -1;
+	}
 	if (*config->shared_service == '\0') {
 		free(config->shared_service);
 		config->shared_service = strdup(config->component_domain);

@@ -23,6 +23,7 @@ struct config {
 	unsigned ping_interval;     /* seconds */
 	unsigned ping_timeout;      /* seconds */
 	unsigned max_stanza_rate;   /* per second; 0: no cap */
+	unsigned max_stanza_size;   /* bytes; item_set_max_stanza() */
 	/* [cyrus] */
 	char *notify_socket;
 	unsigned notify_socket_mode;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "authz.h"
+#include "item.h"
 #include "log.h"
 #include "service.h"
 
@@ -114,6 +115,9 @@ void delivery_send(struct delivery *d, const char *jid, const char *text,
 	struct queue *q = find_queue(d, jid);
 	struct entry *e;
 	bool check = mode == DELIVERY_CHECK || mode == DELIVERY_VERIFY;
+
+	if (item_message_is_notice(text, len))
+		d->service->stats.notices++;
 
 	if (mode == DELIVERY_CACHED) {
 		if (authz_cached(d->service->authz, jid, account, node) != AUTHZ_GRANTED)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* Order follows RFC 5423 section 4 and Cyrus's imap/mboxevent.c. */
 static const struct event_type_info event_types[EVENT_TYPE_COUNT] = {
 	[EVENT_MESSAGE_APPEND] = { "MessageAppend", EVENT_GROUP_MESSAGE, true },
@@ -200,6 +202,207 @@ static int decode_mailboxes(struct event *ev, char sep, const char **error_r)
 	return 0;
 }
 
+/* ---- text XML 1.0 can carry ----
+ * Every string of an event may reach a stanza: Cyrus copies header bytes
+ * into vnd.cmu.envelope, senders put what they like into vendor
+ * parameters, and a single control character in a stanza makes the server
+ * close the component's stream. This is the one place all of it passes
+ * (every source decodes here, and the publisher decodes the journal
+ * again): each character XML 1.0 forbids becomes U+FFFD and the event is
+ * kept. */
+
+static bool is_hex4(const char *p, size_t left)
+{
+	if (left < 4)
+		return false;
+	for (int k = 0; k < 4; k++) {
+		if (!((p[k] >= '0' && p[k] <= '9') || ((p[k] | 0x20) >= 'a' &&
+							  (p[k] | 0x20) <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static unsigned hex4(const char *p)
+{
+	char buf[5] = { p[0], p[1], p[2], p[3], '\0' };
+
+	return (unsigned)strtoul(buf, NULL, 16);
+}
+
+/* jansson refuses invalid UTF-8 and lone surrogate escapes (\ud800) as
+ * invalid JSON, which would lose the whole event: both become U+FFFD
+ * first. Backslashes occur only inside strings, so no string tracking is
+ * needed; \\ is skipped as a pair. Returns a malloc()ed copy, or NULL
+ * when nothing needed repair (or out of memory: *oom_r). */
+static char *repair_text(const char *text, size_t len, size_t *len_r,
+			 unsigned *repaired, bool *oom_r)
+{
+	size_t replaced = 0, n = len, o = 0;
+	char *utf8 = NULL, *out;
+	const char *src = text;
+	bool surrogate = false;
+
+	*oom_r = false;
+	if (!utf8_xml_valid(text, len)) {
+		utf8 = utf8_xml_clean(text, len, &replaced, &n);
+		if (utf8 == NULL) {
+			*oom_r = true;
+			return NULL;
+		}
+		src = utf8;
+	}
+	for (size_t i = 0; i + 1 < n && !surrogate; i++) {
+		if (src[i] == '\\' && src[i + 1] == 'u' && is_hex4(src + i + 2, n - i - 2)) {
+			unsigned v = hex4(src + i + 2);
+
+			surrogate = v >= 0xd800 && v <= 0xdfff;
+		}
+		if (src[i] == '\\')
+			i++;
+	}
+	if (!surrogate) {
+		*repaired += (unsigned)replaced;
+		*len_r = n;
+		return utf8;
+	}
+	out = malloc(n + 1);
+	if (out == NULL) {
+		free(utf8);
+		*oom_r = true;
+		return NULL;
+	}
+	for (size_t i = 0; i < n;) {
+		unsigned v = 0, w = 0;
+		bool esc = src[i] == '\\' && i + 1 < n && src[i + 1] == 'u' &&
+			   is_hex4(src + i + 2, n - i - 2);
+
+		if (!esc) {
+			size_t k = src[i] == '\\' && i + 1 < n ? 2 : 1;
+
+			memcpy(out + o, src + i, k);
+			o += k;
+			i += k;
+			continue;
+		}
+		v = hex4(src + i + 2);
+		if (v >= 0xd800 && v <= 0xdbff && n - i >= 12 && src[i + 6] == '\\' &&
+		    src[i + 7] == 'u' && is_hex4(src + i + 8, n - i - 8))
+			w = hex4(src + i + 8);
+		if (v >= 0xd800 && v <= 0xdbff && w >= 0xdc00 && w <= 0xdfff) {
+			memcpy(out + o, src + i, 12);   /* a proper pair */
+			o += 12;
+			i += 12;
+		} else if (v >= 0xd800 && v <= 0xdfff) {
+			memcpy(out + o, "\\ufffd", 6);
+			o += 6;
+			i += 6;
+			replaced++;
+		} else {
+			memcpy(out + o, src + i, 6);
+			o += 6;
+			i += 6;
+		}
+	}
+	out[o] = '\0';
+	free(utf8);
+	*repaired += (unsigned)replaced;
+	*len_r = o;
+	return out;
+}
+
+/* A string value in place; 0, or -1 out of memory. */
+static int clean_string(json_t *v, unsigned *repaired)
+{
+	size_t replaced, n;
+	char *clean;
+	int rc;
+
+	if (utf8_xml_valid(json_string_value(v), json_string_length(v)))
+		return 0;
+	clean = utf8_xml_clean(json_string_value(v), json_string_length(v),
+			       &replaced, &n);
+	if (clean == NULL)
+		return -1;
+	rc = json_string_setn(v, clean, n);
+	free(clean);
+	*repaired += (unsigned)replaced;
+	return rc;
+}
+
+static int clean_tree(json_t *v, unsigned *repaired);
+
+/* Keys become XML attribute values (<extension name=...>): renamed, the
+ * value kept. A repaired key may meet an existing one: the later wins. */
+static int clean_keys(json_t *obj, unsigned *repaired)
+{
+	const char *key;
+	json_t *value;
+	void *tmp;
+
+	json_object_foreach_safe(obj, tmp, key, value) {
+		size_t replaced;
+		char *clean;
+
+		if (utf8_xml_valid(key, strlen(key)))
+			continue;
+		clean = utf8_xml_clean(key, strlen(key), &replaced, NULL);
+		if (clean == NULL)
+			return -1;
+		json_incref(value);
+		json_object_del(obj, key);
+		if (json_object_set_new(obj, clean, value) < 0) {
+			free(clean);
+			return -1;
+		}
+		free(clean);
+		*repaired += (unsigned)replaced;
+	}
+	return 0;
+}
+
+static int clean_tree(json_t *v, unsigned *repaired)
+{
+	const char *key;
+	json_t *child;
+	size_t i;
+
+	if (json_is_string(v))
+		return clean_string(v, repaired);
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, child) {
+			if (clean_tree(child, repaired) < 0)
+				return -1;
+		}
+		return 0;
+	}
+	if (!json_is_object(v))
+		return 0;
+	if (clean_keys(v, repaired) < 0)
+		return -1;
+	json_object_foreach(v, key, child) {
+		if (clean_tree(child, repaired) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A mailbox is named, not described: a name with such characters is
+ * refused (two names must not become one node) rather than repaired. */
+static bool names_clean(json_t *obj)
+{
+	static const char *const names[] = { "uri", "oldMailboxID" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		json_t *v = json_object_get(obj, names[i]);
+
+		if (json_is_string(v) &&
+		    !utf8_xml_valid(json_string_value(v), json_string_length(v)))
+			return false;
+	}
+	return true;
+}
+
 int event_decode(const char *json_text, size_t len, char hier_sep,
 		 struct event **event_r, const char **error_r)
 {
@@ -207,19 +410,38 @@ int event_decode(const char *json_text, size_t len, char hier_sep,
 	json_error_t jerr;
 	const char *name;
 	const char *user;
+	char *repaired_text;
+	bool oom;
 
 	ev = calloc(1, sizeof(*ev));
 	if (ev == NULL) {
 		*error_r = "out of memory";
 		return -1;
 	}
-	ev->json = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &jerr);
+	repaired_text = repair_text(json_text, len, &len, &ev->repaired, &oom);
+	if (oom) {
+		*error_r = "out of memory";
+		goto fail;
+	}
+	/* NUL (\u0000) is allowed so that it can be replaced like any other
+	 * control character instead of losing the event */
+	ev->json = json_loadb(repaired_text != NULL ? repaired_text : json_text, len,
+			      JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	free(repaired_text);
 	if (ev->json == NULL) {
 		*error_r = "invalid JSON";
 		goto fail;
 	}
 	if (!json_is_object(ev->json)) {
 		*error_r = "JSON event is not an object";
+		goto fail;
+	}
+	if (!names_clean(ev->json)) {
+		*error_r = "mailbox URI has characters XML cannot carry";
+		goto fail;
+	}
+	if (clean_tree(ev->json, &ev->repaired) < 0) {
+		*error_r = "out of memory";
 		goto fail;
 	}
 	name = json_string_value(json_object_get(ev->json, "event"));

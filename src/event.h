@@ -72,6 +72,9 @@ struct event {
 	struct mailbox_uri mailbox;  /* from uri; empty for Login/Logout */
 	struct mailbox_uri old_mailbox; /* from oldMailboxID, when present */
 	char *acting_user;           /* `user`, may be NULL */
+	unsigned repaired;           /* characters XML 1.0 cannot carry (and
+				      * invalid UTF-8 bytes) replaced by
+				      * U+FFFD while decoding */
 };
 
 const struct event_type_info *event_type_info(enum event_type type);
@@ -81,7 +84,10 @@ int event_type_parse(const char *name, enum event_type *type_r);
 /* The known parameters, in payload order; count in *count_r. */
 const struct event_param_info *event_params(unsigned *count_r);
 
-/* Decodes one JSON event. hier_sep is the mailbox separator to assume where
+/* Decodes one JSON event. Every string in it (keys too) comes out as XML
+ * 1.0 character data: invalid UTF-8, lone surrogate escapes and forbidden
+ * characters are replaced by U+FFFD (counted in repaired); a mailbox URI
+ * with such characters is refused. hier_sep is the mailbox separator to assume where
  * the URI does not tell (see mailbox_uri_parse). On error *error_r is a
  * static reason string. */
 int event_decode(const char *json_text, size_t len, char hier_sep,

@@ -27,11 +27,13 @@
 /* records handed on per loop iteration: the loop stays responsive */
 #define FIREHOSE_BATCH 200
 #define FETCH_CHUNK_MAX (256 * 1024)
+/* base64 takes 4 bytes per 3 */
+#define BASE64_ROOM(bytes) ((bytes) / 4 * 3)
 #define RSM_MAX 100
-/* A catch-up reply stops growing here: Prosody closes a component stream
- * that sends a stanza over 512 KiB (stanza-too-large), and RSM lets a page
- * hold fewer items than asked for. */
-#define ITEMS_REPLY_MAX (384 * 1024)
+/* A catch-up reply stops growing before [component] max_stanza_size
+ * (item_max_stanza()): the server closes a component stream that sends a
+ * stanza over its limit, and RSM lets a page hold fewer items than asked
+ * for. */
 
 struct firehose {
 	struct service *service;
@@ -212,6 +214,7 @@ static char *payload_for(struct service *service, const struct journal_record *r
 	char *payload = NULL;
 	struct content_record cr;
 	char *element, *end, *out;
+	size_t room;
 	int found;
 
 	/* prev: the id of the previous firehose item, so that a subscriber
@@ -230,8 +233,13 @@ static char *payload_for(struct service *service, const struct journal_record *r
 		cr.seq = rec->seq;
 		cr.error = strdup("not-kept");
 	}
+	/* inline only what leaves the item within the bound; the rest is
+	 * fetched in chunks (fetch='true') */
+	room = item_max_payload() > strlen(payload) + 1024 ?
+	       BASE64_ROOM(item_max_payload() - strlen(payload) - 1024) : 0;
 	element = content_element(service->store, &cr, part,
-				  service->config->firehose_inline_max);
+				  room < service->config->firehose_inline_max ?
+				  room : service->config->firehose_inline_max);
 	content_record_clear(&cr);
 	end = strstr(payload, "</mailbox-event>");
 	if (element == NULL || end == NULL) {
@@ -786,7 +794,7 @@ static int collect_item(void *context, const struct journal_record *rec)
 
 	/* past the live pipeline the content may still be on its way: those
 	 * come live, or with the next page */
-	if (rec->seq > ic->upto || ic->len >= ITEMS_REPLY_MAX)
+	if (rec->seq > ic->upto || ic->len >= item_max_stanza() - ITEM_WRAPPER_RESERVE)
 		return 1;
 	if (event_decode(rec->json, rec->json_len,
 			 ic->service->config->hierarchy_separator[0], &ev, &error) < 0)
@@ -804,6 +812,11 @@ static int collect_item(void *context, const struct journal_record *rec)
 	free(payload);
 	if (n < 0)
 		return 1;
+	/* the next page starts after the last item this one holds */
+	if (ic->n > 0 && ic->len + (size_t)n > item_max_stanza() - ITEM_WRAPPER_RESERVE) {
+		free(item);
+		return 1;
+	}
 	grown = realloc(ic->xml, ic->len + (size_t)n + 1);
 	if (grown == NULL) {
 		free(item);
@@ -1051,6 +1064,8 @@ void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 		reply_err(service, iq, PUBSUB_ERR_ITEM_NOT_FOUND);
 		return;
 	}
+	if ((size_t)length > BASE64_ROOM(item_max_stanza() - ITEM_WRAPPER_RESERVE))
+		length = (long long)BASE64_ROOM(item_max_stanza() - ITEM_WRAPPER_RESERVE);
 	if (content_get(service->store, seq, &cr) <= 0 || cr.error != NULL ||
 	    (size_t)offset > cr.size ||
 	    (offset < (long long)cr.size &&

@@ -1,6 +1,7 @@
 #include "items.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -90,4 +91,44 @@ int items_get(struct store *store, const char *account, const char *node,
 	if (iterate(store, stmt, cb, context, &found) < 0)
 		return -1;
 	return found;
+}
+
+int items_each_between(struct store *store, const char *account, const char *node,
+		       long long after, long long before, bool newest_first,
+		       unsigned limit, items_cb *cb, void *context)
+{
+	static const char newest_sql[] =
+		"SELECT seq, published_us, payload FROM items WHERE account = ?"
+		" AND node = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?";
+	static const char oldest_sql[] =
+		"SELECT seq, published_us, payload FROM items WHERE account = ?"
+		" AND node = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?";
+	sqlite3_stmt *stmt = store_stmt(store, newest_first ? newest_sql : oldest_sql);
+	int found;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 3, after > 0 ? after : 0);
+	sqlite3_bind_int64(stmt, 4, before > 0 ? before : INT64_MAX);
+	sqlite3_bind_int(stmt, 5, limit > 0 ? (int)limit : -1);
+	return iterate(store, stmt, cb, context, &found);
+}
+
+long long items_count(struct store *store, const char *account, const char *node)
+{
+	static const char sql[] =
+		"SELECT count(*) FROM items WHERE account = ? AND node = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	long long n = -1;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	if (sqlite3_step(stmt) == SQLITE_ROW)
+		n = sqlite3_column_int64(stmt, 0);
+	sqlite3_reset(stmt);
+	return n;
 }

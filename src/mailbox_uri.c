@@ -18,8 +18,10 @@ static int hexval(int c)
 	return -1;
 }
 
-/* UTF-8 without control characters: mailbox names end up in XML
- * attributes and log lines. */
+/* UTF-8 without control characters and with nothing XML 1.0 forbids
+ * (U+FFFE, U+FFFF): mailbox names end up in XML attributes and log lines.
+ * A name is an identifier, so it is refused rather than repaired: two
+ * names must not become one node. */
 static bool utf8_valid_name(const unsigned char *s, size_t len)
 {
 	size_t i = 0;
@@ -27,7 +29,7 @@ static bool utf8_valid_name(const unsigned char *s, size_t len)
 	while (i < len) {
 		int32_t cp = utf8_next(s, len, &i);
 
-		if (cp < 0x20 || cp == 0x7f)
+		if (cp < 0x20 || cp == 0x7f || !utf8_xml_char(cp))
 			return false;
 	}
 	return true;

@@ -26,6 +26,7 @@
 #include "ingest_cyrus.h"
 #include "ingest_imap.h"
 #include "ingest_json.h"
+#include "item.h"
 #include "log.h"
 #include "metrics.h"
 #include "publisher.h"
@@ -102,10 +103,12 @@ static void log_stats(const struct service_stats *s)
 {
 	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
 		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu "
-		 "json_auth_failures=%llu json_auth_timeouts=%llu json_auth_evicted=%llu",
+		 "json_auth_failures=%llu json_auth_timeouts=%llu json_auth_evicted=%llu "
+		 "repaired=%llu refused=%llu notices=%llu",
 		 s->datagrams, s->json_lines, s->malformed, s->dropped, s->journaled, s->published,
 		 s->notifications, s->iq_requests, s->iq_errors, s->json_auth_failures,
-		 s->json_auth_timeouts, s->json_auth_evicted);
+		 s->json_auth_timeouts, s->json_auth_evicted, s->repaired, s->refused,
+		 s->notices);
 }
 
 static void component_closed(void *context)
@@ -216,8 +219,10 @@ static int start_component(struct daemon_state *st, const char **error_r)
 		.ping_timeout_ms = c->ping_timeout * 1000,
 		.reconnect_min_ms = 200,
 		.reconnect_max_ms = 30000,
+		.max_stanza_bytes = c->max_stanza_size,
 	};
 
+	item_set_max_stanza(c->max_stanza_size);
 	if (component_new(st->loop, &set, on_stanza, on_component_state,
 			  st, &st->service.component, error_r) < 0)
 		return -1;

@@ -59,10 +59,32 @@ struct publisher {
 	double tokens;
 	uint64_t refilled_ns;
 	unsigned long sends_seen;
+	/* After the server closed the stream on something we sent, the events
+	 * that were in flight go one at a time up to careful_until, each
+	 * confirmed (component_confirm) before the next: an event that was
+	 * alone in flight when the stream closed REFUSED_STRIKES times is
+	 * one the server cannot take, and is skipped instead of being sent
+	 * for ever. */
+	long long careful_until;
+	/* the watermark moves only on the server's word: the seq a
+	 * component_confirm() is out for (0: none), and whether that is one
+	 * event sent alone */
+	long long confirm_seq;
+	bool lone;
+	uint64_t confirm_sent_ns;
+	long long strike_seq;
+	unsigned strikes;
 };
 
+/* Twice alone in flight when the server closed the stream: once could
+ * be chance. */
+#define REFUSED_STRIKES 2
+/* A drop counts against the event alone in flight only this soon after
+ * it was sent: a refusal closes the stream at once. */
+#define REFUSED_WINDOW_NS (2 * 1000000000ull)
+
 static void publisher_on_idle(uv_idle_t *idle);
-static void advance_watermark(struct publisher *pub);
+static void advance_watermark(struct publisher *pub, bool final);
 
 int publisher_new(uv_loop_t *loop, struct service *service,
 		  struct publisher **publisher_r, const char **error_r)
@@ -122,7 +144,7 @@ static void publisher_on_retry(uv_timer_t *timer)
 	struct publisher *pub = timer->data;
 
 	if (component_is_connected(pub->service->component))
-		advance_watermark(pub);
+		advance_watermark(pub, false);
 	publisher_kick(pub);
 }
 
@@ -135,7 +157,7 @@ void publisher_close(struct publisher **publisher)
 	uv_idle_stop(&pub->idle);
 	uv_timer_stop(&pub->retry);
 	if (component_is_connected(pub->service->component))
-		advance_watermark(pub);
+		advance_watermark(pub, true);
 	uv_close((uv_handle_t *)&pub->idle, idle_closed);
 	*publisher = NULL;
 }
@@ -432,17 +454,112 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 	}
 }
 
+void publisher_reset(struct publisher *pub)
+{
+	struct component *component = pub->service->component;
+	const char *cond = component_last_stream_error(component);
+	/* A refused stanza closes the stream at once, with a stream error;
+	 * but when the close meets us still writing, the socket fails
+	 * before the error is read: a loss without one counts too, soon
+	 * after sending. A server that went away says so (system-shutdown,
+	 * ...) and counts for nothing. */
+	bool suspect = component_refused(component) || cond == NULL;
+
+	if (pub->confirm_seq != 0 && pub->lone && suspect &&
+	    uv_hrtime() - pub->confirm_sent_ns < REFUSED_WINDOW_NS) {
+		if (pub->strike_seq == pub->confirm_seq) {
+			pub->strikes++;
+		} else {
+			pub->strike_seq = pub->confirm_seq;
+			pub->strikes = 1;
+		}
+	}
+	if (suspect && pub->dispatched_seq > pub->published_seq) {
+		log_warn("publisher: the stream ended (%s) with events %lld-%lld not "
+			 "confirmed: sending them one at a time",
+			 cond != NULL ? cond : "connection lost", pub->published_seq + 1,
+			 pub->dispatched_seq);
+		if (pub->careful_until < pub->dispatched_seq)
+			pub->careful_until = pub->dispatched_seq;
+	}
+	pub->confirm_seq = 0;
+	pub->lone = false;
+	/* the connection is gone with whatever libstrophe still held */
+	pub->dispatched_seq = pub->published_seq;
+}
+
+static bool careful(const struct publisher *pub)
+{
+	return pub->dispatched_seq < pub->careful_until;
+}
+
+static void mark_published(struct publisher *pub, long long seq)
+{
+	if (journal_set_published_seq(pub->service->store, seq) == 0)
+		pub->published_seq = seq;
+}
+
+/* The server answered the ping sent after confirm_seq: it took all
+ * before. */
+static void confirmed(void *context)
+{
+	struct publisher *pub = context;
+
+	mark_published(pub, pub->confirm_seq);
+	if (pub->lone && pub->strike_seq == pub->confirm_seq)
+		pub->strikes = 0;
+	pub->confirm_seq = 0;
+	pub->lone = false;
+	publisher_kick(pub);
+}
+
+static void confirm(struct publisher *pub, bool lone)
+{
+	pub->confirm_seq = pub->dispatched_seq;
+	pub->lone = lone;
+	pub->confirm_sent_ns = uv_hrtime();
+	if (component_confirm(pub->service->component, confirmed, pub) < 0) {
+		/* not connected: publisher_reset rewinds */
+		pub->confirm_seq = 0;
+		pub->lone = false;
+	}
+}
+
+/* The event the server refused REFUSED_STRIKES times: recorded as
+ * published without being sent (nor stored as an item, nor relayed). */
+static bool skip_refused(struct publisher *pub, const struct journal_record *rec)
+{
+	if (!careful(pub) || rec->seq != pub->strike_seq || pub->strikes < REFUSED_STRIKES)
+		return false;
+	log_error("publisher: event %lld skipped: the server closed the stream "
+		  "each time it was sent alone (%u times, last: %s)", rec->seq,
+		  pub->strikes, component_last_stream_error(pub->service->component) != NULL ?
+		  component_last_stream_error(pub->service->component) : "connection lost");
+	pub->service->stats.refused++;
+	pub->strikes = 0;
+	return true;
+}
+
 static int publish_record(void *context, const struct journal_record *rec)
 {
 	struct publisher *pub = context;
 	struct event *ev;
 	const char *error;
 
+	if (skip_refused(pub, rec)) {
+		pub->dispatched_seq = rec->seq;
+		return 0;
+	}
 	if (event_decode(rec->json, rec->json_len, pub->sep, &ev, &error) < 0) {
 		/* it was valid when journaled: the configuration changed */
 		log_error("publisher: journaled event %lld no longer decodes: %s",
 			  rec->seq, error);
 	} else {
+		if (ev->repaired > 0) {
+			log_warn("publisher: event %lld: %u characters XML cannot carry "
+				 "replaced by U+FFFD", rec->seq, ev->repaired);
+			pub->service->stats.repaired++;
+		}
 		dispatch(pub, rec, ev);
 		/* after the event's own publication: taps change nothing the
 		 * target's subscribers get, nor when they get it */
@@ -453,25 +570,26 @@ static int publish_record(void *context, const struct journal_record *rec)
 	return 0;
 }
 
-/* Records as published what libstrophe has written out. */
-static void advance_watermark(struct publisher *pub)
+/* Records as published what the server took: once libstrophe has
+ * written everything out, a ping goes after it and its reply moves the
+ * watermark (a stanza the server refuses closes the stream before that
+ * reply, and is sent again on the next connection). final: shutting
+ * down, written out is as far as we can know. */
+static void advance_watermark(struct publisher *pub, bool final)
 {
 	struct service *service = pub->service;
 
-	if (pub->published_seq == pub->dispatched_seq)
+	if (pub->published_seq == pub->dispatched_seq || pub->confirm_seq != 0)
 		return;
 	if (component_queue_len(service->component) > 0) {
-		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
+		if (!final)
+			uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
-	if (journal_set_published_seq(service->store, pub->dispatched_seq) == 0)
-		pub->published_seq = pub->dispatched_seq;
-}
-
-void publisher_reset(struct publisher *pub)
-{
-	/* the connection is gone with whatever libstrophe still held */
-	pub->dispatched_seq = pub->published_seq;
+	if (final)
+		mark_published(pub, pub->dispatched_seq);
+	else
+		confirm(pub, false);
 }
 
 /* How many events may go now under [component] max_stanza_rate (each is
@@ -507,6 +625,7 @@ static void publisher_on_idle(uv_idle_t *idle)
 	struct service *service = pub->service;
 	unsigned count = 0, batch;
 	uint64_t wait_ms = 0;
+	unsigned long sent_before;
 
 	if (!component_is_connected(service->component)) {
 		uv_idle_stop(idle);   /* kicked again on connect */
@@ -521,12 +640,19 @@ static void publisher_on_idle(uv_idle_t *idle)
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
 		return;
 	}
+	if (careful(pub) && pub->confirm_seq != 0) {
+		uv_idle_stop(idle);   /* kicked when the confirmation comes */
+		return;
+	}
 	batch = allowance(pub, &wait_ms);
+	if (batch > 0 && careful(pub))
+		batch = 1;
 	if (batch == 0) {
 		uv_idle_stop(idle);
 		uv_timer_start(&pub->retry, publisher_on_retry, wait_ms, 0);
 		return;
 	}
+	sent_before = component_sent_count(service->component);
 	if (store_begin(service->store) < 0)
 		return;
 	journal_read_after(service->store, pub->dispatched_seq, batch,
@@ -536,7 +662,18 @@ static void publisher_on_idle(uv_idle_t *idle)
 		pub->dispatched_seq = pub->published_seq;
 		return;
 	}
-	advance_watermark(pub);
+	if ((careful(pub) || pub->dispatched_seq == pub->careful_until) &&
+	    pub->dispatched_seq != pub->published_seq) {
+		/* nothing sent (no subscriber, skipped) needs no confirmation */
+		if (component_sent_count(service->component) == sent_before) {
+			mark_published(pub, pub->dispatched_seq);
+			return;
+		}
+		uv_idle_stop(idle);
+		confirm(pub, true);
+		return;
+	}
+	advance_watermark(pub, false);
 	if (count < batch)
 		uv_idle_stop(idle);
 }

@@ -1,5 +1,6 @@
 #include "pubsub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +16,7 @@
 #include "service.h"
 #include "subopts.h"
 #include "subscription.h"
+#include "utf8.h"
 
 #define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
 
@@ -464,45 +466,149 @@ static void handle_subscriptions(struct service *service, xmpp_stanza_t *iq,
 
 /* ---- retrieve items (6.5) ---- */
 
+/* The reply is written as text around the stored payloads, so that its
+ * size is known: it holds as many items as fit under [component]
+ * max_stanza_size, and says with an RSM <set/> (XEP-0059) where it
+ * stopped, so the rest can be asked for page by page. */
 struct items_reply {
-	xmpp_ctx_t *ctx;
-	xmpp_stanza_t *items;
-	xmpp_stanza_t *collected[1024];
-	unsigned n;
+	char **items;          /* <item/> elements, in the order read */
+	size_t n, cap;
+	size_t len;            /* their bytes */
+	size_t budget;
+	bool cut;              /* stopped by the bound, not by the count */
 };
 
 static int collect_item(void *context, long long seq, long long published_us,
 			const char *payload)
 {
 	struct items_reply *ir = context;
-	xmpp_stanza_t *item = xmpp_stanza_new(ir->ctx);
-	xmpp_stanza_t *body = xmpp_stanza_new_from_string(ir->ctx, payload);
-	char id[24];
+	char *text, *clean = NULL;
+	int n;
 
 	(void)published_us;
-	xmpp_stanza_set_name(item, "item");
-	snprintf(id, sizeof(id), "%lld", seq);
-	xmpp_stanza_set_id(item, id);
-	if (body != NULL)
-		xmpp_stanza_add_child_ex(item, body, 0);
-	if (ir->n == sizeof(ir->collected) / sizeof(ir->collected[0])) {
-		xmpp_stanza_release(item);
+	/* items stored by an older version may hold what XML forbids */
+	if (!utf8_xml_valid(payload, strlen(payload))) {
+		clean = utf8_xml_clean(payload, strlen(payload), NULL, NULL);
+		if (clean == NULL)
+			return 1;
+		payload = clean;
+	}
+	n = asprintf(&text, "<item id='%lld'>%s</item>", seq, payload);
+	free(clean);
+	if (n < 0)
+		return 1;
+	/* only an item stored before items were bounded can be too big
+	 * alone: its id tells the client it exists */
+	if ((size_t)n > ir->budget && ir->n == 0) {
+		free(text);
+		n = asprintf(&text, "<item id='%lld'/>", seq);
+		if (n < 0)
+			return 1;
+	}
+	if (ir->len + (size_t)n > ir->budget || ir->n == ir->cap) {
+		ir->cut = true;
+		free(text);
 		return 1;
 	}
-	ir->collected[ir->n++] = item;
+	ir->items[ir->n++] = text;
+	ir->len += (size_t)n;
 	return 0;
+}
+
+/* A number in an RSM element, or dflt. */
+static long long rsm_number(xmpp_stanza_t *set, const char *name, long long dflt)
+{
+	xmpp_stanza_t *c = set != NULL ? xmpp_stanza_get_child_by_name(set, name) : NULL;
+	char *text = c != NULL ? xmpp_stanza_get_text(c) : NULL;
+	long long v = dflt;
+
+	if (text != NULL && *text != '\0' && strlen(text) < 19 &&
+	    strspn(text, "0123456789") == strlen(text))
+		v = atoll(text);
+	if (text != NULL)
+		xmpp_free(xmpp_stanza_get_context(c), text);
+	return v;
+}
+
+/* 6.5.8: specific items by id, in the order asked; unknown ids are
+ * simply absent */
+static void collect_by_id(struct service *service, struct request *req,
+			  xmpp_stanza_t *op, struct items_reply *ir)
+{
+	for (xmpp_stanza_t *want = xmpp_stanza_get_child_by_name(op, "item");
+	     want != NULL && !ir->cut; want = xmpp_stanza_get_next(want)) {
+		const char *id = xmpp_stanza_is_tag(want) ? xmpp_stanza_get_id(want) : NULL;
+
+		if (id != NULL && atoll(id) > 0)
+			items_get(service->store, req->account, req->node, atoll(id),
+				  collect_item, ir);
+	}
+}
+
+/* The first and last ids of the page in publication order, and how many
+ * the node keeps. */
+static char *rsm_set(struct service *service, struct request *req,
+		     const struct items_reply *ir, bool newest_first)
+{
+	const char *oldest = ir->n > 0 ? ir->items[newest_first ? ir->n - 1 : 0] : NULL;
+	const char *newest = ir->n > 0 ? ir->items[newest_first ? 0 : ir->n - 1] : NULL;
+	long long count = items_count(service->store, req->account, req->node);
+	char *out;
+	int n;
+
+	if (oldest == NULL)
+		n = asprintf(&out, "<set xmlns='" RSM_NS "'><count>%lld</count></set>",
+			     count > 0 ? count : 0);
+	else
+		n = asprintf(&out, "<set xmlns='" RSM_NS "'><first>%lld</first>"
+			     "<last>%lld</last><count>%lld</count></set>",
+			     atoll(oldest + strlen("<item id='")),
+			     atoll(newest + strlen("<item id='")), count > 0 ? count : 0);
+	return n < 0 ? NULL : out;
+}
+
+static void send_items(struct service *service, struct request *req,
+		       struct items_reply *ir, bool newest_first, bool want_set)
+{
+	char *enode = item_xml_escape(req->node);
+	char *set = want_set || ir->cut ? rsm_set(service, req, ir, newest_first) : NULL;
+	size_t total = ir->len + 256 + (set != NULL ? strlen(set) : 0) +
+		       (enode != NULL ? strlen(enode) : 0);
+	char *body = malloc(total), *o = body;
+
+	if (enode == NULL || body == NULL) {
+		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+	} else {
+		o += sprintf(o, "<pubsub xmlns='" PUBSUB_NS "'><items node='%s'>", enode);
+		/* clients expect publication order */
+		for (size_t i = 0; i < ir->n; i++) {
+			const char *item = ir->items[newest_first ? ir->n - 1 - i : i];
+
+			o = stpcpy(o, item);
+		}
+		o = stpcpy(o, "</items>");
+		if (set != NULL)
+			o = stpcpy(o, set);
+		stpcpy(o, "</pubsub>");
+		service_send_result_raw(service, req->iq, body);
+	}
+	free(body);
+	free(set);
+	free(enode);
 }
 
 static void items_accessed(struct request *req, enum request_access access)
 {
 	struct service *service = req->service;
-	xmpp_ctx_t *ctx = xctx(service);
 	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "items");
-	xmpp_stanza_t *want = xmpp_stanza_get_child_by_name(op, "item");
+	xmpp_stanza_t *set = xmpp_stanza_get_child_by_name_and_ns(req->op, "set", RSM_NS);
 	const char *max = xmpp_stanza_get_attribute(op, "max_items");
 	unsigned limit = service->config->max_items_per_request;
-	struct items_reply *ir;
-	xmpp_stanza_t *reply, *ps;
+	long long rsm_max = rsm_number(set, "max", 0);
+	long long after = rsm_number(set, "after", 0);
+	long long before = rsm_number(set, "before", 0);
+	struct items_reply ir = { 0 };
+	bool newest_first = after <= 0;
 
 	if (refused(req, access, PUBSUB_ERR_ITEMS_CLOSED_NODE)) {
 		request_free(&req);
@@ -510,34 +616,27 @@ static void items_accessed(struct request *req, enum request_access access)
 	}
 	if (max != NULL && atoi(max) > 0 && (unsigned)atoi(max) < limit)
 		limit = (unsigned)atoi(max);
-	ir = calloc(1, sizeof(*ir));
-	if (ir == NULL) {
+	if (rsm_max > 0 && (unsigned long long)rsm_max < limit)
+		limit = (unsigned)rsm_max;
+	ir.cap = limit > 0 ? limit : 1;
+	ir.budget = item_max_stanza() - ITEM_WRAPPER_RESERVE;
+	ir.items = calloc(ir.cap, sizeof(*ir.items));
+	if (ir.items == NULL) {
 		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 		request_free(&req);
 		return;
 	}
-	ir->ctx = ctx;
-	reply = pubsub_error_result(ctx, req->iq);
-	ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
-	ir->items = add_el(ctx, ps, "items", NULL);
-	xmpp_stanza_set_attribute(ir->items, "node", req->node);
-	/* 6.5.8: specific items by id; unknown ids are simply absent */
-	for (; want != NULL; want = xmpp_stanza_get_next(want)) {
-		const char *id = xmpp_stanza_is_tag(want) ? xmpp_stanza_get_id(want) : NULL;
-
-		if (id != NULL && atoll(id) > 0)
-			items_get(service->store, req->account, req->node, atoll(id),
-				  collect_item, ir);
+	if (xmpp_stanza_get_child_by_name(op, "item") != NULL) {
+		newest_first = false;
+		collect_by_id(service, req, op, &ir);
+	} else {
+		items_each_between(service->store, req->account, req->node, after,
+				   before, newest_first, limit, collect_item, &ir);
 	}
-	if (xmpp_stanza_get_child_by_name(op, "item") == NULL)
-		items_each_newest(service->store, req->account, req->node, limit,
-				  collect_item, ir);
-	/* newest were read first; clients expect publication order */
-	for (unsigned i = ir->n; i > 0; i--) {
-		xmpp_stanza_add_child_ex(ir->items, ir->collected[i - 1], 0);
-	}
-	free(ir);
-	service_send_release(service, reply);
+	send_items(service, req, &ir, newest_first, set != NULL);
+	for (size_t i = 0; i < ir.n; i++)
+		free(ir.items[i]);
+	free(ir.items);
 	request_free(&req);
 }
 

@@ -11,6 +11,8 @@
 struct service;
 
 #define PUBSUB_NS "http://jabber.org/protocol/pubsub"
+/* XEP-0059 result set management: items replies are paged with it */
+#define RSM_NS "http://jabber.org/protocol/rsm"
 
 /* iq is a get/set whose child <pubsub/> (either namespace) is `pubsub`. */
 void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *pubsub);

@@ -35,6 +35,12 @@ struct service_stats {
 	unsigned long long notifications;
 	unsigned long long iq_requests;
 	unsigned long long iq_errors;
+	unsigned long long repaired;    /* events with characters XML 1.0
+					 * forbids, replaced by U+FFFD */
+	unsigned long long refused;     /* events skipped: the server closed
+					 * the stream on them (publisher.c) */
+	unsigned long long notices;     /* notifications sent without their
+					 * payload (over max_stanza_size) */
 	unsigned long long delegated;   /* items handed to [delegate] service */
 	struct stats_source_stats sources[STATS_NSOURCES];
 	/* from an event's receipt to its notifications handed to the

@@ -76,6 +76,19 @@ EVENT_EXTRA = [
 ]
 
 
+# fuzz_notification: hostile strings the filter must catch, as raw JSON
+# (some are not valid JSON until repaired)
+NOTIFICATION_EXTRA = [
+    rb'{"event":"MessageNew","uri":"imap://localhost/user/alice;UIDVALIDITY=1/;UID=1",'
+    rb'"vnd.cmu.envelope":"(\"hi\u0001there\u000b\" \"\ufffe\uffff\")"}',
+    b'{"event":"FlagsSet","uri":"imap://h/user/alice;UIDVALIDITY=1/;UID=2",'
+    b'"flagNames":"$a\u0000 \ud800 \udc00x \ud83d\ude00","vnd.k\u0007ey":"\xff\xfe"}',
+    b'{"event":"MessageNew","uri":"imap://h/user/alice;UIDVALIDITY=1/;UID=3",'
+    b'"vnd.x.big":"' + b'x' * 6000 + b'","vnd.x.list":[1,"\u001f",{"\u0002":null}]}',
+    b'{"event":"MailboxCreate","uri":"imap://h/user/alice/Bad%EF%BF%BE;UIDVALIDITY=1"}',
+]
+
+
 def fields(dgram):
     """method, class, priority, user, mailbox, nopt, options..., message"""
     parts = dgram.split(b'\0')
@@ -105,6 +118,14 @@ def main():
     for i, ev in enumerate(EVENT_EXTRA):
         with open(os.path.join(events, 'extra-%02d.json' % i), 'w') as f:
             json.dump(ev, f, ensure_ascii=False)
+    # fuzz_notification: the first byte picks the stanza bound (small:
+    # items lose values, notifications turn into the notice; 0xff: 17 KiB)
+    notes = os.path.join(CORPUS, 'notification')
+    os.makedirs(notes, exist_ok=True)
+    seeds = [open(p, 'rb').read() for p in sorted(glob.glob(os.path.join(events, '*.json')))]
+    for i, raw in enumerate(seeds + NOTIFICATION_EXTRA):
+        with open(os.path.join(notes, 'n-%03d' % i), 'wb') as f:
+            f.write(bytes([(i * 37) % 256]) + raw)
     for i, uri in enumerate(sorted(uris) + URI_EDGES):
         with open(os.path.join(uris_dir, 'uri-%03d' % i), 'w') as f:
             f.write(uri)
