@@ -13,6 +13,7 @@ cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody ejabberd
 dovecot-core dovecot-lmtpd lua-socket lua-cjson
 python3 python3-slixmpp python3-pytest python3-jsonschema
+mmdebstrap
 "
 
 missing=""
