@@ -55,7 +55,7 @@ base="$cache/base-$suite-$variant-$key.tar"
 $aptopts
 EOF
 	# shellcheck disable=SC2086
-	mmdebstrap -q --variant="$variant" "$@" "$suite" "$base.new" $sources
+	mmdebstrap -q --format=tar --variant="$variant" "$@" "$suite" "$base.new" $sources
 	mv "$base.new" "$base"
 	find "$cache" -maxdepth 1 -name 'base-*.tar' ! -path "$base" -delete
 ) 9>"$cache/base.lock"
