@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is missing, builds, and runs every test: the unit tests
 # (plain and under ASan+UBSan) and the integration suite against private
-# Cyrus IMAP and Prosody instances.
+# Cyrus IMAP and Prosody instances; beside them, the README demo command in
+# a fresh Debian 12 base-system root (scripts/fresh-root.sh).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
