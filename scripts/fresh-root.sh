@@ -17,9 +17,49 @@
 # Mounts live in a private mount namespace and are unmounted on exit; the
 # root is removed. Run as root.
 set -eu
+
+stop_root() {   # root dir: kills what still runs in it (a server a failed command left)
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && kill -9 "${p#/proc/}" 2>/dev/null
+	done
+	n=0
+	while [ $n -lt 50 ]; do
+		busy=0
+		for p in /proc/[0-9]*; do
+			[ "$(readlink "$p/root" 2>/dev/null)" = "$1" ] && busy=1
+		done
+		[ $busy = 0 ] && return 0
+		sleep 0.1; n=$((n + 1))
+	done
+}
+
+# shellcheck disable=SC2317  # called from a trap
+unmount_root() {   # root dir
+	stop_root "$1"
+	for m in dev sys proc; do
+		if mountpoint -q "$1/$m"; then
+			umount -R "$1/$m" || umount -R -l "$1/$m"
+		fi
+	done
+}
+
+inside() {   # root, what: run by the outer script in a private mount namespace
+	root=$1
+	trap 'unmount_root "$root"' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM HUP
+	mount --bind /proc "$root/proc"
+	mount --rbind /sys "$root/sys"
+	mount --rbind /dev "$root/dev"   # with /dev/pts and /dev/shm
+	chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb MAILPUBSUB_FRESH_ROOT=1 \
+		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+		sh -c "cd /root/mailpubsub && sh scripts/$2.sh"
+}
+
 what=${1:-demo}
 case $what in
 demo|test) ;;
+--inside) inside "$2" "$3"; exit ;;
 *) echo "usage: sh scripts/fresh-root.sh demo|test" >&2; exit 2 ;;
 esac
 [ "$(id -u)" = 0 ] || { echo "fresh-root.sh: run as root" >&2; exit 1; }
@@ -61,20 +101,9 @@ EOF
 ) 9>"$cache/base.lock"
 
 # --- a root of our own; what a run killed outright left is removed first
-reap() {   # root dir: kills what still runs in it, removes it (never across a mount)
+reap() {   # root dir: stops what still runs in it, removes it (never across a mount)
 	r=$1
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$r" ] && kill -9 "${p#/proc/}" 2>/dev/null
-	done
-	n=0
-	while [ $n -lt 50 ]; do
-		busy=0
-		for p in /proc/[0-9]*; do
-			[ "$(readlink "$p/root" 2>/dev/null)" = "$r" ] && busy=1
-		done
-		[ $busy = 0 ] && break
-		sleep 0.1; n=$((n + 1))
-	done
+	stop_root "$r"
 	if grep -q " ${r}[/ ]" /proc/self/mountinfo; then
 		echo "fresh-root.sh: $r still has mounts: not removed" >&2
 		return 1
@@ -95,7 +124,12 @@ tar -C "$root" -xf "$base"
 say "base root unpacked in $root"
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
+# what a container runtime or the installer provides: name service for
+# localhost and the host's resolver; and, as Debian's container image (and
+# this machine's) has, dpkg without an fsync per file
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+echo force-unsafe-io > "$root/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
 # the .debs of earlier runs (hard links: same file system)
 find "$cache/archives" -name '*.deb' -exec cp -l -t "$root/var/cache/apt/archives/" {} +
 if ! git -C "$top" diff --quiet HEAD 2>/dev/null; then
@@ -105,31 +139,9 @@ git clone -q "$top" "$root/root/mailpubsub"
 say "cloned $(git -C "$top" rev-parse --short HEAD) into /root/mailpubsub; running sh scripts/$what.sh"
 
 # In a private mount namespace the mounts are nobody else's business and
-# go away with it; the trap unmounts them anyway, and before that ends
-# whatever still runs in the root (a server a failed command left).
+# go away with it; inside() unmounts them anyway when the command ends.
 rc=0
-# shellcheck disable=SC2016
-unshare --mount --propagation private sh -eu -c '
-root=$1; what=$2
-cleanup() {
-	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -9 "${p#/proc/}" 2>/dev/null
-	done
-	sleep 0.2
-	for m in dev sys proc; do
-		mountpoint -q "$root/$m" && { umount -R "$root/$m" || umount -R -l "$root/$m"; }
-	done
-}
-trap cleanup EXIT
-trap "exit 130" INT
-trap "exit 143" TERM HUP
-mount --bind /proc "$root/proc"
-mount --rbind /sys "$root/sys"
-mount --rbind /dev "$root/dev"   # with /dev/pts and /dev/shm
-chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb MAILPUBSUB_FRESH_ROOT=1 \
-	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	sh -c "cd /root/mailpubsub && sh scripts/$what.sh"
-' sh "$root" "$what" || rc=$?
+unshare --mount --propagation private sh "$top/scripts/fresh-root.sh" --inside "$root" "$what" || rc=$?
 
 # keep what was downloaded, drop what this run did not use (older versions)
 if ls "$root/var/cache/apt/archives/"*.deb >/dev/null 2>&1; then
