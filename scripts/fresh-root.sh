@@ -46,14 +46,26 @@ unmount_root() {   # root dir
 inside() {   # root, what: run by the outer script in a private mount namespace
 	root=$1
 	trap 'unmount_root "$root"' EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM HUP
 	mount --bind /proc "$root/proc"
 	mount --rbind /sys "$root/sys"
 	mount --rbind /dev "$root/dev"   # with /dev/pts and /dev/shm
 	chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb MAILPUBSUB_FRESH_ROOT=1 \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		sh -c "cd /root/mailpubsub && sh scripts/$2.sh"
+		sh -c "cd /root/mailpubsub && sh scripts/$2.sh" &
+	# waited for in the background, so that a TERM is handled now: it ends
+	# everything in the root, then the EXIT trap unmounts
+	trap 'stop_root "$root"' TERM
+	wait_for $!
+}
+
+wait_for() {   # pid of a child: waits through trapped signals, returns its status
+	st=0
+	wait "$1" || st=$?
+	while kill -0 "$1" 2>/dev/null; do
+		st=0
+		wait "$1" || st=$?
+	done
+	return $st
 }
 
 what=${1:-demo}
@@ -141,7 +153,12 @@ say "cloned $(git -C "$top" rev-parse --short HEAD) into /root/mailpubsub; runni
 # In a private mount namespace the mounts are nobody else's business and
 # go away with it; inside() unmounts them anyway when the command ends.
 rc=0
-unshare --mount --propagation private sh "$top/scripts/fresh-root.sh" --inside "$root" "$what" || rc=$?
+unshare --mount --propagation private sh "$top/scripts/fresh-root.sh" --inside "$root" "$what" &
+inner=$!
+trap 'kill -TERM "$inner" 2>/dev/null || true' INT TERM HUP
+wait_for "$inner" || rc=$?
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 # keep what was downloaded, drop what this run did not use (older versions)
 if ls "$root/var/cache/apt/archives/"*.deb >/dev/null 2>&1; then
