@@ -160,11 +160,14 @@ wait_for "$inner" || rc=$?
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-# keep what was downloaded, drop what this run did not use (older versions)
-if ls "$root/var/cache/apt/archives/"*.deb >/dev/null 2>&1; then
+# keep what was downloaded; after a run that passed, drop the versions the
+# archive no longer has
+if [ $rc = 0 ] && chroot "$root" apt-get -qq autoclean >/dev/null 2>&1; then
 	for f in "$cache/archives/"*.deb; do
 		[ -e "$root/var/cache/apt/archives/${f##*/}" ] || rm -f "$f"
 	done
+fi
+if ls "$root/var/cache/apt/archives/"*.deb >/dev/null 2>&1; then
 	for f in "$root/var/cache/apt/archives/"*.deb; do
 		[ -e "$cache/archives/${f##*/}" ] || cp -l "$f" "$cache/archives/" 2>/dev/null || cp "$f" "$cache/archives/"
 	done
