@@ -16,6 +16,7 @@ dovecot-core dovecot-lmtpd lua-socket lua-cjson
 python3 python3-slixmpp python3-pytest python3-jsonschema
 prometheus util-linux
 debhelper lintian libsystemd-dev systemd
+mmdebstrap
 "
 
 missing=""

@@ -13,7 +13,8 @@ it logs "mailpubsub: ..." to the Dovecot log and drops the events.
 
 Layout under workdir/dovecot: dovecot.conf, passwd (users and the master
 user ``proxy``), home/<user>/mail (sdbox), dovecot.log, run/ (base_dir,
-with master.pid) and state/.  Mail processes run as the Debian system user
+with master.pid), state/ and mailpubsub.lua (a copy of the script: lmtp
+reads it as uid mail, which cannot enter a clone under /root).  Mail processes run as the Debian system user
 ``mail`` (uid 8, gid 8, exists on every Debian; group mail is also what
 mailpubsubd's [json] socket_group defaults to); Dovecot's own login and
 internal users (dovenull, dovecot) come with dovecot-core.
@@ -88,6 +89,9 @@ class Dovecot:
         self.password = password
         self.master_user = master_user
         self.lua_script = lua_script or LUA_SCRIPT
+        # what lmtp (uid mail) loads: a copy in our own tree, because the
+        # clone may live where uid mail cannot read (/root is 0700)
+        self.lua_copy = os.path.join(self.base, 'mailpubsub.lua')
         self.server_name = server_name
         self.extra_config = extra_config
         self.config = os.path.join(self.base, 'dovecot.conf')
@@ -147,6 +151,8 @@ class Dovecot:
             os.chmod(f, 0o640)
         for u in self.users:
             self._add_passwd_line(u)
+        shutil.copyfile(self.lua_script, self.lua_copy)
+        os.chmod(self.lua_copy, 0o644)
         bindir, plugin_dir = imapd_paths()
         conf = CONFIG_TEMPLATE % dict(
             plugin_dir=plugin_dir, services=''.join(
@@ -156,7 +162,7 @@ class Dovecot:
             log=self.logfile, imap=self._imap_port, lmtp=self._lmtp_port,
             passwd=self.passwd, masterdb=self.masterdb,
             home_root=self.home_root, uid=self.uid, gid=self.gid,
-            lua=self.lua_script, sock=self.event_socket,
+            lua=self.lua_copy, sock=self.event_socket,
             server=self.server_name, shared_dict=os.path.join(
                 self.home_root, 'shared-mailboxes.db'),
             extra=self.extra_config)
