@@ -105,11 +105,29 @@ static void decide(struct authz *authz, long long asked_us, authz_cb *cb,
 	cb(context, result);
 }
 
+/* Why a mapped identity (localpart, or localpart@identity_domain) may
+ * not be derived from a JID, or NULL: mailpubsubd's own login and the
+ * server's other admins, whose MYRIGHTS on any mailbox include l, are
+ * reached through [account_map] or not at all. Servers compare login
+ * names in any case. */
+static const char *reserved_why(const struct config *config,
+				const char *local, const char *identity)
+{
+	const char *admin = config->imap_admin_user;
+
+	if (*admin != '\0' && (strcasecmp(local, admin) == 0 ||
+				strcasecmp(identity, admin) == 0))
+		return "names the IMAP admin_user";
+	if (config_list_contains_folded(config->reserved_identities, local) ||
+	    config_list_contains_folded(config->reserved_identities, identity))
+		return "names a reserved IMAP identity";
+	return NULL;
+}
+
 /* The localpart is the account as written: never XEP-0106 unescaped,
  * because "alice\\20" would become "alice ", which Cyrus trims to alice.
  * It must be an account name no server rewrites (jid_account_valid), and
- * never the identity mailpubsubd itself logs in as: that one is reached
- * through [account_map] or not at all. */
+ * not a reserved identity (reserved_why). */
 static char *map_identity(const struct config *config, const char *bare,
 			  const char **why_r)
 {
@@ -126,12 +144,11 @@ static char *map_identity(const struct config *config, const char *bare,
 		identity = strdup(local);
 	else if (asprintf(&identity, "%s@%s", local, config->identity_domain) < 0)
 		identity = NULL;
-	if (identity != NULL && *config->imap_admin_user != '\0' &&
-	    (strcasecmp(local, config->imap_admin_user) == 0 ||
-	     strcasecmp(identity, config->imap_admin_user) == 0)) {
+	if (identity != NULL)
+		*why_r = reserved_why(config, local, identity);
+	if (*why_r != NULL) {
 		free(identity);
 		identity = NULL;
-		*why_r = "names the IMAP admin_user";
 	}
 	free(domain);
 	free(local);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "jid.h"
 #include "log.h"
@@ -160,6 +161,9 @@ static const struct config_option options[] = {
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated): as written, 1-64 of a-z 0-9 . _ - and not admin_user; others only through [account_map]."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
 	    "Rewrite for jid_domains: a JID's localpart becomes localpart@identity_domain (Cyrus with virtdomains); empty: the bare localpart."),
+	OPT("accounts", "reserved_identities", CONFIG_STRING, reserved_identities,
+	    "admin cyrus root postmaster mailpubsub",
+	    "IMAP identities (space separated) a jid_domains localpart never becomes, compared in any case, with and without identity_domain: the IMAP server's admins (Cyrus's admins, whose MYRIGHTS on any mailbox include l). admin_user always is. Only [account_map] reaches them."),
 	LIVE("log", "level", CONFIG_STRING, log_level, "info",
 	    "debug, info, warning or error."),
 	OPT("control", "socket", CONFIG_STRING, control_socket, "",
@@ -188,7 +192,7 @@ struct load_state {
 	char error[256];
 };
 
-bool config_list_contains(const char *list, const char *word)
+static bool list_contains(const char *list, const char *word, bool fold)
 {
 	size_t wlen = strlen(word);
 
@@ -197,11 +201,22 @@ bool config_list_contains(const char *list, const char *word)
 
 		p += strspn(p, " \t,");
 		len = strcspn(p, " \t,");
-		if (len == wlen && strncmp(p, word, len) == 0)
+		if (len == wlen &&
+		    (fold ? strncasecmp(p, word, len) : strncmp(p, word, len)) == 0)
 			return true;
 		p += len;
 	}
 	return false;
+}
+
+bool config_list_contains(const char *list, const char *word)
+{
+	return list_contains(list, word, false);
+}
+
+bool config_list_contains_folded(const char *list, const char *word)
+{
+	return list_contains(list, word, true);
 }
 
 static int set_value(struct config *config, const struct config_option *opt,

@@ -91,6 +91,7 @@ struct config {
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */
+	char *reserved_identities;  /* space separated: never a mapped localpart */
 	struct config_account_map *account_map;
 	unsigned account_map_count;
 	/* [log] */
@@ -130,5 +131,7 @@ unsigned config_apply_reload(struct config *live, struct config *fresh,
 			     config_change_cb *cb, void *context);
 /* True if the space separated list contains word. */
 bool config_list_contains(const char *list, const char *word);
+/* The same, in any case (ASCII): for names a server compares so. */
+bool config_list_contains_folded(const char *list, const char *word);
 
 #endif

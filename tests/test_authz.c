@@ -144,6 +144,41 @@ static void test_identity_refusals(void **state)
 	assert_int_equal(fake_imap.calls, 0);
 }
 
+/* The server's other admins are refused like admin_user: the defaults,
+ * a configured list in any case and with identity_domain, and only the
+ * table reaches them. */
+static void test_identity_reserved(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const defaults[] = {
+		"cyrus@localhost", "admin@example.org/r", "root@localhost",
+		"postmaster@localhost", "mailpubsub@localhost",
+	};
+
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "la";
+	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
+		assert_null(authz_identity(f->authz, defaults[i]));
+		assert_int_equal(check(f, defaults[i], "alice", "INBOX"), AUTHZ_DENIED);
+	}
+	assert_int_equal(fake_imap.calls, 0);
+	expect_identity(f, "cyrusx@localhost", "cyrusx");
+
+	free(f->config->reserved_identities);
+	f->config->reserved_identities = strdup("CyrAdm  ops@mail.example.org");
+	assert_null(authz_identity(f->authz, "cyradm@localhost"));
+	expect_identity(f, "cyrus@localhost", "cyrus");
+	expect_identity(f, "ops@localhost", "ops");
+	free(f->config->identity_domain);
+	f->config->identity_domain = strdup("mail.example.org");
+	assert_null(authz_identity(f->authz, "ops@localhost"));
+	assert_null(authz_identity(f->authz, "cyradm@example.org"));
+
+	free(f->config->account_map[0].account);
+	f->config->account_map[0].account = strdup("cyradm");
+	expect_identity(f, "boss@corp.example", "cyradm");
+}
+
 /* With the '.' separator a dot would split the name into levels. */
 static void test_identity_separator(void **state)
 {
@@ -332,6 +367,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_refusals, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_identity_reserved, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_separator, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_map_exceptions, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_rewrite, setup_imap, teardown),

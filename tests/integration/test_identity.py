@@ -1,5 +1,6 @@
 """Which IMAP identity a JID is asked about (issue 14, findings 1, 2, 6, 8):
-no JID can name another account or the IMAP admin, the per-JID
+no JID can name another account, the IMAP admin or another of the IMAP
+server's admins ([accounts] reserved_identities), the per-JID
 subscription limit counts the bare JID, and a service localpart that is not
 an account name (LIST wildcards, escapes) never reaches the IMAP server.
 An identity the store refuses, does not know or is slow to refuse is an
@@ -117,6 +118,55 @@ def test_hostile_localparts_see_nothing_of_alice(stack):
     assert 'INBOX/Secret' in nodes, ET.tostring(reply, 'unicode')
     stack.cyrus.deliver('alice', make_message(subject='after'), mailbox='Secret')
     wait_event(alice, 'MessageNew', 'INBOX/Secret')
+
+
+@pytest.fixture
+def admins_stack(workdir):
+    # cyrus is one of Cyrus's admins beside mailpubsubd's own; postmaster
+    # is a real account, reached only through [account_map]
+    s = Stack(workdir, users=('alice', 'postmaster'),
+              config={'account_map': {'boss@localhost': 'postmaster'}})
+    s.cyrus.extra_config['admins'] = '%s cyrus' % s.cyrus.admin
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_reserved_identities_see_nothing_of_alice(admins_stack):
+    """A Jabber user named like one of Cyrus's other admins is not asked
+    about as that admin ([accounts] reserved_identities, default list)."""
+    stack = admins_stack
+    imap = stack.cyrus.imap('alice')
+    assert imap.create('INBOX/Secret')[0] == 'OK'
+    imap.logout()
+    # what the name would be granted: Cyrus's admin rights on alice's folder
+    imap = stack.cyrus.imap('cyrus')
+    typ, data = imap.myrights(stack.cyrus.mailbox('alice', 'Secret'))
+    imap.logout()
+    assert typ == 'OK' and 'l' in data[0].decode().split()[-1], data
+    stack.cyrus.deliver('alice', make_message(subject='secret'), mailbox='Secret')
+
+    for local in ('cyrus', 'boss'):
+        stack.prosody.register(local, PASSWORD)
+    cyrus = stack.client('cyrus')
+    leaks = leaks_of_alice(cyrus)
+    assert not leaks, leaks
+    log = stack.daemon.log()
+    assert re.search(r'authz: jid=cyrus@localhost/\S+ identity=\(unmapped\) .*'
+                     r'-> denied \(names a reserved IMAP identity\)', log)
+    assert not re.search(r'imap\[[^\]\s]+ as cyrus\]', log)
+
+    # the table still names a reserved identity: boss is postmaster
+    boss = stack.client('boss')
+    reply = boss.iq(subscribe_iq(service_jid('postmaster'), 'INBOX',
+                                 'boss@localhost'))
+    assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
+    assert re.search(r'authz: jid=boss@localhost/\S+ identity=postmaster ',
+                     stack.daemon.log())
+    stack.cyrus.deliver('postmaster', make_message(subject='to boss'))
+    wait_event(boss, 'MessageNew', 'INBOX')
 
 
 def test_subscription_limit_counts_the_bare_jid(stack):
