@@ -1170,6 +1170,14 @@ int component_confirm(struct component *c, void (*done)(void *), void *context)
 	return 0;
 }
 
+void component_confirm_cancel(struct component *c, void *context)
+{
+	if (c != NULL && c->confirm_done != NULL && c->confirm_context == context) {
+		c->confirm_done = NULL;
+		c->confirm_context = NULL;
+	}
+}
+
 bool component_refused(const struct component *c)
 {
 	/* conditions that say nothing about what we sent */

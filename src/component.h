@@ -66,6 +66,9 @@ int component_send_raw(struct component *component, const char *data,
  * lost connection cancels it (done never runs). 0, or -1 when not
  * connected. */
 int component_confirm(struct component *c, void (*done)(void *), void *context);
+/* Forgets the confirmation asked for with context, if one is out: done
+ * will not run (its owner is going away). */
+void component_confirm_cancel(struct component *c, void *context);
 /* Did the server end the last connection with a stream error about what
  * we sent (not-well-formed, policy-violation: a stanza too big, ...),
  * rather than going away (system-shutdown, conflict, a lost socket)? */

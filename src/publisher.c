@@ -42,6 +42,7 @@ struct publisher {
 	struct service *service;
 	uv_idle_t idle;           /* runs batches while work remains */
 	uv_timer_t retry;         /* waits for the send queue to drain */
+	bool closing;             /* publisher_close was called */
 	/* handed to libstrophe, and known to have left it (the watermark in
 	 * the store): what was handed on but may still sit in its queue is
 	 * published again after a crash or a lost connection, with the same
@@ -112,6 +113,9 @@ int publisher_new(uv_loop_t *loop, struct service *service,
 
 void publisher_kick(struct publisher *pub)
 {
+	/* libuv would start a closing handle and run it after the free */
+	if (pub->closing)
+		return;
 	if (!uv_is_active((uv_handle_t *)&pub->idle))
 		uv_idle_start(&pub->idle, publisher_on_idle);
 }
@@ -158,6 +162,11 @@ void publisher_close(struct publisher **publisher)
 	uv_timer_stop(&pub->retry);
 	if (component_is_connected(pub->service->component))
 		advance_watermark(pub, true);
+	/* the component outlives us: a ping reply arriving after this must
+	 * not call back into freed memory (its events are published again
+	 * after the restart, as any unconfirmed ones are) */
+	component_confirm_cancel(pub->service->component, pub);
+	pub->closing = true;
 	uv_close((uv_handle_t *)&pub->idle, idle_closed);
 	*publisher = NULL;
 }

@@ -131,6 +131,12 @@ int component_confirm(struct component *component, void (*done)(void *),
 	return 0;
 }
 
+void component_confirm_cancel(struct component *component, void *context)
+{
+	(void)component;
+	(void)context;
+}
+
 bool component_refused(const struct component *component)
 {
 	(void)component;
