@@ -18,11 +18,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import Prosody, make_message, wait_until
-from stack import (NS_ITEM, NS_PUBSUB, Stack, child_text,
+from harness import Prosody, make_message
+from stack import (NS_ITEM, NS_PUBSUB, child_text,
                    event_items, iq_type, is_event, service_jid,
                    validate_payload, wait_event)
-from test_sources import JsonSender, event, subscribe
+from test_sources import JsonSender, event, running_json_stack, subscribe
 
 ALICE_SVC = service_jid('alice')
 NOTICE_SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
@@ -55,20 +55,9 @@ def texts(el):
         yield e.tail or ''
 
 
-@contextlib.contextmanager
-def json_stack(workdir, config=None, xmpp_server=None):
-    """A Stack with the generic source's Unix socket (stack.json_socket)."""
-    path = os.path.join(workdir, 'events.sock')
-    conf = {'json': {'socket': path, 'socket_mode': '0660', 'socket_group': ''}}
-    conf.update(config or {})
-    s = Stack(workdir, config=conf, xmpp_server=xmpp_server)
-    s.json_socket = path
-    try:
-        s.start()
-        wait_until(lambda: os.path.exists(path), 5, what='json socket')
-        yield s
-    finally:
-        s.stop()
+# the generic source's stack as a context manager: json_stack(workdir,
+# {section: options}, xmpp_server=...)
+json_stack = contextlib.contextmanager(running_json_stack)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness import make_message
-from stack import (COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PUBSUB,
+from stack import (COMPONENT, NS_DISCO_INFO, NS_DISCO_ITEMS,
                    PASSWORD, Stack, disco_iq, error_of, iq_type, items_iq,
                    service_jid, subscribe_iq, wait_event)
 

@@ -78,14 +78,17 @@ def subscribe(client, node, to=ALICE_SVC, options=None):
     assert iq_type(reply) == 'result', ET.tostring(reply, 'unicode')
 
 
-def running_json_stack(workdir, **json_options):
-    """A running Stack with the generic source on a Unix socket and on
-    TCP (json_options added to [json]), stopped when the generator is."""
+def running_json_stack(workdir, config=None, xmpp_server=None, **json_options):
+    """A running Stack with the generic source on a Unix socket
+    (stack.json_socket) and on TCP (json_options added to [json]; config:
+    other sections), stopped when the generator is."""
     path = os.path.join(workdir, 'events.sock')
     conf = {'socket': path, 'socket_mode': '0660', 'socket_group': '',
             'listen': '127.0.0.1:%d' % free_port(), 'secret': SECRET}
     conf.update(json_options)
-    s = Stack(workdir, config={'json': conf})
+    sections = dict(config or {})
+    sections['json'] = dict(conf, **sections.get('json', {}))
+    s = Stack(workdir, config=sections, xmpp_server=xmpp_server)
     s.json_socket = path
     try:
         s.start()

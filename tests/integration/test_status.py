@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness import make_message, wait_until
-from stack import (NS_PUBSUB, TOP, Stack, iq_type, items_iq, service_jid,
+from stack import (TOP, Stack, iq_type, items_iq, service_jid,
                    subscribe_iq, wait_event)
 
 DELIVERED = 3
