@@ -12,7 +12,6 @@ notifications away from the message handlers, so no plugin is loaded.
 """
 import asyncio
 import copy
-import threading
 import xml.etree.ElementTree as ET
 
 from harness import XmppClient
@@ -44,27 +43,14 @@ class XmppComponent(XmppClient):
         from slixmpp.xmlstream.handler import Callback
         from slixmpp.xmlstream.matcher import MatchXPath
 
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name='component-%s' % jid, daemon=True)
-        self._thread.start()
+        self._start_loop('component-%s' % jid)
 
         async def setup():
             x = slixmpp.ComponentXMPP(jid, secret, host, port)
             x.loop = self._loop
-            started = self._loop.create_future()
-
-            def done(result=None, exc=None):
-                if not started.done():
-                    if exc:
-                        started.set_exception(exc)
-                    else:
-                        started.set_result(result)
-            x.add_event_handler('session_start', lambda ev: done(True))
-            x.add_event_handler('connection_failed', lambda ev: done(
-                exc=RuntimeError('component connection failed: %s' % (ev,))))
-            x.add_event_handler('disconnected', lambda ev: done(
-                exc=RuntimeError('component %s refused' % jid)))
+            started = self._session_started(x, {
+                'connection_failed': lambda ev: 'component connection failed: %s' % (ev,),
+                'disconnected': lambda ev: 'component %s refused' % jid})
             x.register_handler(Callback(
                 'component messages', MatchXPath('{%s}message' % NS_COMPONENT),
                 lambda st: self.messages.put(_as_client_ns(st.xml))))

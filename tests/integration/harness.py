@@ -765,6 +765,30 @@ class XmppClient:
         self._thread = None
 
     # -- loop plumbing
+    def _start_loop(self, name):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever,
+                                        name=name, daemon=True)
+        self._thread.start()
+
+    def _session_started(self, x, failures):
+        """A future of self._loop resolved when x's session starts, or
+        failed by the first of failures (slixmpp event -> function of the
+        event giving the error text) that comes before."""
+        started = self._loop.create_future()
+
+        def done(result=None, exc=None):
+            if not started.done():
+                if exc:
+                    started.set_exception(exc)
+                else:
+                    started.set_result(result)
+        x.add_event_handler('session_start', lambda ev: done(True))
+        for name, text in failures.items():
+            x.add_event_handler(name, lambda ev, text=text: done(
+                exc=RuntimeError(text(ev))))
+        return started
+
     def _call(self, coro, timeout):
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(timeout)
@@ -776,10 +800,7 @@ class XmppClient:
         from slixmpp.xmlstream.handler import Callback
         from slixmpp.xmlstream.matcher import MatchXPath
 
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever,
-                                        name='xmpp-%s' % jid, daemon=True)
-        self._thread.start()
+        self._start_loop('xmpp-%s' % jid)
 
         async def setup():
             x = slixmpp.ClientXMPP(jid, password, plugin_config={
@@ -787,19 +808,9 @@ class XmppClient:
             x.loop = self._loop
             for p in self.plugins:
                 x.register_plugin(p)
-            started = self._loop.create_future()
-
-            def done(result=None, exc=None):
-                if not started.done():
-                    if exc:
-                        started.set_exception(exc)
-                    else:
-                        started.set_result(result)
-            x.add_event_handler('session_start', lambda ev: done(True))
-            x.add_event_handler('failed_all_auth', lambda ev: done(
-                exc=RuntimeError('XMPP auth failed for %s' % jid)))
-            x.add_event_handler('connection_failed', lambda ev: done(
-                exc=RuntimeError('XMPP connection failed: %s' % (ev,))))
+            started = self._session_started(x, {
+                'failed_all_auth': lambda ev: 'XMPP auth failed for %s' % jid,
+                'connection_failed': lambda ev: 'XMPP connection failed: %s' % (ev,)})
             x.register_handler(Callback(
                 'harness messages', MatchXPath('{%s}message' % NS_CLIENT),
                 lambda st: self.messages.put(copy.deepcopy(st.xml))))
