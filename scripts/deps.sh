@@ -13,7 +13,7 @@ libxml2-utils sqlite3 valgrind
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody ejabberd
 dovecot-core dovecot-lmtpd lua-socket lua-cjson
-python3 python3-slixmpp python3-pytest python3-jsonschema
+python3 python3-slixmpp python3-pytest python3-jsonschema git
 prometheus util-linux
 debhelper lintian libsystemd-dev systemd
 mmdebstrap

@@ -85,9 +85,15 @@ def test_subscribe_answered_while_the_sweep_runs(stack):
     reply = subscribe(zoe, 'zoe', 'INBOX')
     assert iq_type(reply) == 'result'
     m = stack.daemon.wait_log(r'discovery: swept (\d+) accounts, (\d+) mailboxes '
-                              r'\(\d+ new\), (\d+) gone in \S+ s', timeout=600)
+                              r'\(\d+ new\), (\d+) gone in \S+ s'
+                              r'(?:; LIST failed for (\d+))?', timeout=600)
     assert int(m.group(1)) == ACCOUNTS + len(stack.users)
-    assert int(m.group(2)) >= ACCOUNTS + len(stack.users)
+    # a LIST the store did not answer in time (a loaded machine, 2 s
+    # timeout) is counted and named, not silently taken for an empty account
+    failed = int(m.group(4) or 0)
+    assert failed < 20, m.group(0)
+    assert int(m.group(2)) + failed >= ACCOUNTS + len(stack.users)
+    assert len(re.findall(r'discovery: LIST \S+ failed', run_log(stack))) == failed
     assert m.group(3) == '0'
     log = run_log(stack)
     granted = line_index(log, r'authz: jid=zoe@localhost(?:/\S+)? identity=zoe '
@@ -96,7 +102,7 @@ def test_subscribe_answered_while_the_sweep_runs(stack):
     # answered before the sweep was over, with sweep LISTs on both sides
     assert granted < swept
     sweep_lines = [m.start() for m in re.finditer(r'\(sweep\)$', log, re.M)]
-    assert len(sweep_lines) == ACCOUNTS + len(stack.users)
+    assert len(sweep_lines) + failed == ACCOUNTS + len(stack.users)
     assert sweep_lines[0] < granted < sweep_lines[-1]
     # per-account lines at debug, the summary at info
     assert not re.search(r'\[info\]: discovery: \S+: \d+ mailboxes listed', log)
