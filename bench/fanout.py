@@ -15,7 +15,7 @@ log level error, Nagle off: harness.Prosody writes network_settings =
       mailpubsubd produced, so the notifications have the same size) to a
       node of Prosody's own pubsub component with the same M subscribers.
   raw ceiling: a component (bench/fanout_component: mailpubsubd's own
-      src/component.c, no store or checks) sends M*N ready-made
+      src/xmpp/component.c, no store or checks) sends M*N ready-made
       notifications (mailpubsubd's <event/>) straight to the subscribers.
 
 The same paths through one private ejabberd 23.01 in the same run

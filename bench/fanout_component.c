@@ -1,5 +1,5 @@
 /* The raw ceiling of the fan-out benchmark (bench/fanout.py): an XEP-0114
- * component (mailpubsubd's own src/component.c, on libuv) that sends one
+ * component (mailpubsubd's own src/xmpp/component.c, on libuv) that sends one
  * headline <message/> per subscriber and event, with a ready-made <event/>
  * (no store, no journal, no authorization): what a component can get
  * through Prosody at all.

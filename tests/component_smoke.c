@@ -1,19 +1,19 @@
-/* Manual/integration smoke test for src/component.c: connects as an
+/* Manual/integration smoke test for src/xmpp/component.c: connects as an
  * XEP-0114 component and echoes every <message/> with a <body/> back to its
  * sender (from = the original to). Exits 0 after SIGTERM/SIGINT once the
  * component is fully closed, so it can run under valgrind.
  *
  * Build (not part of the build system):
  *   gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o /tmp/component_smoke \
- *       tests/component_smoke.c src/component.c src/log.c \
+ *       tests/component_smoke.c src/xmpp/component.c src/base/log.c \
  *       $(pkg-config --cflags --libs libstrophe libuv)
  *
  * Usage: component_smoke [-v] HOST PORT DOMAIN SECRET
  *   env SMOKE_PING_INTERVAL_MS (default 1000), SMOKE_PING_TIMEOUT_MS (2000),
  *       SMOKE_RECONNECT_MIN_MS (100), SMOKE_RECONNECT_MAX_MS (2000)
  */
-#include "../src/component.h"
-#include "../src/log.h"
+#include "../src/xmpp/component.h"
+#include "../src/base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

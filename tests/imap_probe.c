@@ -1,4 +1,4 @@
-/* imap_probe: a small command line client over src/imap_client.h, used by
+/* imap_probe: a small command line client over src/imap/imap_client.h, used by
  * tests/integration/test_imap_client.py and for poking a real server.
  *
  *   imap_probe [options] HOST PORT ADMIN PASSWORD COMMAND...

@@ -1,6 +1,6 @@
 /* Unit tests for the pure parts of the IMAP client: modified UTF-7 and the
- * translation between our node names and IMAP names (src/imap_name.c),
- * and who is held back after failures (src/imap_backoff.c). */
+ * translation between our node names and IMAP names (src/imap/imap_name.c),
+ * and who is held back after failures (src/imap/imap_backoff.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* Unit tests for the pure part of the IMAP client source
- * (src/ingest_imap.c): flag normalization, UID sets, URLs, and the diff of
+ * (src/ingest/ingest_imap.c): flag normalization, UID sets, URLs, and the diff of
  * what the server says against what was known into RFC 5423 events. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* See fake_component.h. Every function of src/component.h is defined here,
+/* See fake_component.h. Every function of src/xmpp/component.h is defined here,
  * so nothing of component.o is needed. */
 #include "fake_component.h"
 

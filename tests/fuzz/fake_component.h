@@ -1,4 +1,4 @@
-/* A component (src/component.h) that connects nothing: what the service
+/* A component (src/xmpp/component.h) that connects nothing: what the service
  * sends is serialized, checked and counted. Linked before libmailpubsub.a
  * so that the real component.o is never pulled in. */
 #ifndef MAILPUBSUB_FUZZ_FAKE_COMPONENT_H

@@ -1,4 +1,4 @@
-/* libFuzzer target: mailpubsub.conf (src/config.c over libinih). The input
+/* libFuzzer target: mailpubsub.conf (src/base/config.c over libinih). The input
  * is written to one temp file per process and loaded; a loaded config is
  * also dumped (to /dev/null) so every option's formatting runs. */
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* libFuzzer target: control socket requests (src/control.c), the only
+/* libFuzzer target: control socket requests (src/ops/control.c), the only
  * input a local peer sends `mailpubsubd`'s control socket.
  * Properties: a request is accepted only as {"command":"status"} (nothing
  * else, no other member), and every refusal says why. */

@@ -1,4 +1,4 @@
-/* libFuzzer target: the Cyrus notify datagram parser (src/cyrus_wire.c).
+/* libFuzzer target: the Cyrus notify datagram parser (src/ingest/cyrus_wire.c).
  * Besides memory errors it checks the parser's contract: every field it
  * returns points into the buffer and is NUL-terminated there. */
 #include <stddef.h>

@@ -1,5 +1,5 @@
-/* libFuzzer target: a JSON event (src/event.c) decoded with both hierarchy
- * separators, and the item payload (src/item.c) built from what decodes. */
+/* libFuzzer target: a JSON event (src/model/event.c) decoded with both hierarchy
+ * separators, and the item payload (src/publish/item.c) built from what decodes. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>

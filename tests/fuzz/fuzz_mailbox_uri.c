@@ -1,4 +1,4 @@
-/* libFuzzer target: RFC 5092 IMAP URLs to nodes (src/mailbox_uri.c).
+/* libFuzzer target: RFC 5092 IMAP URLs to nodes (src/model/mailbox_uri.c).
  * Property: a URI that parses to a node of an account builds back
  * (mailbox_uri_build, same separator) into a URI that parses to the same
  * account and node. */

@@ -42,7 +42,7 @@ static _Noreturn void fail(const char *why, const char *text)
 	abort();
 }
 
-/* XML 1.0 Char, decoded here without src/utf8.c: the filter is what is
+/* XML 1.0 Char, decoded here without src/base/utf8.c: the filter is what is
  * under test. */
 static void check_chars(const char *text, size_t len)
 {

@@ -1,4 +1,4 @@
-/* libFuzzer target: the XMPP request handlers (src/service.c, disco.c,
+/* libFuzzer target: the XMPP request handlers (src/handlers/service.c, disco.c,
  * pubsub.c, subopts.c, request.c, ...) behind service_handle_stanza().
  *
  * The input is parsed as one stanza with libstrophe, as the component would

@@ -1,4 +1,4 @@
-"""src/component.c against a private Prosody, through tests/component_smoke.c.
+"""src/xmpp/component.c against a private Prosody, through tests/component_smoke.c.
 
 The smoke binary is built by hand (see the top of tests/component_smoke.c);
 its path comes from $COMPONENT_SMOKE (default /tmp/component_smoke).

@@ -1,8 +1,8 @@
-"""src/imap_client.c against a private Cyrus, through tests/imap_probe.
+"""src/imap/imap_client.c against a private Cyrus, through tests/imap_probe.
 
 Build the probe first (path in $IMAP_PROBE, default /tmp/imap_probe):
     gcc -std=c11 -D_GNU_SOURCE -Isrc -o /tmp/imap_probe tests/imap_probe.c \
-        src/imap_client.c src/imap_name.c src/log.c \
+        src/imap/imap_client.c src/imap/imap_name.c src/base/log.c \
         $(pkg-config --cflags --libs libetpan libuv openssl libsasl2)
 then, as root:  cd tests/integration && /usr/bin/python3 -m pytest -q test_imap_client.py
 

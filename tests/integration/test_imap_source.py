@@ -112,7 +112,7 @@ def drain(client, quiet=2.0, timeout=20.0):
 
 def mailbox_events(got):
     """Without the count items mailpubsubd adds where it knows no counts
-    (src/counts.c: the same with any source)."""
+    (src/publish/counts.c: the same with any source)."""
     return [g for g in got if g[0] != 'vnd.mailpubsub.MailboxStatus']
 
 

@@ -472,7 +472,7 @@ def test_abusive_requests(stack):
                              % (ALICE_SVC, NS_PUBSUB)))[:2] == ('modify', 'bad-request')
     # a 7 KB node name: an error at once. libstrophe reads 4 KiB at a time
     # and expat's reparse deferral held such stanzas back until the next
-    # bytes came (src/expat_stream.c). Prosody's own parser has the same
+    # bytes came (src/xmpp/expat_stream.c). Prosody's own parser has the same
     # deferral (Debian 12's lua-expat), which delays larger ones before
     # they reach us: see NOTES.md.
     reply = alice.iq(subscribe_iq(ALICE_SVC, 'INBOX/' + 'x' * 7000, jid), timeout=3)

@@ -63,7 +63,7 @@ struct service {
 	struct ingest_json *ingest_json;   /* NULL without [json] socket or listen */
 	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
 	struct firehose *firehose;
-	struct tap_relay *taps;        /* interception (src/tap.c) */
+	struct tap_relay *taps;        /* interception (src/downstream/tap.c) */
 	struct service_stats stats;
 };
 

@@ -1,7 +1,7 @@
 /* The counting types the modules share: latency histograms and what each
  * event source received, journaled and refused (why, in a small fixed
- * set). Plain integers, touched by the loop thread only; src/status.c and
- * src/metrics.c read them. */
+ * set). Plain integers, touched by the loop thread only; src/ops/status.c and
+ * src/ops/metrics.c read them. */
 #ifndef MAILPUBSUB_STATS_H
 #define MAILPUBSUB_STATS_H
 

@@ -1,5 +1,5 @@
 /* One look at what the daemon is doing, for `mailpubsubctl status`
- * (src/control.c) and the Prometheus endpoint (src/metrics.c): the
+ * (src/ops/control.c) and the Prometheus endpoint (src/ops/metrics.c): the
  * counters the modules keep plus what only the store knows. Taken on the
  * loop thread. */
 #ifndef MAILPUBSUB_STATUS_H

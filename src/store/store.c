@@ -81,7 +81,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char **error_r)
  * version i + 1 to i + 2. Each runs once, in its own transaction with the
  * schema_version bump, so a database is always at one exact version. */
 static const char *const migrations[] = {
-	/* 2: the IMAP client source's sync state (src/ingest_imap.c): what
+	/* 2: the IMAP client source's sync state (src/ingest/ingest_imap.c): what
 	 * it last saw of each watched mailbox, so a restart resynchronises
 	 * from there (CHANGEDSINCE / VANISHED) instead of replaying. */
 	"CREATE TABLE IF NOT EXISTS imap_source_accounts ("
@@ -100,10 +100,10 @@ static const char *const migrations[] = {
 	"  uid INTEGER NOT NULL,"
 	"  flags TEXT NOT NULL,"               /* sorted, space separated */
 	"  PRIMARY KEY (account, node, uid)) WITHOUT ROWID;",
-	/* 3: the e-Discovery changelog (src/changelog.c): the hash-chained
+	/* 3: the e-Discovery changelog (src/store/changelog.c): the hash-chained
 	 * records, the Message-ID index, what it remembers to attribute
 	 * events (uid -> Message-ID, Cyrus sessions), retention checkpoints;
-	 * and the interception taps (src/tap.c). */
+	 * and the interception taps (src/downstream/tap.c). */
 	"CREATE TABLE IF NOT EXISTS changelog ("
 	"  id INTEGER PRIMARY KEY,"
 	"  time_us INTEGER NOT NULL,"

@@ -136,7 +136,7 @@ static void handle_iq(struct service *service, xmpp_stanza_t *iq)
 		mam_handle(service, iq, child);
 		return;
 	}
-	/* the tap commands exist for [taps] admins only (src/tap.c) */
+	/* the tap commands exist for [taps] admins only (src/downstream/tap.c) */
 	if (strcmp(ns, COMMANDS_NS) == 0 && strcmp(xmpp_stanza_get_name(child), "command") == 0) {
 		tap_handle_command(service, iq, child);
 		return;

@@ -362,7 +362,7 @@ static int cmd_tap(const struct config *config, const char *verb, const struct a
 
 /* ---- status: asks the daemon over [control] socket ---- */
 
-/* One request line, one reply line (src/control.h). NULL on error (said). */
+/* One request line, one reply line (src/ops/control.h). NULL on error (said). */
 static json_t *control_ask(const struct config *config, const char *request)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };

@@ -24,7 +24,7 @@ struct config_option {
 };
 
 /* OPT: read at start, a change needs a restart. LIVE: read where it is
- * used (or re-applied by src/reload.c), so SIGHUP changes it. */
+ * used (or re-applied by src/ops/reload.c), so SIGHUP changes it. */
 #define OPT(sec, name, type, field, def, help) \
 	{ sec, name, type, offsetof(struct config, field), def, help, false }
 #define LIVE(sec, name, type, field, def, help) \

@@ -42,7 +42,7 @@ void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
 void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
 			   xmpp_stanza_t *fetch);
 
-/* For MAM on the firehose node (src/mam.c): the item of journal record
+/* For MAM on the firehose node (src/handlers/mam.c): the item of journal record
  * rec as it was published to a subscriber with content policy ("none",
  * "headers", "full"), or NULL when the event is not on the firehose
  * ([firehose] accounts). Newly allocated. */

@@ -1,5 +1,5 @@
 /* SIGHUP: the configuration file is read again and the options that can
- * change while running (LIVE in src/config.c; mailpubsub.conf(5) marks
+ * change while running (LIVE in src/base/config.c; mailpubsub.conf(5) marks
  * them) are applied; a changed option that needs a restart is logged and
  * keeps its running value. A file that does not load is logged and the
  * running configuration stays as it was. */
