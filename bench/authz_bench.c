@@ -9,11 +9,11 @@
 #include <time.h>
 #include <uv.h>
 
-#include "authz.h"
-#include "config.h"
-#include "imap_client.h"
-#include "log.h"
-#include "store.h"
+#include "authz/authz.h"
+#include "base/config.h"
+#include "imap/imap_client.h"
+#include "base/log.h"
+#include "store/store.h"
 
 struct run {
 	uv_loop_t *loop;

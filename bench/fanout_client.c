@@ -29,7 +29,7 @@
 #define _GNU_SOURCE
 #endif
 #include "bench_common.h"
-#include "expat_stream.h"
+#include "xmpp/expat_stream.h"
 
 #include <errno.h>
 #include <fcntl.h>

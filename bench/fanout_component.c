@@ -15,10 +15,10 @@
  * most FANOUT_WINDOW (default 64; 0: no limit) queued in libstrophe, prints the
  * CLOCK_REALTIME of the first send and, once libstrophe wrote everything,
  * of the last write; stays connected until stdin closes. */
-#include "component.h"
+#include "xmpp/component.h"
 #include "bench_common.h"
-#include "expat_stream.h"
-#include "log.h"
+#include "xmpp/expat_stream.h"
+#include "base/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
 
 #include <stdio.h>
 
-#include "imap_client.h"
+#include "imap/imap_client.h"
 
 struct fake_imap {
 	enum imap_result result;

@@ -24,8 +24,8 @@
 
 #include <uv.h>
 
-#include "imap_client.h"
-#include "log.h"
+#include "imap/imap_client.h"
+#include "base/log.h"
 
 enum cmd_kind { CMD_MYRIGHTS, CMD_LIST, CMD_STATUS, CMD_SLEEP };
 

@@ -3,7 +3,7 @@
 #ifndef MAILPUBSUB_TEMP_STORE_H
 #define MAILPUBSUB_TEMP_STORE_H
 
-#include "store.h"
+#include "store/store.h"
 
 struct temp_store {
 	char dir[64];

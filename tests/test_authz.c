@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "authz.h"
+#include "authz/authz.h"
 #include "fake_imap.h"
 
 struct fixture {

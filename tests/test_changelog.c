@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "changelog.h"
-#include "event.h"
-#include "journal.h"
-#include "store.h"
+#include "store/changelog.h"
+#include "model/event.h"
+#include "store/journal.h"
+#include "store/store.h"
 #include "temp_store.h"
 
 static const char envelope[] =

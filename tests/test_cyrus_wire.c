@@ -5,7 +5,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "cyrus_wire.h"
+#include "ingest/cyrus_wire.h"
 
 #define DG(s) s, sizeof(s) - 1
 

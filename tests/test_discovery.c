@@ -14,10 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "discovery.h"
-#include "node_tree.h"
-#include "publisher.h"
-#include "service.h"
+#include "ingest/discovery.h"
+#include "store/node_tree.h"
+#include "publish/publisher.h"
+#include "handlers/service.h"
 
 /* ---- stand-ins, linked before the library ---- */
 

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cyrus_wire.h"
-#include "event.h"
+#include "ingest/cyrus_wire.h"
+#include "model/event.h"
 #include "testdata.h"
 
 static struct event *decode_ok(const char *json)

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imap_backoff.h"
-#include "imap_name.h"
+#include "imap/imap_backoff.h"
+#include "imap/imap_name.h"
 
 static void enc(const char *utf8, const char *want)
 {

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "ingest_imap.h"
-#include "mailbox_uri.h"
+#include "model/event.h"
+#include "ingest/ingest_imap.h"
+#include "model/mailbox_uri.h"
 
 static void test_flags_normalize(void **state)
 {

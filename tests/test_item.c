@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "item.h"
-#include "utf8.h"
+#include "model/event.h"
+#include "publish/item.h"
+#include "base/utf8.h"
 
 static void test_payload(void **state)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jid.h"
+#include "base/jid.h"
 
 static void expect(char *got, const char *want)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mailbox_uri.h"
+#include "model/mailbox_uri.h"
 
 static void check(const char *uri, char sep, const char *account,
 		  const char *node, uint32_t uidvalidity, uint32_t uid)

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "control.h"
-#include "listen.h"
-#include "stats.h"
+#include "ops/control.h"
+#include "base/listen.h"
+#include "base/stats.h"
 
 static int parse(const char *text)
 {

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "items.h"
-#include "journal.h"
-#include "node_tree.h"
-#include "store.h"
+#include "store/items.h"
+#include "store/journal.h"
+#include "store/node_tree.h"
+#include "store/store.h"
 #include "temp_store.h"
-#include "subscription.h"
+#include "store/subscription.h"
 
 static struct subopts defaults = { .deliver = true, .events = "MessageNew" };
 

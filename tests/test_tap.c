@@ -5,7 +5,7 @@
 #include <cmocka.h>
 #include <limits.h>
 
-#include "tap.h"
+#include "downstream/tap.h"
 
 static void test_times_parse(void **state)
 {

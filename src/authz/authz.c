@@ -1,4 +1,4 @@
-#include "authz.h"
+#include "authz/authz.h"
 
 #include <stdio.h>
 #include <strings.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "jid.h"
-#include "log.h"
+#include "base/jid.h"
+#include "base/log.h"
 
 struct authz {
 	const struct config *config;

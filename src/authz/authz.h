@@ -17,10 +17,10 @@
 
 #include <stdbool.h>
 
-#include "config.h"
-#include "imap_client.h"
-#include "stats.h"
-#include "store.h"
+#include "base/config.h"
+#include "imap/imap_client.h"
+#include "base/stats.h"
+#include "store/store.h"
 
 enum authz_result {
 	AUTHZ_GRANTED,

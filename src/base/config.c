@@ -1,4 +1,4 @@
-#include "config.h"
+#include "base/config.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "jid.h"
-#include "log.h"
+#include "base/jid.h"
+#include "base/log.h"
 
 enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
 

@@ -1,4 +1,4 @@
-#include "jid.h"
+#include "base/jid.h"
 
 #include <stdlib.h>
 #include <string.h>

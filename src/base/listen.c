@@ -1,4 +1,4 @@
-#include "listen.h"
+#include "base/listen.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 
 int listen_parse_hostport(const char *spec, struct sockaddr_storage *ss,
 			  char *err, size_t errlen)

@@ -19,11 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "changelog.h"
-#include "config.h"
-#include "log.h"
-#include "store.h"
-#include "tap.h"
+#include "store/changelog.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "store/store.h"
+#include "downstream/tap.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"

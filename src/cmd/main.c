@@ -1,7 +1,7 @@
 /* mailpubsubd: RFC 5423 mail store events as XEP-0060 notifications. */
 #include "build-config.h"
 
-#include "config.h"
+#include "base/config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -13,28 +13,28 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "authz.h"
-#include "changelog.h"
-#include "component.h"
-#include "control.h"
-#include "counts.h"
-#include "delegate.h"
-#include "discovery.h"
-#include "expat_stream.h"
-#include "firehose.h"
-#include "imap_client.h"
-#include "ingest_cyrus.h"
-#include "ingest_imap.h"
-#include "ingest_json.h"
-#include "item.h"
-#include "log.h"
-#include "metrics.h"
-#include "publisher.h"
-#include "reload.h"
-#include "sdnotify.h"
-#include "service.h"
-#include "store.h"
-#include "tap.h"
+#include "authz/authz.h"
+#include "store/changelog.h"
+#include "xmpp/component.h"
+#include "ops/control.h"
+#include "publish/counts.h"
+#include "publish/delegate.h"
+#include "ingest/discovery.h"
+#include "xmpp/expat_stream.h"
+#include "downstream/firehose.h"
+#include "imap/imap_client.h"
+#include "ingest/ingest_cyrus.h"
+#include "ingest/ingest_imap.h"
+#include "ingest/ingest_json.h"
+#include "publish/item.h"
+#include "base/log.h"
+#include "ops/metrics.h"
+#include "publish/publisher.h"
+#include "ops/reload.h"
+#include "ops/sdnotify.h"
+#include "handlers/service.h"
+#include "store/store.h"
+#include "downstream/tap.h"
 
 struct daemon_state {
 	uv_loop_t *loop;

@@ -1,12 +1,12 @@
-#include "content.h"
+#include "downstream/content.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "item.h"
-#include "log.h"
+#include "publish/item.h"
+#include "base/log.h"
 
 static const char *const schema =
 	"CREATE TABLE IF NOT EXISTS content ("

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "imap_client.h"
-#include "store.h"
+#include "imap/imap_client.h"
+#include "store/store.h"
 
 #define CONTENT_NS "urn:mailpubsub:content:0"
 

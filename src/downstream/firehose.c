@@ -1,4 +1,4 @@
-#include "firehose.h"
+#include "downstream/firehose.h"
 
 #include <ctype.h>
 #include <openssl/rand.h>
@@ -6,19 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "component.h"
-#include "config.h"
-#include "content.h"
-#include "event.h"
-#include "imap_client.h"
-#include "item.h"
-#include "jid.h"
-#include "journal.h"
-#include "log.h"
-#include "node_tree.h"
-#include "pubsub_error.h"
-#include "service.h"
-#include "store.h"
+#include "xmpp/component.h"
+#include "base/config.h"
+#include "downstream/content.h"
+#include "model/event.h"
+#include "imap/imap_client.h"
+#include "publish/item.h"
+#include "base/jid.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "xmpp/pubsub_error.h"
+#include "handlers/service.h"
+#include "store/store.h"
 
 #define PUBSUB_NS "http://jabber.org/protocol/pubsub"
 #define RSM_NS "http://jabber.org/protocol/rsm"

@@ -14,7 +14,7 @@
 #include <strophe.h>
 #include <uv.h>
 
-#include "journal.h"
+#include "store/journal.h"
 
 #define FIREHOSE_NODE "mailpubsub:firehose"
 

@@ -1,4 +1,4 @@
-#include "tap.h"
+#include "downstream/tap.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -10,15 +10,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "changelog.h"
-#include "component.h"
-#include "config.h"
-#include "content.h"
-#include "imap_client.h"
-#include "item.h"
-#include "log.h"
-#include "pubsub_error.h"
-#include "service.h"
+#include "store/changelog.h"
+#include "xmpp/component.h"
+#include "base/config.h"
+#include "downstream/content.h"
+#include "imap/imap_client.h"
+#include "publish/item.h"
+#include "base/log.h"
+#include "xmpp/pubsub_error.h"
+#include "handlers/service.h"
 
 #define DATA_NS "jabber:x:data"
 #define DISCO_ITEMS_NS "http://jabber.org/protocol/disco#items"

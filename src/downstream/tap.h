@@ -14,9 +14,9 @@
 #include <strophe.h>
 #include <uv.h>
 
-#include "event.h"
-#include "journal.h"
-#include "store.h"
+#include "model/event.h"
+#include "store/journal.h"
+#include "store/store.h"
 
 #define TAP_NODE_PREFIX "mailpubsub:tap:"
 #define COMMANDS_NS "http://jabber.org/protocol/commands"

@@ -1,16 +1,16 @@
-#include "disco.h"
+#include "handlers/disco.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "discovery.h"
-#include "item.h"
-#include "log.h"
-#include "node_tree.h"
-#include "pubsub.h"
-#include "pubsub_error.h"
-#include "request.h"
-#include "service.h"
+#include "ingest/discovery.h"
+#include "publish/item.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "handlers/pubsub.h"
+#include "xmpp/pubsub_error.h"
+#include "handlers/request.h"
+#include "handlers/service.h"
 
 /* Only what is implemented: a client must be able to trust this list. */
 static const char *const service_features[] = {

@@ -1,19 +1,19 @@
-#include "mam.h"
+#include "handlers/mam.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "component.h"
-#include "config.h"
-#include "firehose.h"
-#include "item.h"
-#include "journal.h"
-#include "log.h"
-#include "pubsub_error.h"
-#include "service.h"
-#include "store.h"
-#include "tap.h"
+#include "xmpp/component.h"
+#include "base/config.h"
+#include "downstream/firehose.h"
+#include "publish/item.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "xmpp/pubsub_error.h"
+#include "handlers/service.h"
+#include "store/store.h"
+#include "downstream/tap.h"
 
 #define RSM_NS "http://jabber.org/protocol/rsm"
 #define DATA_NS "jabber:x:data"

@@ -1,22 +1,22 @@
-#include "pubsub.h"
+#include "handlers/pubsub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "firehose.h"
-#include "item.h"
-#include "items.h"
-#include "jid.h"
-#include "log.h"
-#include "node_tree.h"
-#include "pubsub_error.h"
-#include "request.h"
-#include "service.h"
-#include "subopts.h"
-#include "subscription.h"
-#include "utf8.h"
+#include "downstream/firehose.h"
+#include "publish/item.h"
+#include "store/items.h"
+#include "base/jid.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "xmpp/pubsub_error.h"
+#include "handlers/request.h"
+#include "handlers/service.h"
+#include "model/subopts.h"
+#include "store/subscription.h"
+#include "base/utf8.h"
 
 #define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
 

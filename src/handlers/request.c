@@ -1,10 +1,10 @@
-#include "request.h"
+#include "handlers/request.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "discovery.h"
-#include "service.h"
+#include "ingest/discovery.h"
+#include "handlers/service.h"
 
 /* Finds in copy the element at the same position op has in orig. */
 static xmpp_stanza_t *find_same(xmpp_stanza_t *orig, xmpp_stanza_t *copy,

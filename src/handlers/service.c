@@ -1,20 +1,20 @@
-#include "service.h"
+#include "handlers/service.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "content.h"
-#include "delegate.h"
-#include "disco.h"
-#include "firehose.h"
-#include "item.h"
-#include "jid.h"
-#include "log.h"
-#include "mam.h"
-#include "pubsub.h"
-#include "pubsub_error.h"
-#include "tap.h"
+#include "downstream/content.h"
+#include "publish/delegate.h"
+#include "handlers/disco.h"
+#include "downstream/firehose.h"
+#include "publish/item.h"
+#include "base/jid.h"
+#include "base/log.h"
+#include "handlers/mam.h"
+#include "handlers/pubsub.h"
+#include "xmpp/pubsub_error.h"
+#include "downstream/tap.h"
 
 long long service_now_us(void)
 {

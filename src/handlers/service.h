@@ -7,12 +7,12 @@
 
 #include <strophe.h>
 
-#include "authz.h"
-#include "component.h"
-#include "config.h"
-#include "delivery.h"
-#include "stats.h"
-#include "store.h"
+#include "authz/authz.h"
+#include "xmpp/component.h"
+#include "base/config.h"
+#include "publish/delivery.h"
+#include "base/stats.h"
+#include "store/store.h"
 
 struct counts;
 struct delegate;

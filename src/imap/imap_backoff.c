@@ -1,4 +1,4 @@
-#include "imap_backoff.h"
+#include "imap/imap_backoff.h"
 
 #include <limits.h>
 #include <stdlib.h>

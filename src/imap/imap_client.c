@@ -1,4 +1,4 @@
-#include "imap_client.h"
+#include "imap/imap_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,9 +23,9 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "imap_backoff.h"
-#include "imap_name.h"
-#include "log.h"
+#include "imap/imap_backoff.h"
+#include "imap/imap_name.h"
+#include "base/log.h"
 
 #define DEFAULT_TIMEOUT_MS 10000u
 #define DEFAULT_MAX_SESSIONS 8u

@@ -1,5 +1,5 @@
-#include "imap_name.h"
-#include "utf8.h"
+#include "imap/imap_name.h"
+#include "base/utf8.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "cyrus_wire.h"
+#include "ingest/cyrus_wire.h"
 
 #include <string.h>
 

@@ -1,15 +1,15 @@
-#include "discovery.h"
+#include "ingest/discovery.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "journal.h"
-#include "log.h"
-#include "mailbox_uri.h"
-#include "node_tree.h"
-#include "publisher.h"
-#include "service.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "model/mailbox_uri.h"
+#include "store/node_tree.h"
+#include "publish/publisher.h"
+#include "handlers/service.h"
 
 /* LISTs in a row that could not be asked (server down, backing off):
  * then the rest of the sweep would only fail fast too; the next one

@@ -16,8 +16,8 @@
 
 #include <uv.h>
 
-#include "imap_client.h"
-#include "store.h"
+#include "imap/imap_client.h"
+#include "store/store.h"
 
 struct service;
 struct discovery;

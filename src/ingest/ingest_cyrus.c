@@ -1,4 +1,4 @@
-#include "ingest_cyrus.h"
+#include "ingest/ingest_cyrus.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -13,11 +13,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cyrus_wire.h"
-#include "event.h"
-#include "journal.h"
-#include "log.h"
-#include "service.h"
+#include "ingest/cyrus_wire.h"
+#include "model/event.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "handlers/service.h"
 
 /* Cyrus caps its datagrams at 64 KiB (notify.c) */
 #define DGRAM_MAX 65536

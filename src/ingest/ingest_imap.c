@@ -1,4 +1,4 @@
-#include "ingest_imap.h"
+#include "ingest/ingest_imap.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -11,15 +11,15 @@
 
 #include <libetpan/libetpan.h>
 
-#include "config.h"
-#include "event.h"
-#include "imap_client.h"
-#include "imap_name.h"
-#include "journal.h"
-#include "log.h"
-#include "node_tree.h"
-#include "service.h"
-#include "store.h"
+#include "base/config.h"
+#include "model/event.h"
+#include "imap/imap_client.h"
+#include "imap/imap_name.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "handlers/service.h"
+#include "store/store.h"
 
 #define SOURCE_NAME "imap"
 #define STATUS_EVENT "vnd.mailpubsub.MailboxStatus"

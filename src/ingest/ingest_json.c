@@ -1,4 +1,4 @@
-#include "ingest_json.h"
+#include "ingest/ingest_json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,11 +16,11 @@
 
 #include <jansson.h>
 
-#include "event.h"
-#include "journal.h"
-#include "listen.h"
-#include "log.h"
-#include "service.h"
+#include "model/event.h"
+#include "store/journal.h"
+#include "base/listen.h"
+#include "base/log.h"
+#include "handlers/service.h"
 
 /* A sender that does not read its acknowledgements stops being read once
  * this much waits to be written: memory stays bounded per connection. */

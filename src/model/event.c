@@ -1,11 +1,11 @@
-#include "event.h"
+#include "model/event.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "base/utf8.h"
 
 /* Order follows RFC 5423 section 4 and Cyrus's imap/mboxevent.c. */
 static const struct event_type_info event_types[EVENT_TYPE_COUNT] = {

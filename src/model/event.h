@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "mailbox_uri.h"
+#include "model/mailbox_uri.h"
 
 enum event_type {
 	EVENT_MESSAGE_APPEND,

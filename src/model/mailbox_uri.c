@@ -1,5 +1,5 @@
-#include "mailbox_uri.h"
-#include "utf8.h"
+#include "model/mailbox_uri.h"
+#include "base/utf8.h"
 
 #include <ctype.h>
 #include <errno.h>

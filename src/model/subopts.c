@@ -1,10 +1,10 @@
-#include "subopts.h"
+#include "model/subopts.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "event.h"
+#include "base/config.h"
+#include "model/event.h"
 
 #define DATA_NS "jabber:x:data"
 

@@ -1,4 +1,4 @@
-#include "control.h"
+#include "ops/control.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -11,14 +11,14 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "ingest_imap.h"
-#include "ingest_json.h"
-#include "listen.h"
-#include "log.h"
-#include "stats.h"
-#include "service.h"
-#include "status.h"
-#include "tap.h"
+#include "ingest/ingest_imap.h"
+#include "ingest/ingest_json.h"
+#include "base/listen.h"
+#include "base/log.h"
+#include "base/stats.h"
+#include "handlers/service.h"
+#include "ops/status.h"
+#include "downstream/tap.h"
 
 #define CONTROL_MAX_CONNECTIONS 16
 /* journaled counts every RATE_STEP_MS, RATE_SAMPLES of them: a rate over

@@ -1,19 +1,19 @@
-#include "metrics.h"
+#include "ops/metrics.h"
 
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "authz.h"
+#include "authz/authz.h"
 #include "build-config.h"
-#include "component.h"
-#include "ingest_imap.h"
-#include "ingest_json.h"
-#include "listen.h"
-#include "log.h"
-#include "service.h"
-#include "status.h"
+#include "xmpp/component.h"
+#include "ingest/ingest_imap.h"
+#include "ingest/ingest_json.h"
+#include "base/listen.h"
+#include "base/log.h"
+#include "handlers/service.h"
+#include "ops/status.h"
 
 /* ---- the exposition text ------------------------------------------- */
 

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "stats.h"
+#include "base/stats.h"
 
 struct service;
 struct imap_client;

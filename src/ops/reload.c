@@ -1,13 +1,13 @@
-#include "reload.h"
+#include "ops/reload.h"
 
 #include <string.h>
 
-#include "authz.h"
-#include "counts.h"
-#include "discovery.h"
-#include "firehose.h"
-#include "log.h"
-#include "service.h"
+#include "authz/authz.h"
+#include "publish/counts.h"
+#include "ingest/discovery.h"
+#include "downstream/firehose.h"
+#include "base/log.h"
+#include "handlers/service.h"
 
 struct reload_tally {
 	unsigned applied, restart;

@@ -6,7 +6,7 @@
 #ifndef MAILPUBSUB_RELOAD_H
 #define MAILPUBSUB_RELOAD_H
 
-#include "config.h"
+#include "base/config.h"
 
 struct service;
 

@@ -1,6 +1,6 @@
 #include "build-config.h"
 
-#include "sdnotify.h"
+#include "ops/sdnotify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +11,10 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "component.h"
-#include "journal.h"
-#include "log.h"
-#include "service.h"
+#include "xmpp/component.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "handlers/service.h"
 
 /* Two cheap lookups (max(seq), one meta row) per tick; the text is sent
  * only when it differs from the last one. */

@@ -1,13 +1,13 @@
-#include "status.h"
+#include "ops/status.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "firehose.h"
-#include "ingest_cyrus.h"
-#include "journal.h"
-#include "service.h"
+#include "downstream/firehose.h"
+#include "ingest/ingest_cyrus.h"
+#include "store/journal.h"
+#include "handlers/service.h"
 
 static long long count_rows(struct store *store, const char *sql, long long now_us)
 {

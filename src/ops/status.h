@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "authz.h"
-#include "component.h"
-#include "imap_client.h"
+#include "authz/authz.h"
+#include "xmpp/component.h"
+#include "imap/imap_client.h"
 
 struct service;
 

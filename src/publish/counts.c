@@ -1,16 +1,16 @@
-#include "counts.h"
+#include "publish/counts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "item.h"
-#include "journal.h"
-#include "log.h"
-#include "mailbox_uri.h"
-#include "publisher.h"
-#include "service.h"
-#include "subscription.h"
+#include "publish/item.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "model/mailbox_uri.h"
+#include "publish/publisher.h"
+#include "handlers/service.h"
+#include "store/subscription.h"
 
 #define STATUS_EVENT "vnd.mailpubsub.MailboxStatus"
 

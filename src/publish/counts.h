@@ -18,9 +18,9 @@
 
 #include <uv.h>
 
-#include "event.h"
-#include "imap_client.h"
-#include "node_tree.h"
+#include "model/event.h"
+#include "imap/imap_client.h"
+#include "store/node_tree.h"
 
 struct service;
 struct counts;

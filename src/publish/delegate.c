@@ -1,4 +1,4 @@
-#include "delegate.h"
+#include "publish/delegate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,17 +7,17 @@
 
 #include <jansson.h>
 
-#include "authz.h"
-#include "component.h"
-#include "config.h"
-#include "delivery.h"
-#include "item.h"
-#include "jid.h"
-#include "log.h"
-#include "pubsub.h"
-#include "service.h"
-#include "subopts.h"
-#include "subscription.h"
+#include "authz/authz.h"
+#include "xmpp/component.h"
+#include "base/config.h"
+#include "publish/delivery.h"
+#include "publish/item.h"
+#include "base/jid.h"
+#include "base/log.h"
+#include "handlers/pubsub.h"
+#include "handlers/service.h"
+#include "model/subopts.h"
+#include "store/subscription.h"
 
 #define DELEGATE_OWNER_NS PUBSUB_NS "#owner"
 #define DELEGATE_ID_PREFIX "mpsd-dg-"

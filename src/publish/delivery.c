@@ -1,12 +1,12 @@
-#include "delivery.h"
+#include "publish/delivery.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "authz.h"
-#include "item.h"
-#include "log.h"
-#include "service.h"
+#include "authz/authz.h"
+#include "publish/item.h"
+#include "base/log.h"
+#include "handlers/service.h"
 
 struct entry {
 	struct entry *next;

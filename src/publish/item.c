@@ -1,11 +1,11 @@
-#include "item.h"
+#include "publish/item.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "utf8.h"
+#include "base/utf8.h"
 
 /* Set once from [component] max_stanza_size at start; every builder of
  * items and notifications needs it, and they are called from modules that

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <strophe.h>
 
-#include "event.h"
-#include "node_tree.h"
+#include "model/event.h"
+#include "store/node_tree.h"
 
 #define ITEM_NS "urn:mailpubsub:event:0"
 #define PUBSUB_EVENT_NS "http://jabber.org/protocol/pubsub#event"

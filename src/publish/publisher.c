@@ -1,24 +1,24 @@
-#include "publisher.h"
+#include "publish/publisher.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "counts.h"
-#include "delegate.h"
-#include "event.h"
-#include "ingest_cyrus.h"
-#include "item.h"
-#include "items.h"
-#include "journal.h"
-#include "log.h"
-#include "node_tree.h"
-#include "authz.h"
-#include "pubsub.h"
-#include "service.h"
-#include "subscription.h"
-#include "subopts.h"
-#include "tap.h"
+#include "publish/counts.h"
+#include "publish/delegate.h"
+#include "model/event.h"
+#include "ingest/ingest_cyrus.h"
+#include "publish/item.h"
+#include "store/items.h"
+#include "store/journal.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "authz/authz.h"
+#include "handlers/pubsub.h"
+#include "handlers/service.h"
+#include "store/subscription.h"
+#include "model/subopts.h"
+#include "downstream/tap.h"
 
 /* Events per loop turn: keeps IQs and the ingest queue served during a
  * large backlog. */

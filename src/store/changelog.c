@@ -1,4 +1,4 @@
-#include "changelog.h"
+#include "store/changelog.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 
 #define HASH_LEN 32
 /* a uidset wider than this is recorded as given, not expanded */

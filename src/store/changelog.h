@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "event.h"
-#include "store.h"
+#include "model/event.h"
+#include "store/store.h"
 
 #define CHANGELOG_HASH_HEX 65
 

@@ -1,9 +1,9 @@
-#include "items.h"
+#include "store/items.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "log.h"
+#include "base/log.h"
 
 int items_put(struct store *store, const char *account, const char *node,
 	      long long seq, long long published_us, const char *payload,

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "store.h"
+#include "store/store.h"
 
 /* Stores the item and keeps only the newest max_items of the node. The
  * payload is serialized XML; item id = the journal seq. */

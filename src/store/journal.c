@@ -1,7 +1,7 @@
-#include "journal.h"
+#include "store/journal.h"
 
-#include "changelog.h"
-#include "log.h"
+#include "store/changelog.h"
+#include "base/log.h"
 
 int journal_append(struct store *store, const char *source,
 		   const struct event *event, const char *json, size_t json_len,

@@ -6,8 +6,8 @@
 
 #include <stddef.h>
 
-#include "event.h"
-#include "store.h"
+#include "model/event.h"
+#include "store/store.h"
 
 struct journal_record {
 	long long seq;

@@ -1,9 +1,9 @@
-#include "node_tree.h"
+#include "store/node_tree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "base/log.h"
 
 /* Descendants of N are the keys in ("N/", "N0"): '0' follows '/' in ASCII,
  * so one index range scan finds a subtree. */

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "store/store.h"
 
 /* Records node and its ancestors. mailbox_id/uidvalidity update the node
  * itself when given (NULL/0 keep what is known). */

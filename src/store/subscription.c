@@ -1,4 +1,4 @@
-#include "subscription.h"
+#include "store/subscription.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "jid.h"
-#include "log.h"
+#include "base/jid.h"
+#include "base/log.h"
 
 static void new_subid(char *out)
 {

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "store.h"
-#include "subopts.h"
+#include "store/store.h"
+#include "model/subopts.h"
 
 #define SUBSCRIPTION_SUBID_LEN 32
 

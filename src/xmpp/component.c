@@ -15,9 +15,9 @@
  *   stopped right in the callback that reports it, before anyone can reuse
  *   the fd number, and a poll handle never outlives its socket generation.
  */
-#include "component.h"
+#include "xmpp/component.h"
 
-#include "log.h"
+#include "base/log.h"
 
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,4 +1,4 @@
-#include "expat_stream.h"
+#include "xmpp/expat_stream.h"
 
 #include <dlfcn.h>
 #include <expat.h>

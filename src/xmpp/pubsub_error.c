@@ -1,4 +1,4 @@
-#include "pubsub_error.h"
+#include "xmpp/pubsub_error.h"
 
 #include <stddef.h>
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <strophe.h>
 
-#include "component.h"
+#include "xmpp/component.h"
 
 struct fake_component_stats {
 	unsigned long long stanzas;   /* component_send */

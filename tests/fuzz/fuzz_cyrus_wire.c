@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cyrus_wire.h"
+#include "ingest/cyrus_wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

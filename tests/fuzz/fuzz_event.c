@@ -7,9 +7,9 @@
 
 #include <strophe.h>
 
-#include "event.h"
-#include "item.h"
-#include "log.h"
+#include "model/event.h"
+#include "publish/item.h"
+#include "base/log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

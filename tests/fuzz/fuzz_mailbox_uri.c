@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mailbox_uri.h"
+#include "model/mailbox_uri.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -19,17 +19,17 @@
 
 #include <strophe.h>
 
-#include "authz.h"
-#include "config.h"
-#include "delivery.h"
+#include "authz/authz.h"
+#include "base/config.h"
+#include "publish/delivery.h"
 #include "fake_component.h"
-#include "items.h"
-#include "log.h"
-#include "node_tree.h"
-#include "service.h"
-#include "store.h"
-#include "subopts.h"
-#include "subscription.h"
+#include "store/items.h"
+#include "base/log.h"
+#include "store/node_tree.h"
+#include "handlers/service.h"
+#include "store/store.h"
+#include "model/subopts.h"
+#include "store/subscription.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
