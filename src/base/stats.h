@@ -44,4 +44,33 @@ const char *stats_reject_name(enum stats_reject reason);
 /* The reason for an event_decode() error message. */
 enum stats_reject stats_reject_for_decode(const char *error);
 
+/* The daemon's counters: one instance, owned by main, touched by the loop
+ * thread only. */
+struct stats_counters {
+	unsigned long long datagrams;
+	unsigned long long json_lines;  /* lines from the generic source */
+	unsigned long long json_auth_failures; /* wrong secret or handshake too long */
+	unsigned long long json_auth_timeouts; /* no secret within auth_timeout */
+	unsigned long long json_auth_evicted;  /* closed for max_unauthenticated */
+	unsigned long long malformed;
+	unsigned long long dropped;     /* ingest queue full */
+	unsigned long long journaled;
+	unsigned long long published;
+	unsigned long long notifications;
+	unsigned long long iq_requests;
+	unsigned long long iq_errors;
+	unsigned long long repaired;    /* events with characters XML 1.0
+					 * forbids, replaced by U+FFFD */
+	unsigned long long refused;     /* events skipped: the server closed
+					 * the stream on them (publisher.c) */
+	unsigned long long notices;     /* notifications sent without their
+					 * payload (over max_stanza_size) */
+	unsigned long long delegated;   /* items handed to [delegate] service */
+	struct stats_source_stats sources[STATS_NSOURCES];
+	/* from an event's receipt to its notifications handed to the
+	 * component (seconds) */
+	struct stats_histogram publish_latency;
+	long long started_us;           /* wall clock */
+};
+
 #endif

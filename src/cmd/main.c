@@ -1,4 +1,5 @@
 /* mailpubsubd: RFC 5423 mail store events as XEP-0060 notifications. */
+#include "base/clock.h"
 #include "build-config.h"
 
 #include "base/config.h"
@@ -99,7 +100,7 @@ static void on_component_state(void *context, bool connected)
 	}
 }
 
-static void log_stats(const struct service_stats *s)
+static void log_stats(const struct stats_counters *s)
 {
 	log_info("stats: datagrams=%llu json_lines=%llu malformed=%llu dropped=%llu "
 		 "journaled=%llu published=%llu notifications=%llu iq=%llu iq_errors=%llu "
@@ -270,7 +271,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	const struct config *c = st->config;
 
 	st->service.config = c;
-	st->service.stats.started_us = service_now_us();
+	st->service.stats.started_us = clock_now_us();
 	if (expat_stream_deferral_off())
 		log_debug("xmpp: expat reparse deferral switched off for the stream");
 	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "downstream/firehose.h"
 
 #include <ctype.h>
@@ -368,7 +369,7 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 	struct fetch_ctx *fc = context;
 	struct firehose *fh = fc->fh;
 	struct service *service = fh->service;
-	long long now = service_now_us();
+	long long now = clock_now_us();
 
 	fh->fetching = false;
 	if (fh->closing) {
@@ -497,7 +498,7 @@ static int step_record(void *context, const struct journal_record *rec)
 		}
 		if (known == 0)
 			content_put_error(service->store, rec->seq, "unavailable", 0,
-					  service_now_us());
+					  clock_now_us());
 	}
 	send_record(fh, rec, ev);
 	event_free(&ev);
@@ -508,7 +509,7 @@ static int step_record(void *context, const struct journal_record *rec)
 
 static void prune(struct firehose *fh)
 {
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	long long keep = (long long)fh->service->config->firehose_content_retention * 1000000;
 
 	if (now - fh->pruned_us < 60 * 1000000LL)
@@ -737,7 +738,7 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, subid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, service_now_us());
+	sqlite3_bind_int64(st, 4, clock_now_us());
 	if (store_exec_stmt(service->store, st) < 0) {
 		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
 		return;

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "downstream/tap.h"
 
 #include <ctype.h>
@@ -420,7 +421,7 @@ static void audit_relay(struct store *store, const struct match *m, long long se
 		return;
 	if (account != NULL)
 		json_object_set_new(detail, "account", json_string(account));
-	audit(store, "tap-relay", detail, NULL, service_now_us());
+	audit(store, "tap-relay", detail, NULL, clock_now_us());
 }
 
 static void content_ctx_free(struct content_ctx *cc)
@@ -445,7 +446,7 @@ static void fetched(void *context, enum imap_result res, const struct imap_messa
 	struct content_ctx *cc = context;
 	struct tap_relay *r = cc->relay;
 	struct service *service = r->service;
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	struct content_record cr;
 	char *element, *end, *payload = NULL;
 
@@ -510,7 +511,7 @@ void tap_relay_event(struct tap_relay *r, const struct journal_record *rec,
 	envelope = json_string_value(json_object_get(ev->json, "vnd.cmu.envelope"));
 	if (message && envelope != NULL)
 		addresses = changelog_envelope_addresses(envelope);
-	sqlite3_bind_int64(st, 1, service_now_us());
+	sqlite3_bind_int64(st, 1, clock_now_us());
 	while (n < TAPS_MAX && sqlite3_step(st) == SQLITE_ROW) {
 		if (!tap_matches((const char *)sqlite3_column_text(st, 1), ev, addresses))
 			continue;
@@ -568,7 +569,7 @@ static void on_expiry(uv_timer_t *timer)
 
 	if (store_begin(store) < 0)
 		return;
-	if (tap_expire(store, service_now_us()) < 0) {
+	if (tap_expire(store, clock_now_us()) < 0) {
 		store_rollback(store);
 		return;
 	}
@@ -732,7 +733,7 @@ static void cmd_add(struct service *service, xmpp_stanza_t *iq, const char *sid,
 	char *target, *auth, *nb, *na, *ref, *inner;
 	struct tap t = { 0 };
 	const char *error;
-	long long id, now = service_now_us();
+	long long id, now = clock_now_us();
 
 	if (x == NULL) {
 		command_reply(service, iq, "tap-add", sid, "executing",
@@ -787,7 +788,7 @@ static void cmd_list(struct service *service, xmpp_stanza_t *iq, const char *sid
 {
 	static const char *const fields[] = { "id", "target", "authorities", "not_before",
 					      "not_after", "reference", "active" };
-	char *text = tap_list_json(service->store, service_now_us());
+	char *text = tap_list_json(service->store, clock_now_us());
 	json_t *arr = text != NULL ? json_loads(text, 0, NULL) : NULL;
 	char *xml = NULL;
 	size_t len = 0, i;
@@ -846,7 +847,7 @@ static void cmd_remove(struct service *service, xmpp_stanza_t *iq, const char *s
 		reply_error(service, iq, "modify", "bad-request");
 		return;
 	}
-	if (tap_remove(service->store, atoll(id), by, service_now_us(), &error) < 0) {
+	if (tap_remove(service->store, atoll(id), by, clock_now_us(), &error) < 0) {
 		free(id);
 		reply_error(service, iq, "cancel", "item-not-found");
 		return;

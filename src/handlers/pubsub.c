@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "handlers/pubsub.h"
 
 #include <stdio.h>
@@ -224,7 +225,7 @@ static void subscribe_accessed(struct request *req, enum request_access access)
 		   subscription_find(service->store, req->account, req->node, jid, NULL) != 1) {
 		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TOO_MANY, NULL);
 	} else if (subscription_add(service->store, req->account, req->node, jid,
-				    &opts, service_now_us(), subid, &created) < 0) {
+				    &opts, clock_now_us(), subid, &created) < 0) {
 		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 	} else {
 		log_info("pubsub: %s subscribed to %s/%s%s", jid,

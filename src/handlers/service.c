@@ -16,14 +16,6 @@
 #include "xmpp/pubsub_error.h"
 #include "downstream/tap.h"
 
-long long service_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 char *service_account_for_jid(const struct service *service, const char *jid)
 {
 	const struct config *config = service->config;

@@ -22,33 +22,6 @@ struct ingest_json;
 struct discovery;
 struct publisher;
 
-struct service_stats {
-	unsigned long long datagrams;
-	unsigned long long json_lines;  /* lines from the generic source */
-	unsigned long long json_auth_failures; /* wrong secret or handshake too long */
-	unsigned long long json_auth_timeouts; /* no secret within auth_timeout */
-	unsigned long long json_auth_evicted;  /* closed for max_unauthenticated */
-	unsigned long long malformed;
-	unsigned long long dropped;     /* ingest queue full */
-	unsigned long long journaled;
-	unsigned long long published;
-	unsigned long long notifications;
-	unsigned long long iq_requests;
-	unsigned long long iq_errors;
-	unsigned long long repaired;    /* events with characters XML 1.0
-					 * forbids, replaced by U+FFFD */
-	unsigned long long refused;     /* events skipped: the server closed
-					 * the stream on them (publisher.c) */
-	unsigned long long notices;     /* notifications sent without their
-					 * payload (over max_stanza_size) */
-	unsigned long long delegated;   /* items handed to [delegate] service */
-	struct stats_source_stats sources[STATS_NSOURCES];
-	/* from an event's receipt to its notifications handed to the
-	 * component (seconds) */
-	struct stats_histogram publish_latency;
-	long long started_us;           /* wall clock */
-};
-
 struct service {
 	const struct config *config;
 	struct store *store;
@@ -64,7 +37,7 @@ struct service {
 	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
 	struct firehose *firehose;
 	struct tap_relay *taps;        /* interception (src/downstream/tap.c) */
-	struct service_stats stats;
+	struct stats_counters stats;
 };
 
 /* The account a service JID names: "" for the shared service, NULL when the
@@ -87,6 +60,5 @@ void service_send_result_raw(struct service *service, xmpp_stanza_t *iq,
 /* Sends and releases reply. */
 void service_send_release(struct service *service, xmpp_stanza_t *reply);
 
-long long service_now_us(void);
 
 #endif

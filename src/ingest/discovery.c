@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ingest/discovery.h"
 
 #include <stdio.h>
@@ -180,7 +181,7 @@ static void journal_gone(struct discovery *d, const char *account, const char *n
 	free(uri);
 	if (event_decode(json, strlen(json), sep, &ev, &error) == 0) {
 		journal_append(service->store, "imap-list", ev, json, strlen(json),
-			       service_now_us(), &seq);
+			       clock_now_us(), &seq);
 		event_free(&ev);
 	}
 	free(json);
@@ -253,7 +254,7 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 	struct service *service = d->service;
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	int changes = sqlite3_total_changes(store_db(service->store));
 	size_t added;
 
@@ -535,7 +536,7 @@ static char *sweep_next_account(struct discovery *d)
 static void sweep_done(struct discovery *d)
 {
 	const struct sweep_totals *t = &d->totals;
-	double seconds = (double)(service_now_us() - d->sweep_started_us) / 1e6;
+	double seconds = (double)(clock_now_us() - d->sweep_started_us) / 1e6;
 
 	d->sweeping = false;
 	free(d->cursor);
@@ -584,7 +585,7 @@ static void discovery_tick(uv_timer_t *timer)
 
 	if (d->sweeping) {
 		log_info("discovery: the sweep started %.0f s ago is still under way; "
-			 "not starting another", (double)(service_now_us() -
+			 "not starting another", (double)(clock_now_us() -
 							 d->sweep_started_us) / 1e6);
 		return;
 	}
@@ -592,6 +593,6 @@ static void discovery_tick(uv_timer_t *timer)
 	d->sweeping = true;
 	d->next_mapped = 0;
 	d->store_done = false;
-	d->sweep_started_us = service_now_us();
+	d->sweep_started_us = clock_now_us();
 	sweep_fill(d);
 }

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ingest/ingest_cyrus.h"
 
 #include <errno.h>
@@ -107,7 +108,7 @@ static void enqueue(struct ingest_cyrus *in, const char *buf, size_t len)
 	if (d == NULL)
 		return;
 	d->next = NULL;
-	d->received_us = service_now_us();
+	d->received_us = clock_now_us();
 	d->len = len;
 	memcpy(d->data, buf, len);
 	d->data[len] = '\0';

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ingest/ingest_imap.h"
 
 #include <errno.h>
@@ -855,13 +856,13 @@ static int apply_rec(struct store *store, const char *account, const struct rec 
 		if ((st = store_stmt(store, sql_account)) == NULL)
 			return -1;
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, service_now_us());
+		sqlite3_bind_int64(st, 2, clock_now_us());
 		return store_exec_stmt(store, st);
 	case REC_BOX:
 		/* a baseline publishes nothing, but its mailboxes are nodes
 		 * subscribers may ask for at once (as after discovery's LIST) */
 		if (r->reset && node_tree_touch(store, account, r->node, NULL,
-						r->uidvalidity, service_now_us()) < 0)
+						r->uidvalidity, clock_now_us()) < 0)
 			return -1;
 		if (r->reset) {
 			if ((st = store_stmt(store, sql_msgs_clear)) == NULL)
@@ -980,7 +981,7 @@ static int load_state(struct ingest_imap *in, struct watcher *w);
 static int batch_apply(struct ingest_imap *in, struct batch *b)
 {
 	struct store *store = in->service->store;
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	char stamp[40];
 	size_t i;
 

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ingest/ingest_json.h"
 
 #include <arpa/inet.h>
@@ -318,7 +319,7 @@ static void process_lines(struct json_conn *conn)
 {
 	struct ingest_json *in = conn->in;
 	struct service *service = in->service;
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	struct line_result *res = NULL;
 	size_t n = 0, cap = 0, start = 0;
 	bool in_txn = false, committed = true, journaled = false;

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ops/control.h"
 
 #include <errno.h>
@@ -117,7 +118,7 @@ static json_t *iso_time(long long us)
 static double source_rate(const struct control *c, enum stats_source src)
 {
 	const struct rate_sample *oldest;
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	double seconds;
 
 	if (c->nsamples == 0)
@@ -261,7 +262,7 @@ static json_t *taps_list(struct service *service, long long now_us)
 json_t *control_status(struct control *c, bool privileged)
 {
 	struct service *service = c->service;
-	const struct service_stats *s = &service->stats;
+	const struct stats_counters *s = &service->stats;
 	struct status_snapshot snap;
 	json_t *status, *taps;
 
@@ -293,7 +294,7 @@ static void on_sample(uv_timer_t *timer)
 	struct control *c = timer->data;
 	struct rate_sample *r = &c->samples[c->next_sample];
 
-	r->at_us = service_now_us();
+	r->at_us = clock_now_us();
 	for (unsigned src = 0; src < STATS_NSOURCES; src++)
 		r->journaled[src] = c->service->stats.sources[src].journaled;
 	c->next_sample = (c->next_sample + 1) % RATE_SAMPLES;

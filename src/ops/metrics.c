@@ -43,7 +43,7 @@ static void histogram(FILE *f, const char *name, const char *help,
 	fprintf(f, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name, h->count);
 }
 
-static void render_sources(FILE *f, const struct service_stats *s)
+static void render_sources(FILE *f, const struct stats_counters *s)
 {
 	static const struct {
 		const char *name, *help;
@@ -162,7 +162,7 @@ static void render_source_state(FILE *f, struct service *service)
 
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
 {
-	const struct service_stats *s = &service->stats;
+	const struct stats_counters *s = &service->stats;
 
 	family(f, "mailpubsub_build_info", "gauge", "The running version.");
 	fprintf(f, "mailpubsub_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);

@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "ops/status.h"
 
 #include <stdio.h>
@@ -46,7 +47,7 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 		" AND not_before_us <= ?1 AND not_after_us > ?1";
 
 	memset(snap, 0, sizeof(*snap));
-	snap->now_us = service_now_us();
+	snap->now_us = clock_now_us();
 	snap->started_us = service->stats.started_us;
 	snap->connected = component_is_connected(service->component);
 	snap->component = *component_stats(service->component);

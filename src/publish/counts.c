@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "publish/counts.h"
 
 #include <stdio.h>
@@ -196,7 +197,7 @@ static void journal_status(struct counts *c, const char *account,
 	if (event_decode(text, strlen(text), service->config->hierarchy_separator[0],
 			 &ev, &error) == 0) {
 		if (journal_append(service->store, "mailpubsub", ev, text, strlen(text),
-				   service_now_us(), &seq) == 0)
+				   clock_now_us(), &seq) == 0)
 			publisher_kick(service->publisher);
 		event_free(&ev);
 	} else {
@@ -313,7 +314,7 @@ static int beat_one(void *context, const struct subscription *sub)
 static void heartbeat_tick(uv_timer_t *timer)
 {
 	struct counts *c = timer->data;
-	struct beat b = { c, service_now_us() };
+	struct beat b = { c, clock_now_us() };
 
 	if (!component_is_connected(c->service->component))
 		return;

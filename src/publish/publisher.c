@@ -1,3 +1,4 @@
+#include "base/clock.h"
 #include "publish/publisher.h"
 
 #include <stdint.h>
@@ -359,7 +360,7 @@ static void publish_event(struct service *service, const struct journal_record *
 	}
 	if (ev->type != EVENT_MAILBOX_DELETE)
 		items_put(service->store, mb->account, mb->node, rec->seq,
-			  service_now_us(), payload, service->config->items_per_node);
+			  clock_now_us(), payload, service->config->items_per_node);
 	publish_item(service, mb->account, mb->node, type, rec->seq, payload, true);
 	if (ev->type == EVENT_MAILBOX_RENAME) {
 		struct subtree_ctx sc = { service, mb->account, mb->node, type,
@@ -372,7 +373,7 @@ static void publish_event(struct service *service, const struct journal_record *
 		notify_deleted(service, mb->account, mb->node);
 	service->stats.published++;
 	stats_histogram_observe(&service->stats.publish_latency,
-				  (double)(service_now_us() - rec->received_us) / 1e6);
+				  (double)(clock_now_us() - rec->received_us) / 1e6);
 	free(payload);
 }
 
@@ -448,7 +449,7 @@ static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		return;
 	if (ev->type == EVENT_MAILBOX_RENAME)
 		remember_rename(pub, ev);
-	apply_tree(service, ev, service_now_us());
+	apply_tree(service, ev, clock_now_us());
 	recheck_rights(service, ev);
 	counts_for_event(service->counts, ev, &known);
 	/* suppressed events change the tree and rights all the same */

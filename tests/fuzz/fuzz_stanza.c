@@ -19,6 +19,7 @@
 
 #include <strophe.h>
 
+#include "base/clock.h"
 #include "authz/authz.h"
 #include "base/config.h"
 #include "publish/delivery.h"
@@ -127,7 +128,7 @@ static void populate(struct store *store)
 		{ "bob", "INBOX", "bob@localhost", 0, false },
 		{ "", "Shared", "alice@localhost", -1, false },
 	};
-	long long now = service_now_us();
+	long long now = clock_now_us();
 	char payload[1024], subid[SUBSCRIPTION_SUBID_LEN + 1];
 	int seq = 1;
 	bool created;
