@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "publish/item.h"
+#include "base/xml_escape.h"
 #include "base/log.h"
 
 static const char *const schema =
@@ -203,7 +203,7 @@ char *content_base64(const void *data, size_t len)
 
 static char *attr(const char *text)
 {
-	return item_xml_escape(text != NULL ? text : "");
+	return xml_escape(text != NULL ? text : "");
 }
 
 char *content_element(struct store *store, const struct content_record *rec,

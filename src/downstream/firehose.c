@@ -20,6 +20,7 @@
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
 #include "store/store.h"
+#include "base/xml_escape.h"
 
 #define PUBSUB_NS "http://jabber.org/protocol/pubsub"
 #define RSM_NS "http://jabber.org/protocol/rsm"
@@ -751,7 +752,7 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 		sqlite3_reset(st);
 	}
 	log_info("firehose: %s (%s) subscribed, content %s", bare, role, policy);
-	ejid = item_xml_escape(bare);
+	ejid = xml_escape(bare);
 	if (ejid == NULL || asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscription"
 				     " node='" FIREHOSE_NODE "' jid='%s' subid='%s'"
 				     " subscription='subscribed'/></pubsub>", ejid, subid) < 0)
@@ -903,7 +904,7 @@ static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq
 {
 	static const char sql[] = "SELECT subid, content FROM firehose_subs WHERE jid = ?";
 	sqlite3_stmt *st = store_stmt(service->store, sql);
-	char *ejid = item_xml_escape(bare), *body = NULL;
+	char *ejid = xml_escape(bare), *body = NULL;
 	int n = -1;
 
 	if (st == NULL || ejid == NULL) {

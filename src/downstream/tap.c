@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
+#include "base/xml_escape.h"
 
 #define DATA_NS "jabber:x:data"
 #define DISCO_ITEMS_NS "http://jabber.org/protocol/disco#items"
@@ -812,7 +813,7 @@ static void cmd_list(struct service *service, xmpp_stanza_t *iq, const char *sid
 		fputs("<item>", f);
 		for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j++) {
 			json_t *v = json_object_get(tap, fields[j]);
-			char *s = json_is_string(v) ? item_xml_escape(json_string_value(v)) :
+			char *s = json_is_string(v) ? xml_escape(json_string_value(v)) :
 				  json_dumps(v, JSON_ENCODE_ANY);
 
 			fprintf(f, "<field var='%s'><value>%s</value></field>", fields[j],

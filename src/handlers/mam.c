@@ -14,6 +14,8 @@
 #include "handlers/service.h"
 #include "store/store.h"
 #include "downstream/tap.h"
+#include "base/timefmt.h"
+#include "base/xml_escape.h"
 
 #define RSM_NS "http://jabber.org/protocol/rsm"
 #define DATA_NS "jabber:x:data"
@@ -133,7 +135,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 		free(inner);
 		return -1;
 	}
-	item_format_time(rec->received_us, stamp, sizeof(stamp));
+	timefmt_iso8601_ms(rec->received_us, stamp, sizeof(stamp));
 	n = asprintf(&out, "<message to='%s' from='%s' id='mam-%lld'><result xmlns='" MAM_NS
 		     "' queryid='%s' id='%lld'><forwarded xmlns='" FORWARD_NS "'>"
 		     "<delay xmlns='urn:xmpp:delay' stamp='%s'/><message xmlns='jabber:client' %s"
@@ -184,7 +186,7 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 
 	recs = calloc((size_t)q->max, sizeof(*recs));
 	payloads = calloc((size_t)q->max, sizeof(*payloads));
-	eto = item_xml_escape(to);
+	eto = xml_escape(to);
 	st = store_stmt(service->store, backward ? back_sql : fwd_sql);
 	if (recs == NULL || payloads == NULL || eto == NULL || st == NULL) {
 		free(recs);
@@ -280,7 +282,7 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 		q.max = 1;
 	if (q.max > MAM_MAX)
 		q.max = MAM_MAX;
-	q.queryid = item_xml_escape(qid != NULL ? qid : "");
+	q.queryid = xml_escape(qid != NULL ? qid : "");
 	if (q.queryid == NULL) {
 		reply_error(service, iq, "wait", "internal-server-error");
 		return;
