@@ -46,6 +46,20 @@ static int update_identity(struct store *store, const char *account,
 	return store_exec_stmt(store, stmt);
 }
 
+long long node_tree_count(struct store *store, const char *account)
+{
+	static const char sql[] = "SELECT count(*) FROM nodes WHERE account = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	long long n = 0;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	if (store_first_i64(store, stmt, "node_tree", &n) < 0)
+		return -1;
+	return n;
+}
+
 int node_tree_touch(struct store *store, const char *account, const char *node,
 		    const char *mailbox_id, uint32_t uidvalidity, long long now_us)
 {

@@ -179,6 +179,17 @@ size_t subscription_count_for_jid(struct store *store, const char *jid)
 	return n;
 }
 
+long long subscription_count(struct store *store)
+{
+	static const char sql[] = "SELECT count(*) FROM subscriptions";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	long long n = 0;
+
+	if (stmt == NULL || store_first_i64(store, stmt, "subscription", &n) < 0)
+		return 0;
+	return n;
+}
+
 struct subscription_rows {
 	subscription_cb *cb;
 	void *context;
