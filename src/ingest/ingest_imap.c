@@ -21,6 +21,8 @@
 #include "store/node_tree.h"
 #include "handlers/service.h"
 #include "store/store.h"
+/* until its SQL moves into store/ (the imap helper's part of issue 16) */
+#include "store/store_sql.h"
 
 #define SOURCE_NAME "imap"
 #define STATUS_EVENT "vnd.mailpubsub.MailboxStatus"

@@ -28,7 +28,4 @@ void store_rollback(struct store *store);
 int store_meta_get_i64(struct store *store, const char *key, long long *value_r);
 int store_meta_set_i64(struct store *store, const char *key, long long value);
 
-/* TRANSITIONAL until every caller outside store/ has moved */
-#include "store/store_sql.h"
-
 #endif
