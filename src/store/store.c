@@ -1,4 +1,4 @@
-#include "store/store_sql.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "base/log.h"
+#include "store/store_sql.h"
 
 #define STORE_STMT_CACHE 64
 

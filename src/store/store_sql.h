@@ -7,7 +7,7 @@
 
 #include <sqlite3.h>
 
-#include "store/store.h"
+struct store;
 
 /* A prepared statement for sql, cached by the address of sql: pass a string
  * with static storage. Reset and unbound, ready for binding. NULL on error
