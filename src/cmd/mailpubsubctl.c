@@ -633,7 +633,7 @@ int main(int argc, char **argv)
 	};
 	struct args a = { .config_path = SYSCONFDIR "/mailpubsub.conf" };
 	struct config *config;
-	const char *error;
+	char error[CONFIG_ERROR_MAX];
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
@@ -662,7 +662,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_open("mailpubsubctl", false, LOG_LEVEL_WARN);
-	if (config_load(a.config_path, &config, &error) < 0) {
+	if (config_load(a.config_path, &config, error, sizeof(error)) < 0) {
 		fprintf(stderr, "mailpubsubctl: %s: %s\n", a.config_path, error);
 		return 2;
 	}
