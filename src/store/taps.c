@@ -77,15 +77,22 @@ int taps_get(struct store *store, long long id, taps_cb *cb, void *context)
 	return rows > 0;
 }
 
-int taps_delete(struct store *store, long long id)
+/* Runs sql (static storage) with parameter 1 the tap's id. */
+static int exec_on_id(struct store *store, const char *sql, long long id)
 {
-	static const char sql[] = "DELETE FROM taps WHERE id = ?";
 	sqlite3_stmt *st = store_stmt(store, sql);
 
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
 	return store_exec_stmt(store, st);
+}
+
+int taps_delete(struct store *store, long long id)
+{
+	static const char sql[] = "DELETE FROM taps WHERE id = ?";
+
+	return exec_on_id(store, sql, id);
 }
 
 int taps_each(struct store *store, taps_cb *cb, void *context)
@@ -164,10 +171,6 @@ int taps_ended(struct store *store, long long now_us, long long *ids, unsigned m
 int taps_mark_expired(struct store *store, long long id)
 {
 	static const char sql[] = "UPDATE taps SET expired = 1 WHERE id = ?";
-	sqlite3_stmt *st = store_stmt(store, sql);
 
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	return store_exec_stmt(store, st);
+	return exec_on_id(store, sql, id);
 }
