@@ -81,7 +81,6 @@ const char *firehose_role(const struct service *service, const char *jid,
 	return NULL;
 }
 
-
 /* Drops the subscription of jid (bare); 0 when there was one. */
 static int drop_subscription(struct store *store, const char *jid)
 {
@@ -131,8 +130,6 @@ unsigned firehose_prune_subscribers(struct service *service)
 	free(g.jids);
 	return dropped;
 }
-
-
 
 static bool has_subscribers(struct store *store)
 {
@@ -311,7 +308,6 @@ static void fetch_ctx_free(struct fetch_ctx *fc)
 }
 
 static void fetch_issue(struct fetch_ctx *fc);
-
 
 /* Whether the journal has a rename of one of account's mailboxes after
  * seq that the tree may not show yet. */

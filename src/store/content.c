@@ -19,7 +19,6 @@ static const char *const schema =
 	" stored_us INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS content_stored ON content (stored_us);";
 
-
 int content_init(struct store *store, const char **error_r)
 {
 	if (store_exec_sql(store, schema, "content") < 0) {
