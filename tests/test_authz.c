@@ -26,6 +26,7 @@ static int setup_with(void **state, bool with_imap)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	const char *err;
+	char cerr[CONFIG_ERROR_MAX];
 	FILE *c;
 
 	strcpy(f->dir, "/tmp/mps-authz-XXXXXX");
@@ -37,7 +38,7 @@ static int setup_with(void **state, bool with_imap)
 		   "[accounts]\njid_domains = localhost example.org\n"
 		   "[account_map]\nboss@corp.example = alice\n");
 	fclose(c);
-	assert_int_equal(config_load(f->conf, &f->config, &err), 0);
+	assert_int_equal(config_load(f->conf, &f->config, cerr, sizeof(cerr)), 0);
 	assert_int_equal(store_open(f->db, false, &f->store, &err), 0);
 	/* the fake stands in for the client: any non-NULL pointer will do */
 	assert_int_equal(authz_new(f->config, f->store,

@@ -11,6 +11,7 @@
 #include "model/event.h"
 #include "store/journal.h"
 #include "store/store.h"
+#include "store/store_sql.h"
 #include "temp_store.h"
 
 static const char envelope[] =

@@ -32,9 +32,9 @@ static void test_load(void **state)
 		"[account_map]\nboss@corp.example = alice\n"
 		"mwi-gateway.localhost = gateway\n");
 	struct config *c;
-	const char *err;
+	char err[CONFIG_ERROR_MAX];
 
-	assert_int_equal(config_load(path, &c, &err), 0);
+	assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
 	unlink(path);
 	assert_string_equal(c->component_domain, "events.localhost");
 	assert_int_equal(c->component_port, 5999);
@@ -84,18 +84,18 @@ static void test_errors(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char *path = write_tmp(bad[i]);
 		struct config *c = NULL;
-		const char *err = NULL;
+		char err[CONFIG_ERROR_MAX] = "";
 
-		if (config_load(path, &c, &err) == 0)
+		if (config_load(path, &c, err, sizeof(err)) == 0)
 			fail_msg("accepted: %s", bad[i]);
-		assert_non_null(err);
+		assert_true(err[0] != '\0');
 		unlink(path);
 	}
 	{
 		struct config *c;
-		const char *err;
+		char err[CONFIG_ERROR_MAX];
 
-		assert_int_equal(config_load("/nonexistent/x.conf", &c, &err), -1);
+		assert_int_equal(config_load("/nonexistent/x.conf", &c, err, sizeof(err)), -1);
 		assert_non_null(strstr(err, "cannot open"));
 	}
 }
@@ -122,12 +122,12 @@ static void test_dump_defaults(void **state)
 		"store", "pubsub", "imap", "imap_source", "accounts", "log", "control", "metrics", "account_map",
 	};
 	struct config *c, *again;
-	const char *err;
+	char err[CONFIG_ERROR_MAX];
 	char *text, *lines, *path, header[32];
 
-	assert_int_equal(config_load(NULL, &c, &err), -1);
+	assert_int_equal(config_load(NULL, &c, err, sizeof(err)), -1);
 	assert_string_equal(err, "[component] domain is required");
-	assert_int_equal(config_parse(NULL, &c, &err), 0);
+	assert_int_equal(config_parse(NULL, &c, err, sizeof(err)), 0);
 	text = dump_text(c);
 	/* every header then starts with a newline, the first one too */
 	assert_true(asprintf(&lines, "\n%s", text) > 0);
@@ -146,7 +146,7 @@ static void test_dump_defaults(void **state)
 	assert_non_null(strstr(text, "\n# Required with host.\nadmin_user = \n"));
 	assert_non_null(strstr(text, "\nmax_unauthenticated = 32\n"));
 	path = write_tmp(text);
-	assert_int_equal(config_parse(path, &again, &err), 0);
+	assert_int_equal(config_parse(path, &again, err, sizeof(err)), 0);
 	unlink(path);
 	assert_int_equal(again->json_auth_timeout, c->json_auth_timeout);
 	assert_int_equal(again->heartbeat_interval, c->heartbeat_interval);
@@ -164,10 +164,10 @@ static void test_dump_effective(void **state)
 		"[pubsub]\nheartbeat_interval = 60\n[imap]\nlist_interval = 10\n"
 		"[account_map]\nboss@corp.example = alice\n");
 	struct config *c;
-	const char *err;
+	char err[CONFIG_ERROR_MAX];
 	char *text;
 
-	assert_int_equal(config_load(path, &c, &err), 0);
+	assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
 	unlink(path);
 	text = dump_text(c);
 	assert_non_null(strstr(text, "\ndomain = events.example.org\n"));
@@ -188,9 +188,9 @@ static struct config *load_text(const char *text)
 {
 	char *path = write_tmp(text);
 	struct config *c = NULL;
-	const char *err = NULL;
+	char err[CONFIG_ERROR_MAX];
 
-	if (config_load(path, &c, &err) < 0)
+	if (config_load(path, &c, err, sizeof(err)) < 0)
 		fail_msg("%s: %s", text, err);
 	unlink(path);
 	return c;

@@ -96,6 +96,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	const char *err;
+	char cerr[CONFIG_ERROR_MAX];
 	FILE *c;
 
 	strcpy(f->dir, "/tmp/mps-discovery-XXXXXX");
@@ -107,7 +108,7 @@ static int setup(void **state)
 		   "[imap]\nhost = 127.0.0.1\nadmin_user = a\npassword = p\n"
 		   "timeout_ms = 50\n");
 	fclose(c);
-	assert_int_equal(config_load(f->conf, &f->config, &err), 0);
+	assert_int_equal(config_load(f->conf, &f->config, cerr, sizeof(cerr)), 0);
 	f->service.config = f->config;
 	assert_int_equal(store_open(f->db, false, &f->service.store, &err), 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);

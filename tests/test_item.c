@@ -10,6 +10,8 @@
 #include "model/event.h"
 #include "publish/item.h"
 #include "base/utf8.h"
+#include "base/timefmt.h"
+#include "base/xml_escape.h"
 
 static void test_payload(void **state)
 {
@@ -213,11 +215,24 @@ static void test_notification_notice(void **state)
 
 static void test_escape_filters(void **state)
 {
-	char *e = item_xml_escape("a<\x01'\xef\xbf\xbf&");
+	char *e = xml_escape("a<\x01'\xef\xbf\xbf&");
 
 	(void)state;
 	assert_string_equal(e, "a&lt;" UTF8_REPLACEMENT "&apos;" UTF8_REPLACEMENT "&amp;");
 	free(e);
+}
+
+static void test_timefmt(void **state)
+{
+	char buf[40];
+
+	(void)state;
+	timefmt_iso8601_ms(1795428000123456LL, buf, sizeof(buf));
+	assert_string_equal(buf, "2026-11-23T10:00:00.123Z");
+	assert_int_equal(timefmt_iso8601(1795428000999999LL, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "2026-11-23T10:00:00Z");
+	assert_int_equal(timefmt_iso8601(0, buf, sizeof(buf)), -1);
+	assert_int_equal(timefmt_iso8601(1795428000000000LL, buf, 10), -1);
 }
 
 int main(void)
@@ -231,6 +246,7 @@ int main(void)
 		cmocka_unit_test(test_payload_bounded),
 		cmocka_unit_test(test_notification_notice),
 		cmocka_unit_test(test_escape_filters),
+		cmocka_unit_test(test_timefmt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include "base/jid.h"
 #include "base/log.h"
+#include "store/acl_cache.h"
 
 struct authz {
 	const struct config *config;
@@ -57,24 +58,13 @@ int authz_new(const struct config *config, struct store *store,
 	      const char **error_r)
 {
 	struct authz *authz = calloc(1, sizeof(*authz));
-	char *msg = NULL;
 
 	if (authz == NULL) {
 		*error_r = "out of memory";
 		return -1;
 	}
-	/* TEMP: a cache, never worth keeping across restarts */
-	if (sqlite3_exec(store_db(store),
-			 "CREATE TEMP TABLE IF NOT EXISTS acl_cache ("
-			 " identity TEXT NOT NULL, account TEXT NOT NULL,"
-			 " node TEXT NOT NULL, rights TEXT NOT NULL,"
-			 " expires_us INTEGER NOT NULL,"
-			 " PRIMARY KEY (account, node, identity)) WITHOUT ROWID",
-			 NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("authz: %s", msg);
-		sqlite3_free(msg);
+	if (acl_cache_init(store, error_r) < 0) {
 		free(authz);
-		*error_r = "cannot create the ACL cache";
 		return -1;
 	}
 	authz->config = config;
@@ -207,95 +197,32 @@ static void log_decision(const char *jid, const char *identity,
 		 names[result], how);
 }
 
-/* A cache statement whose parameters 1-3 are the key: account, node,
- * identity. */
-static sqlite3_stmt *key_stmt(struct authz *authz, const char *sql,
-			      const char *identity, const char *account,
-			      const char *node)
-{
-	sqlite3_stmt *stmt = store_stmt(authz->store, sql);
-
-	if (stmt == NULL)
-		return NULL;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
-	return stmt;
-}
-
 static int cache_get(struct authz *authz, const char *identity,
 		     const char *account, const char *node, char *rights,
 		     size_t size)
 {
-	static const char sql[] =
-		"SELECT rights FROM temp.acl_cache WHERE account = ?1 AND node = ?2"
-		" AND identity = ?3 AND expires_us > ?4";
-	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
-	int found = 0;
-
-	if (stmt == NULL)
-		return 0;
-	sqlite3_bind_int64(stmt, 4, mono_us());
-	if (sqlite3_step(stmt) == SQLITE_ROW) {
-		snprintf(rights, size, "%s", (const char *)sqlite3_column_text(stmt, 0));
-		found = 1;
-	}
-	sqlite3_reset(stmt);
-	return found;
+	return acl_cache_get(authz->store, identity, account, node, mono_us(), rights, size);
 }
 
 static void cache_put(struct authz *authz, const char *identity,
 		      const char *account, const char *node, const char *rights)
 {
-	static const char sql[] =
-		"INSERT OR REPLACE INTO temp.acl_cache"
-		" (account, node, identity, rights, expires_us) VALUES (?1, ?2, ?3, ?4, ?5)";
-	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
-
-	if (stmt == NULL)
-		return;
-	sqlite3_bind_text(stmt, 4, rights, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(stmt, 5, mono_us() + (long long)authz->config->acl_cache_ttl * 1000000);
-	store_exec_stmt(authz->store, stmt);
-}
-
-static void cache_drop(struct authz *authz, const char *identity,
-		       const char *account, const char *node)
-{
-	static const char sql[] =
-		"DELETE FROM temp.acl_cache WHERE account = ?1 AND node = ?2 AND identity = ?3";
-	sqlite3_stmt *stmt = key_stmt(authz, sql, identity, account, node);
-
-	if (stmt == NULL)
-		return;
-	store_exec_stmt(authz->store, stmt);
+	acl_cache_put(authz->store, identity, account, node, rights,
+		      mono_us() + (long long)authz->config->acl_cache_ttl * 1000000);
 }
 
 void authz_invalidate(struct authz *authz, const char *account,
 		      const char *node, bool subtree)
 {
-	static const char node_sql[] =
-		"DELETE FROM temp.acl_cache WHERE account = ?1 AND node = ?2";
-	static const char subtree_sql[] =
-		"DELETE FROM temp.acl_cache WHERE account = ?1 AND (node = ?2"
-		" OR (node > ?2 || '/' AND node < ?2 || '0'))";
-	sqlite3_stmt *stmt = store_stmt(authz->store, subtree ? subtree_sql : node_sql);
-
 	authz->generation++;
-	if (stmt == NULL)
-		return;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
-	store_exec_stmt(authz->store, stmt);
+	acl_cache_drop_mailbox(authz->store, account, node, subtree);
 }
 
 void authz_forget_all(struct authz *authz)
 {
 	authz->generation++;
-	if (sqlite3_exec(store_db(authz->store), "DELETE FROM temp.acl_cache",
-			 NULL, NULL, NULL) != SQLITE_OK)
-		log_warn("authz: cannot empty the ACL cache: %s",
-			 sqlite3_errmsg(store_db(authz->store)));
+	if (acl_cache_clear(authz->store) < 0)
+		log_warn("authz: cannot empty the ACL cache");
 }
 
 static void pending_free(struct pending *p)
@@ -351,7 +278,7 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 		cache_put(authz, p->identity, p->account, p->node, "");
 		rights = "";
 	} else {
-		cache_drop(authz, p->identity, p->account, p->node);
+		acl_cache_drop(authz->store, p->identity, p->account, p->node);
 		rights = NULL;
 		snprintf(how, sizeof(how), "imap: %s", imap_client_last_error(authz->imap));
 	}

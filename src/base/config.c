@@ -321,15 +321,14 @@ static int config_ini_line(void *user, const char *section, const char *name,
 }
 
 /* Replaces *value with the first line of path. */
-static int read_secret_file(const char *path, char **value, const char **error_r)
+static int read_secret_file(const char *path, char **value, char *error,
+			    size_t error_size)
 {
-	static char msg[300];
 	char line[512];
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
-		snprintf(msg, sizeof(msg), "cannot read %s: %s", path, strerror(errno));
-		*error_r = msg;
+		snprintf(error, error_size, "cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fgets(line, sizeof(line), f) == NULL)
@@ -341,20 +340,26 @@ static int read_secret_file(const char *path, char **value, const char **error_r
 	return 0;
 }
 
-int config_check(struct config *config, const char **error_r)
+static int read_secret_files(struct config *config, char *error, size_t error_size)
 {
 	if (*config->component_secret_file != '\0' &&
 	    read_secret_file(config->component_secret_file,
-			     &config->component_secret, error_r) < 0)
+			     &config->component_secret, error, error_size) < 0)
 		return -1;
 	if (*config->imap_password_file != '\0' &&
 	    read_secret_file(config->imap_password_file,
-			     &config->imap_password, error_r) < 0)
+			     &config->imap_password, error, error_size) < 0)
 		return -1;
 	if (*config->json_secret_file != '\0' &&
 	    read_secret_file(config->json_secret_file,
-			     &config->json_secret, error_r) < 0)
+			     &config->json_secret, error, error_size) < 0)
 		return -1;
+	return 0;
+}
+
+/* The values and how they combine; *error_r a constant. */
+static int check_values(struct config *config, const char **error_r)
+{
 	if (*config->json_listen != '\0' && *config->json_secret == '\0') {
 		*error_r = "[json] listen needs secret or secret_file";
 		return -1;
@@ -426,14 +431,27 @@ int config_check(struct config *config, const char **error_r)
 	return 0;
 }
 
-int config_parse(const char *path, struct config **config_r, const char **error_r)
+int config_check(struct config *config, char *error, size_t error_size)
 {
-	static char msg[300];
+	const char *reason;
+
+	if (read_secret_files(config, error, error_size) < 0)
+		return -1;
+	if (check_values(config, &reason) < 0) {
+		snprintf(error, error_size, "%s", reason);
+		return -1;
+	}
+	return 0;
+}
+
+int config_parse(const char *path, struct config **config_r, char *error,
+		 size_t error_size)
+{
 	struct load_state st = { .config = calloc(1, sizeof(struct config)) };
 	int rc;
 
 	if (st.config == NULL) {
-		*error_r = "out of memory";
+		snprintf(error, error_size, "out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < NOPTIONS; i++)
@@ -441,11 +459,10 @@ int config_parse(const char *path, struct config **config_r, const char **error_
 	rc = path != NULL ? ini_parse(path, config_ini_line, &st) : 0;
 	if (rc != 0) {
 		if (rc < 0)
-			snprintf(msg, sizeof(msg), "cannot open %s: %s", path, strerror(errno));
+			snprintf(error, error_size, "cannot open %s: %s", path, strerror(errno));
 		else
-			snprintf(msg, sizeof(msg), "%s:%d: %s", path, rc,
+			snprintf(error, error_size, "%s:%d: %s", path, rc,
 				 st.error[0] != '\0' ? st.error : "syntax error");
-		*error_r = msg;
 		config_free(&st.config);
 		return -1;
 	}
@@ -453,11 +470,12 @@ int config_parse(const char *path, struct config **config_r, const char **error_
 	return 0;
 }
 
-int config_load(const char *path, struct config **config_r, const char **error_r)
+int config_load(const char *path, struct config **config_r, char *error,
+		size_t error_size)
 {
-	if (config_parse(path, config_r, error_r) < 0)
+	if (config_parse(path, config_r, error, error_size) < 0)
 		return -1;
-	if (config_check(*config_r, error_r) < 0) {
+	if (config_check(*config_r, error, error_size) < 0) {
 		config_free(config_r);
 		return -1;
 	}

@@ -103,16 +103,21 @@ struct config {
 	char *metrics_listen;       /* host:port of the Prometheus endpoint */
 };
 
+/* Room for any error message of the functions below. */
+#define CONFIG_ERROR_MAX 512
+
 /* Loads path over the defaults and checks the result (config_check). On
- * error *error_r points to a message in static storage (valid until the
- * next call). */
-int config_load(const char *path, struct config **config_r, const char **error_r);
+ * error the reason is written to error (caller-owned, error_size bytes,
+ * CONFIG_ERROR_MAX is enough). */
+int config_load(const char *path, struct config **config_r, char *error,
+		size_t error_size);
 /* The defaults, and path's values over them when path is not NULL; not
  * checked: what --dump-config shows before a configuration is complete. */
-int config_parse(const char *path, struct config **config_r, const char **error_r);
+int config_parse(const char *path, struct config **config_r, char *error,
+		 size_t error_size);
 /* Whether the daemon can run with config; reads the secret files and
  * fills in derived values (shared_service). */
-int config_check(struct config *config, const char **error_r);
+int config_check(struct config *config, char *error, size_t error_size);
 void config_free(struct config **config);
 /* Writes every option with its current value and help text, one block
  * per section, required options marked. */

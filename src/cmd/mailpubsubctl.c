@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "store/changelog.h"
+#include "store/inspect.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "store/store.h"
@@ -71,18 +71,16 @@ static long long parse_time_us(const char *text)
 	return tap_parse_time_us(text);
 }
 
-static sqlite3 *open_readonly(const struct config *config)
+static struct inspect *open_readonly(const struct config *config)
 {
-	sqlite3 *db = NULL;
+	struct inspect *inspect;
+	char error[256];
 
-	if (sqlite3_open_v2(config->store_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-		fprintf(stderr, "mailpubsubctl: cannot open %s: %s\n", config->store_path,
-			db != NULL ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	if (inspect_open(config->store_path, &inspect, error, sizeof(error)) < 0) {
+		fprintf(stderr, "mailpubsubctl: cannot open %s: %s\n", config->store_path, error);
 		return NULL;
 	}
-	sqlite3_busy_timeout(db, 5000);
-	return db;
+	return inspect;
 }
 
 static int load_key(const struct config *config, unsigned char **key_r, size_t *len_r)
@@ -106,15 +104,15 @@ static int cmd_verify(const struct config *config)
 	unsigned char *key;
 	size_t key_len;
 	const char *error;
-	sqlite3 *db;
+	struct inspect *inspect;
 	int rc;
 
-	if (load_key(config, &key, &key_len) < 0 || (db = open_readonly(config)) == NULL) {
+	if (load_key(config, &key, &key_len) < 0 || (inspect = open_readonly(config)) == NULL) {
 		free(key);
 		return 2;
 	}
-	rc = changelog_verify(db, key, key_len, &r, &error);
-	sqlite3_close(db);
+	rc = inspect_changelog_verify(inspect, key, key_len, &r, &error);
+	inspect_close(&inspect);
 	free(key);
 	if (rc < 0) {
 		fprintf(stderr, "mailpubsubctl: cannot verify: %s\n", error);
@@ -128,80 +126,63 @@ static int cmd_verify(const struct config *config)
 	return 0;
 }
 
-/* Prints each row's record (column 0) as one JSON line, keeping only the
- * events named in events when given. */
-static int print_records(sqlite3 *db, sqlite3_stmt *st, const char *events)
+/* Prints a record as one JSON line, keeping only the events named in
+ * events when given. */
+static int print_record(void *events, const char *record)
 {
-	int rc, n = 0;
+	if (events != NULL) {
+		json_t *rec = json_loads(record, 0, NULL);
+		const char *ev = json_string_value(json_object_get(rec, "event"));
+		bool keep = ev != NULL && config_list_contains(events, ev);
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *record = (const char *)sqlite3_column_text(st, 0);
-
-		if (events != NULL) {
-			json_t *rec = json_loads(record, 0, NULL);
-			const char *ev = json_string_value(json_object_get(rec, "event"));
-			bool keep = ev != NULL && config_list_contains(events, ev);
-
-			json_decref(rec);
-			if (!keep)
-				continue;
-		}
-		printf("%s\n", record);
-		n++;
+		json_decref(rec);
+		if (!keep)
+			return 0;
 	}
-	if (rc != SQLITE_DONE) {
-		fprintf(stderr, "mailpubsubctl: query failed: %s\n", sqlite3_errmsg(db));
-		return 2;
-	}
+	printf("%s\n", record);
 	return 0;
 }
 
-/* How a query's rows are printed; ctx is the printer's. */
-typedef int query_printer(sqlite3 *db, sqlite3_stmt *st, const void *ctx);
+/* A read-only query on the store and how its result is printed. */
+typedef int inspect_query(struct inspect *inspect, const struct args *a, void *printer);
 
-/* sql's parameters: ?1.. the texts (NULL binds NULL), then the numbers. */
-static int query_print(const struct config *config, const char *sql,
-		       const char *const *texts, unsigned ntexts, const long long *nums,
-		       unsigned nnums, query_printer *print, const void *ctx)
+static int run_inspect(const struct config *config, const struct args *a,
+		       inspect_query *q, void *printer)
 {
-	sqlite3 *db = open_readonly(config);
-	sqlite3_stmt *st;
-	unsigned i;
+	struct inspect *inspect = open_readonly(config);
 	int rc;
 
-	if (db == NULL)
+	if (inspect == NULL)
 		return 2;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		fprintf(stderr, "mailpubsubctl: %s\n", sqlite3_errmsg(db));
-		sqlite3_close(db);
-		return 2;
-	}
-	for (i = 0; i < ntexts; i++)
-		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
-	for (i = 0; i < nnums; i++)
-		sqlite3_bind_int64(st, (int)(ntexts + i) + 1, nums[i]);
-	rc = print(db, st, ctx);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return rc;
+	rc = q(inspect, a, printer);
+	if (rc < 0)
+		fprintf(stderr, "mailpubsubctl: query failed: %s\n", inspect_error(inspect));
+	inspect_close(&inspect);
+	return rc < 0 ? 2 : 0;
 }
 
-static int print_events(sqlite3 *db, sqlite3_stmt *st, const void *events)
+static int by_message_id(struct inspect *inspect, const struct args *a, void *mid)
 {
-	return print_records(db, st, events);
+	return inspect_changelog_by_message_id(inspect, mid, print_record, (void *)a->events);
 }
 
-static int run_query(const struct config *config, const char *sql, const char *const *texts,
-		     unsigned ntexts, const long long *nums, unsigned nnums, const char *events)
+static int by_user(struct inspect *inspect, const struct args *a, void *range)
 {
-	return query_print(config, sql, texts, ntexts, nums, nnums, print_events, events);
+	const long long *r = range;
+
+	return inspect_changelog_by_user(inspect, a->user, r[0], r[1], print_record,
+					 (void *)a->events);
+}
+
+static int by_mailbox(struct inspect *inspect, const struct args *a, void *unused)
+{
+	(void)unused;
+	return inspect_changelog_by_mailbox(inspect, a->account, a->node, print_record,
+					    (void *)a->events);
 }
 
 static int cmd_message(const struct config *config, const struct args *a)
 {
-	static const char sql[] =
-		"SELECT c.record FROM changelog_msgids m JOIN changelog c ON c.id = m.id"
-		" WHERE m.message_id = ?1 ORDER BY c.id";
 	char *mid;
 	int rc;
 
@@ -216,17 +197,13 @@ static int cmd_message(const struct config *config, const struct args *a)
 		mid = NULL;
 	if (mid == NULL)
 		return 2;
-	rc = run_query(config, sql, (const char *[]){ mid }, 1, NULL, 0, a->events);
+	rc = run_inspect(config, a, by_message_id, mid);
 	free(mid);
 	return rc;
 }
 
 static int cmd_user(const struct config *config, const struct args *a)
 {
-	static const char sql[] =
-		"SELECT record FROM changelog WHERE time_us >= ?2 AND time_us < ?3"
-		" AND kind = 'event' AND (json_extract(record, '$.user') = ?1"
-		" OR json_extract(record, '$.login_user') = ?1) ORDER BY id";
 	long long from = a->from != NULL ? parse_time_us(a->from) : 0;
 	long long to = a->to != NULL ? parse_time_us(a->to) : (long long)9e18;
 
@@ -234,26 +211,16 @@ static int cmd_user(const struct config *config, const struct args *a)
 		fprintf(stderr, "mailpubsubctl: changelog user needs --user (and valid times)\n");
 		return 2;
 	}
-	return run_query(config, sql, (const char *[]){ a->user }, 1,
-			 (const long long[]){ from, to }, 2, a->events);
+	return run_inspect(config, a, by_user, (long long[]){ from, to });
 }
 
 static int cmd_mailbox(const struct config *config, const struct args *a)
 {
-	static const char sql[] =
-		"SELECT record FROM changelog WHERE kind = 'event'"
-		" AND ((json_extract(record, '$.account') = ?1 AND (?2 IS NULL"
-		"       OR json_extract(record, '$.mailbox') = ?2))"
-		"  OR (json_extract(record, '$.old_account') = ?1 AND (?2 IS NULL"
-		"       OR json_extract(record, '$.old_mailbox') = ?2)))"
-		" ORDER BY id";
-
 	if (a->account == NULL) {
 		fprintf(stderr, "mailpubsubctl: changelog mailbox needs --account\n");
 		return 2;
 	}
-	return run_query(config, sql, (const char *[]){ a->account, a->node }, 2,
-			 NULL, 0, a->events);
+	return run_inspect(config, a, by_mailbox, NULL);
 }
 
 static int open_store(const struct config *config, struct store **store_r)
@@ -537,109 +504,95 @@ static int cmd_status(const struct config *config, const struct args *a)
 
 /* ---- what the store holds ---- */
 
-static json_t *column_json(sqlite3_stmt *st, int i)
+static json_t *cell_json(const struct inspect_cell *cell)
 {
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_INTEGER:
-		return json_integer(sqlite3_column_int64(st, i));
-	case SQLITE_NULL:
+	if (cell->null)
 		return json_null();
-	default:
-		return json_string((const char *)sqlite3_column_text(st, i));
-	}
+	if (cell->integer)
+		return json_integer(cell->number);
+	return json_string(cell->text);
 }
 
 /* Rows as a JSON array (--json) or a tab-separated table with a header. */
-static int print_rows(sqlite3 *db, sqlite3_stmt *st, bool as_json)
+struct table {
+	bool as_json;
+	json_t *rows;
+};
+
+static int print_row(void *context, unsigned ncols, const char *const *names,
+		     const struct inspect_cell *cells)
 {
-	json_t *rows = json_array();
-	int rc, ncols = sqlite3_column_count(st);
+	struct table *t = context;
+	json_t *row;
 
-	for (int i = 0; !as_json && i < ncols; i++)
-		printf("%s%s", sqlite3_column_name(st, i), i + 1 < ncols ? "\t" : "\n");
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *row = json_object();
-
-		for (int i = 0; i < ncols; i++) {
-			if (as_json) {
-				json_object_set_new(row, sqlite3_column_name(st, i), column_json(st, i));
-				continue;
-			}
-			printf("%s%s", sqlite3_column_type(st, i) == SQLITE_NULL ? "-" :
-			       (const char *)sqlite3_column_text(st, i), i + 1 < ncols ? "\t" : "\n");
-		}
-		json_array_append_new(rows, row);
+	if (cells == NULL) {
+		for (unsigned i = 0; !t->as_json && i < ncols; i++)
+			printf("%s%s", names[i], i + 1 < ncols ? "\t" : "\n");
+		return 0;
 	}
-	if (as_json) {
-		json_dumpf(rows, stdout, JSON_INDENT(2));
-		putchar('\n');
+	if (!t->as_json) {
+		for (unsigned i = 0; i < ncols; i++)
+			printf("%s%s", cells[i].null ? "-" : cells[i].text,
+			       i + 1 < ncols ? "\t" : "\n");
+		return 0;
 	}
-	json_decref(rows);
-	if (rc != SQLITE_DONE) {
-		fprintf(stderr, "mailpubsubctl: query failed: %s\n", sqlite3_errmsg(db));
-		return 2;
-	}
+	row = json_object();
+	for (unsigned i = 0; i < ncols; i++)
+		json_object_set_new(row, names[i], cell_json(&cells[i]));
+	json_array_append_new(t->rows, row);
 	return 0;
 }
 
-static int print_table(sqlite3 *db, sqlite3_stmt *st, const void *as_json)
+static int table_accounts(struct inspect *inspect, const struct args *a, void *table)
 {
-	return print_rows(db, st, *(const bool *)as_json);
+	(void)a;
+	return inspect_accounts(inspect, print_row, table);
 }
 
-static int store_query(const struct config *config, const char *sql,
-		       const char *const *texts, unsigned ntexts, bool as_json)
+static int table_nodes(struct inspect *inspect, const struct args *a, void *table)
 {
-	return query_print(config, sql, texts, ntexts, NULL, 0, print_table, &as_json);
+	return inspect_nodes(inspect, a->account, print_row, table);
+}
+
+static int table_subscriptions(struct inspect *inspect, const struct args *a, void *table)
+{
+	return inspect_subscriptions(inspect, a->jid, a->account, a->node, print_row, table);
+}
+
+static int print_table(const struct config *config, const struct args *a, inspect_query *q)
+{
+	struct table t = { a->json, json_array() };
+	int rc = run_inspect(config, a, q, &t);
+
+	if (rc == 0 && t.as_json) {
+		json_dumpf(t.rows, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(t.rows);
+	return rc;
 }
 
 static int cmd_accounts(const struct config *config, const struct args *a)
 {
-	static const char sql[] =
-		"SELECT a.account,"
-		" (SELECT count(*) FROM nodes n WHERE n.account = a.account) AS nodes,"
-		" (SELECT count(*) FROM subscriptions s WHERE s.account = a.account) AS subscriptions"
-		" FROM (SELECT account FROM nodes UNION SELECT account FROM subscriptions) a"
-		" ORDER BY a.account";
-
-	return store_query(config, sql, NULL, 0, a->json);
+	return print_table(config, a, table_accounts);
 }
 
 static int cmd_nodes(const struct config *config, const struct args *a)
 {
-	static const char sql[] =
-		"SELECT n.node, n.messages, n.unseen, n.uidnext, n.uidvalidity,"
-		" (SELECT count(*) FROM subscriptions s WHERE s.account = n.account"
-		"  AND s.node = n.node) AS subscriptions,"
-		" strftime('%Y-%m-%dT%H:%M:%SZ', n.created_us / 1000000, 'unixepoch') AS created"
-		" FROM nodes n WHERE n.account = ?1 ORDER BY n.node";
-
 	if (a->account == NULL) {
 		fprintf(stderr, "mailpubsubctl: nodes needs --account (\"\" for shared folders)\n");
 		return 2;
 	}
-	return store_query(config, sql, (const char *[]){ a->account }, 1, a->json);
+	return print_table(config, a, table_nodes);
 }
 
 static int cmd_subscriptions(const struct config *config, const struct args *a)
 {
-	/* a bare JID also finds its full JIDs' subscriptions */
-	static const char sql[] =
-		"SELECT jid, account, node, subid,"
-		" CASE depth WHEN 0 THEN 'node' WHEN 1 THEN 'children' ELSE 'all' END AS depth,"
-		" coalesce(events, 'default') AS events, deliver, heartbeat,"
-		" strftime('%Y-%m-%dT%H:%M:%SZ', created_us / 1000000, 'unixepoch') AS created"
-		" FROM subscriptions WHERE"
-		" (?1 IS NULL OR jid = ?1 OR substr(jid, 1, length(?1) + 1) = ?1 || '/')"
-		" AND (?2 IS NULL OR account = ?2) AND (?3 IS NULL OR node = ?3)"
-		" ORDER BY jid, account, node";
-
 	if ((a->jid == NULL) == (a->account == NULL) || (a->node != NULL && a->account == NULL)) {
 		fprintf(stderr, "mailpubsubctl: subscriptions needs --jid J or --account A [--node N]\n");
 		return 2;
 	}
-	return store_query(config, sql, (const char *[]){ a->jid, a->account, a->node }, 3,
-			   a->json);
+	return print_table(config, a, table_subscriptions);
 }
 
 /* The one-word commands. */
@@ -680,7 +633,7 @@ int main(int argc, char **argv)
 	};
 	struct args a = { .config_path = SYSCONFDIR "/mailpubsub.conf" };
 	struct config *config;
-	const char *error;
+	char error[CONFIG_ERROR_MAX];
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
@@ -709,7 +662,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_open("mailpubsubctl", false, LOG_LEVEL_WARN);
-	if (config_load(a.config_path, &config, &error) < 0) {
+	if (config_load(a.config_path, &config, error, sizeof(error)) < 0) {
 		fprintf(stderr, "mailpubsubctl: %s: %s\n", a.config_path, error);
 		return 2;
 	}

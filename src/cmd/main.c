@@ -357,14 +357,14 @@ static int write_pidfile(const char *path)
 static int dump_config(const char *path)
 {
 	struct config *config;
-	const char *error;
+	char error[CONFIG_ERROR_MAX];
 	int ret = 0;
 
-	if (config_parse(path, &config, &error) < 0) {
+	if (config_parse(path, &config, error, sizeof(error)) < 0) {
 		fprintf(stderr, "mailpubsubd: %s\n", error);
 		return 1;
 	}
-	if (path != NULL && config_check(config, &error) < 0) {
+	if (path != NULL && config_check(config, error, sizeof(error)) < 0) {
 		fprintf(stderr, "mailpubsubd: %s: %s\n", path, error);
 		ret = 1;
 	}
@@ -387,6 +387,7 @@ int main(int argc, char **argv)
 	struct daemon_state st = { 0 };
 	const char *config_path = SYSCONFDIR "/mailpubsub.conf";
 	const char *error;
+	char config_error[CONFIG_ERROR_MAX];
 	bool foreground = false, dump = false, config_given = false;
 	enum log_level level;
 	int opt, ret;
@@ -404,8 +405,8 @@ int main(int argc, char **argv)
 	}
 	if (dump)
 		return dump_config(config_given ? config_path : NULL);
-	if (config_load(config_path, &st.config, &error) < 0) {
-		fprintf(stderr, "mailpubsubd: %s\n", error);
+	if (config_load(config_path, &st.config, config_error, sizeof(config_error)) < 0) {
+		fprintf(stderr, "mailpubsubd: %s\n", config_error);
 		return 1;
 	}
 	if (log_level_parse(st.config->log_level, &level) < 0) {

@@ -11,43 +11,15 @@
 #include <stddef.h>
 
 #include "imap/imap_client.h"
+#include "store/content.h"
 #include "store/store.h"
 
 #define CONTENT_NS "urn:mailpubsub:content:0"
 
-/* What is known about the content of event seq. */
-struct content_record {
-	long long seq;
-	char *part;           /* "full" or "headers" */
-	size_t size;          /* bytes of the part */
-	size_t header_size;   /* bytes of the header section (full parts) */
-	char sha256[65];      /* hex, of the part's bytes */
-	char *flags;
-	char *internaldate;
-	char *error;          /* final failure ("expunged", "unavailable"); NULL */
-	unsigned attempts;
-};
-
-int content_init(struct store *store, const char **error_r);
-
-/* Stores msg (part "full" or "headers") for seq. */
+/* Stores msg (part "full" or "headers") for seq, with its digest and
+ * header length. */
 int content_put(struct store *store, long long seq, const char *part,
 		const struct imap_message *msg, long long now_us);
-/* Records that the content of seq cannot be had. */
-int content_put_error(struct store *store, long long seq, const char *reason,
-		      unsigned attempts, long long now_us);
-
-/* 1 and *rec filled when known, 0 when not, -1 on error. */
-int content_get(struct store *store, long long seq, struct content_record *rec);
-void content_record_clear(struct content_record *rec);
-
-/* Bytes [offset, offset + length) of the stored part; *len_r may be less
- * at the end. Newly allocated. */
-int content_read(struct store *store, long long seq, size_t offset,
-		 size_t length, char **data_r, size_t *len_r);
-
-/* Drops content stored before before_us. */
-int content_prune(struct store *store, long long before_us);
 
 /* The element for a subscriber that wants part ("full" or "headers"):
  * <content-error/> after a final failure; <content/> with the base64 bytes

@@ -14,12 +14,15 @@
 #include "imap/imap_client.h"
 #include "publish/item.h"
 #include "base/jid.h"
+#include "store/firehose_subs.h"
 #include "store/journal.h"
+#include "store/journal_query.h"
 #include "base/log.h"
 #include "store/node_tree.h"
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
 #include "store/store.h"
+#include "base/xml_escape.h"
 
 #define PUBSUB_NS "http://jabber.org/protocol/pubsub"
 #define RSM_NS "http://jabber.org/protocol/rsm"
@@ -81,84 +84,63 @@ const char *firehose_role(const struct service *service, const char *jid,
 /* Drops the subscription of jid (bare); 0 when there was one. */
 static int drop_subscription(struct store *store, const char *jid)
 {
-	static const char sql[] = "DELETE FROM firehose_subs WHERE jid = ?";
-	sqlite3_stmt *st = store_stmt(store, sql);
+	return firehose_subs_drop(store, jid) > 0 ? 0 : -1;
+}
 
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, jid, -1, SQLITE_TRANSIENT);
-	if (store_exec_stmt(store, st) < 0 || sqlite3_changes(store_db(store)) == 0)
-		return -1;
+struct gone {
+	struct service *service;
+	char **jids;
+	size_t n;
+};
+
+/* Collects subscribers no longer in [firehose] subscribers: rows are not
+ * deleted under a running SELECT. */
+static int collect_gone(void *context, const char *jid, const char *content)
+{
+	struct gone *g = context;
+	char role[32], **grown;
+
+	(void)content;
+	if (jid == NULL || firehose_role(g->service, jid, role, sizeof(role)) != NULL)
+		return 0;
+	grown = realloc(g->jids, (g->n + 1) * sizeof(*g->jids));
+	if (grown == NULL)
+		return 1;
+	g->jids = grown;
+	if ((g->jids[g->n] = strdup(jid)) == NULL)
+		return 1;
+	g->n++;
 	return 0;
 }
 
 unsigned firehose_prune_subscribers(struct service *service)
 {
-	static const char sql[] = "SELECT jid FROM firehose_subs";
-	sqlite3_stmt *st = store_stmt(service->store, sql);
-	char **gone = NULL, role[32];
-	size_t n = 0;
+	struct gone g = { service, NULL, 0 };
 	unsigned dropped = 0;
 
-	if (st == NULL)
-		return 0;
-	/* collected first: rows are not deleted under a running SELECT */
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		const char *jid = (const char *)sqlite3_column_text(st, 0);
-		char **grown;
-
-		if (jid == NULL || firehose_role(service, jid, role, sizeof(role)) != NULL)
-			continue;
-		grown = realloc(gone, (n + 1) * sizeof(*gone));
-		if (grown == NULL || (grown[n] = strdup(jid)) == NULL) {
-			gone = grown != NULL ? grown : gone;
-			break;
-		}
-		gone = grown;
-		n++;
-	}
-	sqlite3_reset(st);
-	for (size_t i = 0; i < n; i++) {
-		if (drop_subscription(service->store, gone[i]) == 0) {
+	firehose_subs_each(service->store, collect_gone, &g);
+	for (size_t i = 0; i < g.n; i++) {
+		if (drop_subscription(service->store, g.jids[i]) == 0) {
 			log_info("firehose: %s is no longer in [firehose] subscribers: "
-				 "subscription removed", gone[i]);
+				 "subscription removed", g.jids[i]);
 			dropped++;
 		}
-		free(gone[i]);
+		free(g.jids[i]);
 	}
-	free(gone);
+	free(g.jids);
 	return dropped;
 }
 
 static bool has_subscribers(struct store *store)
 {
-	static const char sql[] = "SELECT 1 FROM firehose_subs LIMIT 1";
-	sqlite3_stmt *st = store_stmt(store, sql);
-	bool any;
-
-	if (st == NULL)
-		return false;
-	any = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_reset(st);
-	return any;
+	return firehose_subs_any(store);
 }
 
 /* The strongest content policy any subscriber has: "full", "headers" or
  * NULL (none). */
 static const char *wanted_part(struct store *store)
 {
-	static const char sql[] =
-		"SELECT max(CASE content WHEN 'full' THEN 2 WHEN 'headers' THEN 1"
-		" ELSE 0 END) FROM firehose_subs";
-	sqlite3_stmt *st = store_stmt(store, sql);
-	int level = 0;
-
-	if (st == NULL)
-		return NULL;
-	if (sqlite3_step(st) == SQLITE_ROW)
-		level = sqlite3_column_int(st, 0);
-	sqlite3_reset(st);
-	return level == 2 ? "full" : level == 1 ? "headers" : NULL;
+	return firehose_subs_strongest(store);
 }
 
 /* Events whose URI names one message that a subscriber may want the
@@ -183,24 +165,9 @@ static bool wanted_account(const struct service *service, const struct event *ev
  * none: the prev of an item served in a catch-up page. */
 static long long prev_wanted(struct store *store, const char *accounts, long long seq)
 {
-	static const char sql[] =
-		"SELECT max(seq) FROM journal WHERE seq < ?1 AND instr(' ' || ?2 || ' ',"
-		" ' ' || coalesce(nullif(account, ''), json_extract(json, '$.user'), '')"
-		" || ' ') > 0";
-	sqlite3_stmt *st;
-	long long prev = 0;
-
 	if (*accounts == '\0')
 		return seq - 1;
-	st = store_stmt(store, sql);
-	if (st == NULL)
-		return 0;
-	sqlite3_bind_int64(st, 1, seq);
-	sqlite3_bind_text(st, 2, accounts, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		prev = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return prev;
+	return journal_query_prev_of_accounts(store, accounts, seq);
 }
 
 /* ---- payloads ------------------------------------------------------------ */
@@ -292,21 +259,20 @@ static void send_to(struct send_ctx *sc, const char *jid, const char *policy)
 }
 
 /* Hands rec to every firehose subscriber. */
+static int send_row(void *context, const char *jid, const char *content)
+{
+	send_to(context, jid, content);
+	return 0;
+}
+
 static void send_record(struct firehose *fh, const struct journal_record *rec,
 			const struct event *ev)
 {
-	static const char sql[] = "SELECT jid, content FROM firehose_subs ORDER BY jid";
 	struct service *service = fh->service;
 	struct send_ctx sc = { service, rec, ev, { NULL, NULL, NULL },
 			       (char *)service->config->component_domain, fh->prev };
-	sqlite3_stmt *st = store_stmt(service->store, sql);
 
-	if (st == NULL)
-		return;
-	while (sqlite3_step(st) == SQLITE_ROW)
-		send_to(&sc, (const char *)sqlite3_column_text(st, 0),
-			(const char *)sqlite3_column_text(st, 1));
-	sqlite3_reset(st);
+	firehose_subs_each(service->store, send_row, &sc);
 	for (int i = 0; i < 3; i++)
 		free(sc.payload[i]);
 }
@@ -347,19 +313,7 @@ static void fetch_issue(struct fetch_ctx *fc);
  * seq that the tree may not show yet. */
 static bool renamed_later(struct store *store, const char *account, long long seq)
 {
-	static const char sql[] =
-		"SELECT 1 FROM journal WHERE seq > ? AND account = ?"
-		" AND type = 'MailboxRename' LIMIT 1";
-	sqlite3_stmt *st = store_stmt(store, sql);
-	bool found;
-
-	if (st == NULL)
-		return false;
-	sqlite3_bind_int64(st, 1, seq);
-	sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
-	found = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_reset(st);
-	return found;
+	return journal_query_changed_after(store, account, seq, true);
 }
 
 static void maybe_free(struct firehose *fh);
@@ -582,16 +536,10 @@ int firehose_new(uv_loop_t *loop, struct service *service,
 		 struct imap_client *imap, struct firehose **firehose_r,
 		 const char **error_r)
 {
-	static const char *const schema =
-		"CREATE TABLE IF NOT EXISTS firehose_subs ("
-		" jid TEXT PRIMARY KEY, subid TEXT NOT NULL,"
-		" content TEXT NOT NULL, created_us INTEGER NOT NULL)";
 	struct firehose *fh;
 
-	if (sqlite3_exec(store_db(service->store), schema, NULL, NULL, NULL) != SQLITE_OK) {
-		*error_r = "cannot create the firehose table";
+	if (firehose_subs_init(service->store, error_r) < 0)
 		return -1;
-	}
 	if (content_init(service->store, error_r) < 0)
 		return -1;
 	firehose_prune_subscribers(service);
@@ -701,16 +649,11 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 			     xmpp_stanza_t *pubsub, xmpp_stanza_t *op,
 			     const char *bare, const char *role)
 {
-	static const char sql[] =
-		"INSERT INTO firehose_subs (jid, subid, content, created_us) VALUES (?, ?, ?, ?)"
-		" ON CONFLICT (jid) DO UPDATE SET content = excluded.content";
-	static const char get_sql[] = "SELECT subid FROM firehose_subs WHERE jid = ?";
 	const char *jid = xmpp_stanza_get_attribute(op, "jid");
 	char policy_buf[16], subid[33], *body, *ejid;
 	const char *policy = requested_policy(child_ns(pubsub, "options", NULL),
 					      policy_buf, sizeof(policy_buf));
 	unsigned char rnd[16];
-	sqlite3_stmt *st;
 
 	if (jid == NULL || strncasecmp(jid, bare, strlen(bare)) != 0 ||
 	    (jid[strlen(bare)] != '\0' && jid[strlen(bare)] != '/')) {
@@ -730,28 +673,13 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 	}
 	for (int i = 0; i < 16; i++)
 		snprintf(subid + 2 * i, 3, "%02x", rnd[i]);
-	st = store_stmt(service->store, sql);
-	if (st == NULL) {
+	if (firehose_subs_put(service->store, bare, policy, clock_now_us(),
+			      subid, sizeof(subid)) < 0) {
 		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
 		return;
-	}
-	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, subid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, policy, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, clock_now_us());
-	if (store_exec_stmt(service->store, st) < 0) {
-		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
-		return;
-	}
-	st = store_stmt(service->store, get_sql);
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			snprintf(subid, sizeof(subid), "%s", sqlite3_column_text(st, 0));
-		sqlite3_reset(st);
 	}
 	log_info("firehose: %s (%s) subscribed, content %s", bare, role, policy);
-	ejid = item_xml_escape(bare);
+	ejid = xml_escape(bare);
 	if (ejid == NULL || asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscription"
 				     " node='" FIREHOSE_NODE "' jid='%s' subid='%s'"
 				     " subscription='subscribed'/></pubsub>", ejid, subid) < 0)
@@ -851,7 +779,6 @@ static long long child_number(xmpp_stanza_t *parent, const char *name, long long
 static void handle_items(struct service *service, xmpp_stanza_t *iq,
 			 xmpp_stanza_t *pubsub, xmpp_stanza_t *op, const char *bare)
 {
-	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
 	xmpp_stanza_t *set = child_ns(pubsub, "set", RSM_NS);
 	struct items_ctx ic = { service, "full", NULL, 0, 0, 0,
 				service->firehose != NULL ? service->firehose->seq : 0, 0, 0 };
@@ -859,15 +786,9 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 	const char *mi = xmpp_stanza_get_attribute(op, "max_items");
 	long long after;
 	char policy[16] = "full", *body, *rsm = NULL;
-	sqlite3_stmt *st = store_stmt(service->store, sql);
 	unsigned count = 0;
 
-	if (st != NULL) {
-		sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			snprintf(policy, sizeof(policy), "%s", sqlite3_column_text(st, 0));
-		sqlite3_reset(st);
-	}
+	firehose_subs_get(service->store, bare, NULL, 0, policy, sizeof(policy));
 	ic.policy = policy;
 	if (mi != NULL && set == NULL)
 		max = atoll(mi);
@@ -901,21 +822,18 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq,
 				      const char *name, const char *bare)
 {
-	static const char sql[] = "SELECT subid, content FROM firehose_subs WHERE jid = ?";
-	sqlite3_stmt *st = store_stmt(service->store, sql);
-	char *ejid = item_xml_escape(bare), *body = NULL;
-	int n = -1;
+	char *ejid = xml_escape(bare), *body = NULL;
+	char subid[33], content[16];
+	int n = -1, found;
 
-	if (st == NULL || ejid == NULL) {
+	found = ejid != NULL ? firehose_subs_get(service->store, bare, subid, sizeof(subid),
+						 content, sizeof(content)) : -1;
+	if (found < 0) {
 		free(ejid);
 		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
 		return;
 	}
-	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *subid = (const char *)sqlite3_column_text(st, 0);
-		const char *content = (const char *)sqlite3_column_text(st, 1);
-
+	if (found > 0) {
 		if (strcmp(name, "subscriptions") == 0)
 			n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions"
 				     " node='" FIREHOSE_NODE "'><subscription node='"
@@ -936,7 +854,6 @@ static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq
 		n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions node='"
 			     FIREHOSE_NODE "'/></pubsub>");
 	}
-	sqlite3_reset(st);
 	free(ejid);
 	if (n < 0) {
 		reply_err(service, iq, PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED);

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
+#include "base/xml_escape.h"
 
 #define DATA_NS "jabber:x:data"
 #define DISCO_ITEMS_NS "http://jabber.org/protocol/disco#items"
@@ -133,12 +134,8 @@ static char *normalize_authorities(const char *text)
 int tap_add(struct store *store, const struct tap *t, const char *by,
 	    long long now_us, long long *id_r, const char **error_r)
 {
-	static const char sql[] =
-		"INSERT INTO taps (target, authorities, not_before_us, not_after_us,"
-		" reference, created_by, created_us) VALUES (?, ?, ?, ?, ?, ?, ?)";
 	struct tap copy = *t;
 	char *auth, *target;
-	sqlite3_stmt *st;
 	int rc = -1;
 
 	if (t->target == NULL || *t->target == '\0' || strpbrk(t->target, " \t\r\n") != NULL) {
@@ -173,23 +170,10 @@ int tap_add(struct store *store, const struct tap *t, const char *by,
 	*error_r = "cannot store the tap";
 	if (store_begin(store) < 0)
 		goto out;
-	st = store_stmt(store, sql);
-	if (st == NULL) {
+	if (taps_insert(store, &copy, by, now_us, &copy.id) < 0) {
 		store_rollback(store);
 		goto out;
 	}
-	sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, auth, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, t->not_before_us);
-	sqlite3_bind_int64(st, 4, t->not_after_us);
-	sqlite3_bind_text(st, 5, t->reference, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, by, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, now_us);
-	if (store_exec_stmt(store, st) < 0) {
-		store_rollback(store);
-		goto out;
-	}
-	copy.id = sqlite3_last_insert_rowid(store_db(store));
 	if (audit(store, "tap-add", tap_json(&copy), by, now_us) < 0 ||
 	    store_commit(store) < 0) {
 		store_rollback(store);
@@ -204,60 +188,42 @@ out:
 	return rc;
 }
 
-static int tap_load(struct store *store, long long id, struct tap *t, json_t **json_r)
+static int load_row(void *context, const struct tap_row *row)
 {
-	static const char sql[] =
-		"SELECT target, authorities, not_before_us, not_after_us, reference"
-		" FROM taps WHERE id = ?";
-	sqlite3_stmt *st = store_stmt(store, sql);
-	int found = 0;
+	*(json_t **)context = tap_json(&row->tap);
+	return 1;
+}
 
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		t->id = id;
-		t->target = (char *)sqlite3_column_text(st, 0);
-		t->authorities = (char *)sqlite3_column_text(st, 1);
-		t->not_before_us = sqlite3_column_int64(st, 2);
-		t->not_after_us = sqlite3_column_int64(st, 3);
-		t->reference = (char *)sqlite3_column_text(st, 4);
-		*json_r = tap_json(t);
-		found = 1;
-	}
-	sqlite3_reset(st);
-	return found;
+/* 1 and *json_r the tap's audit detail, 0 when there is no tap id, -1 on
+ * error. */
+static int tap_load(struct store *store, long long id, json_t **json_r)
+{
+	return taps_get(store, id, load_row, json_r);
 }
 
 int tap_remove(struct store *store, long long id, const char *by,
 	       long long now_us, const char **error_r)
 {
-	static const char sql[] = "DELETE FROM taps WHERE id = ?";
-	struct tap t;
 	json_t *detail = NULL;
-	sqlite3_stmt *st;
 	int found;
 
 	if (store_begin(store) < 0) {
 		*error_r = "cannot open a transaction";
 		return -1;
 	}
-	found = tap_load(store, id, &t, &detail);
+	found = tap_load(store, id, &detail);
 	if (found <= 0) {
 		store_rollback(store);
 		*error_r = found == 0 ? "no such tap" : "cannot read the taps";
 		return -1;
 	}
-	st = store_stmt(store, sql);
-	if (st == NULL) {
+	if (taps_delete(store, id) < 0) {
 		json_decref(detail);
 		store_rollback(store);
 		*error_r = "cannot remove the tap";
 		return -1;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	if (store_exec_stmt(store, st) < 0 ||
-	    audit(store, "tap-remove", detail, by, now_us) < 0 ||
+	if (audit(store, "tap-remove", detail, by, now_us) < 0 ||
 	    store_commit(store) < 0) {
 		store_rollback(store);
 		*error_r = "cannot remove the tap";
@@ -267,70 +233,59 @@ int tap_remove(struct store *store, long long id, const char *by,
 	return 0;
 }
 
+struct list {
+	json_t *arr;
+	long long now_us;
+};
+
+static int list_row(void *context, const struct tap_row *row)
+{
+	struct list *l = context;
+	const struct tap *t = &row->tap;
+
+	json_array_append_new(l->arr, json_pack(
+		"{s:I,s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}",
+		"id", (json_int_t)t->id, "target", t->target, "authorities", t->authorities,
+		"not_before", (json_int_t)t->not_before_us,
+		"not_after", (json_int_t)t->not_after_us, "reference", t->reference,
+		"created_by", row->created_by, "created", (json_int_t)row->created_us,
+		"expired", row->expired,
+		"active", !row->expired && t->not_before_us <= l->now_us &&
+			  l->now_us < t->not_after_us));
+	return 0;
+}
+
 char *tap_list_json(struct store *store, long long now_us)
 {
-	static const char sql[] =
-		"SELECT id, target, authorities, not_before_us, not_after_us, reference,"
-		" created_by, created_us, expired FROM taps ORDER BY id";
-	sqlite3_stmt *st = store_stmt(store, sql);
-	json_t *arr = json_array();
+	struct list l = { json_array(), now_us };
 	char *out;
 
-	if (st == NULL || arr == NULL) {
-		json_decref(arr);
+	if (l.arr == NULL || taps_each(store, list_row, &l) < 0) {
+		json_decref(l.arr);
 		return NULL;
 	}
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		long long nb = sqlite3_column_int64(st, 3), na = sqlite3_column_int64(st, 4);
-		bool expired = sqlite3_column_int(st, 8) != 0;
-
-		json_array_append_new(arr, json_pack(
-			"{s:I,s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:b,s:b}",
-			"id", (json_int_t)sqlite3_column_int64(st, 0),
-			"target", (const char *)sqlite3_column_text(st, 1),
-			"authorities", (const char *)sqlite3_column_text(st, 2),
-			"not_before", (json_int_t)nb, "not_after", (json_int_t)na,
-			"reference", (const char *)sqlite3_column_text(st, 5),
-			"created_by", (const char *)sqlite3_column_text(st, 6),
-			"created", (json_int_t)sqlite3_column_int64(st, 7),
-			"expired", expired,
-			"active", !expired && nb <= now_us && now_us < na));
-	}
-	sqlite3_reset(st);
-	out = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
+	out = json_dumps(l.arr, JSON_COMPACT);
+	json_decref(l.arr);
 	return out;
 }
 
 int tap_expire(struct store *store, long long now_us)
 {
-	static const char sql[] =
-		"SELECT id FROM taps WHERE expired = 0 AND not_after_us <= ? LIMIT 64";
-	static const char mark_sql[] = "UPDATE taps SET expired = 1 WHERE id = ?";
 	long long ids[TAPS_MAX];
-	unsigned n = 0;
-	sqlite3_stmt *st = store_stmt(store, sql);
+	unsigned n;
 
-	if (st == NULL)
+	if (taps_ended(store, now_us, ids, TAPS_MAX, &n) < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, now_us);
-	while (n < TAPS_MAX && sqlite3_step(st) == SQLITE_ROW)
-		ids[n++] = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
 	for (unsigned i = 0; i < n; i++) {
-		struct tap t;
 		json_t *detail = NULL;
 
-		if (tap_load(store, ids[i], &t, &detail) <= 0)
+		if (tap_load(store, ids[i], &detail) <= 0)
 			continue;
-		st = store_stmt(store, mark_sql);
-		if (st == NULL) {
+		if (taps_mark_expired(store, ids[i]) < 0) {
 			json_decref(detail);
 			return -1;
 		}
-		sqlite3_bind_int64(st, 1, ids[i]);
-		if (store_exec_stmt(store, st) < 0 ||
-		    audit(store, "tap-expire", detail, NULL, now_us) < 0)
+		if (audit(store, "tap-expire", detail, NULL, now_us) < 0)
 			return -1;
 		log_info("tap: #%lld expired", ids[i]);
 	}
@@ -486,46 +441,54 @@ static void fetched(void *context, enum imap_result res, const struct imap_messa
 	content_ctx_free(cc);
 }
 
+/* The active taps that ev matches, up to TAPS_MAX. */
+struct matching {
+	const struct event *ev;
+	const char *addresses;
+	struct match *m;
+	unsigned n;
+};
+
+static int match_row(void *context, const struct tap_row *row)
+{
+	struct matching *mt = context;
+	struct match *m = &mt->m[mt->n];
+
+	if (!tap_matches(row->tap.target, mt->ev, mt->addresses))
+		return 0;
+	m->id = row->tap.id;
+	m->authorities = strdup(row->tap.authorities);
+	m->reference = strdup(row->tap.reference);
+	if (m->authorities == NULL || m->reference == NULL) {
+		free(m->authorities);
+		free(m->reference);
+		return 0;
+	}
+	return ++mt->n == TAPS_MAX;
+}
+
 void tap_relay_event(struct tap_relay *r, const struct journal_record *rec,
 		     const struct event *ev)
 {
-	static const char sql[] =
-		"SELECT id, target, authorities, reference FROM taps"
-		" WHERE expired = 0 AND not_before_us <= ?1 AND not_after_us > ?1 ORDER BY id";
 	struct service *service;
 	struct match m[TAPS_MAX];
 	unsigned n = 0;
 	char *addresses = NULL, *payload;
 	const char *type, *envelope;
-	sqlite3_stmt *st;
+	struct matching mt = { ev, NULL, m, 0 };
 	bool message;
 
 	if (r == NULL || r->closing)
 		return;
 	service = r->service;
-	st = store_stmt(service->store, sql);
-	if (st == NULL)
-		return;
 	message = (ev->type == EVENT_MESSAGE_NEW || ev->type == EVENT_MESSAGE_APPEND) &&
 		  ev->mailbox.node != NULL && ev->mailbox.uid != 0;
 	envelope = json_string_value(json_object_get(ev->json, "vnd.cmu.envelope"));
 	if (message && envelope != NULL)
 		addresses = changelog_envelope_addresses(envelope);
-	sqlite3_bind_int64(st, 1, clock_now_us());
-	while (n < TAPS_MAX && sqlite3_step(st) == SQLITE_ROW) {
-		if (!tap_matches((const char *)sqlite3_column_text(st, 1), ev, addresses))
-			continue;
-		m[n].id = sqlite3_column_int64(st, 0);
-		m[n].authorities = strdup((const char *)sqlite3_column_text(st, 2));
-		m[n].reference = strdup((const char *)sqlite3_column_text(st, 3));
-		if (m[n].authorities == NULL || m[n].reference == NULL) {
-			free(m[n].authorities);
-			free(m[n].reference);
-			continue;
-		}
-		n++;
-	}
-	sqlite3_reset(st);
+	mt.addresses = addresses;
+	taps_each_active(service->store, clock_now_us(), match_row, &mt);
+	n = mt.n;
 	free(addresses);
 	if (n == 0)
 		return;
@@ -812,7 +775,7 @@ static void cmd_list(struct service *service, xmpp_stanza_t *iq, const char *sid
 		fputs("<item>", f);
 		for (size_t j = 0; j < sizeof(fields) / sizeof(fields[0]); j++) {
 			json_t *v = json_object_get(tap, fields[j]);
-			char *s = json_is_string(v) ? item_xml_escape(json_string_value(v)) :
+			char *s = json_is_string(v) ? xml_escape(json_string_value(v)) :
 				  json_dumps(v, JSON_ENCODE_ANY);
 
 			fprintf(f, "<field var='%s'><value>%s</value></field>", fields[j],

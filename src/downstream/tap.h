@@ -17,6 +17,7 @@
 #include "model/event.h"
 #include "store/journal.h"
 #include "store/store.h"
+#include "store/taps.h"
 
 #define TAP_NODE_PREFIX "mailpubsub:tap:"
 #define COMMANDS_NS "http://jabber.org/protocol/commands"
@@ -24,15 +25,6 @@
 struct service;
 struct imap_client;
 struct tap_relay;
-
-struct tap {
-	long long id;
-	char *target;              /* account, or an address (has '@') */
-	char *authorities;         /* space separated bare JIDs */
-	long long not_before_us;
-	long long not_after_us;
-	char *reference;           /* warrant id */
-};
 
 /* Validates and stores t; audited as tap-add by `by`. */
 int tap_add(struct store *store, const struct tap *t, const char *by,

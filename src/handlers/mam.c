@@ -8,12 +8,16 @@
 #include "base/config.h"
 #include "downstream/firehose.h"
 #include "publish/item.h"
+#include "store/firehose_subs.h"
 #include "store/journal.h"
+#include "store/journal_query.h"
 #include "base/log.h"
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
 #include "store/store.h"
 #include "downstream/tap.h"
+#include "base/timefmt.h"
+#include "base/xml_escape.h"
 
 #define RSM_NS "http://jabber.org/protocol/rsm"
 #define DATA_NS "jabber:x:data"
@@ -133,7 +137,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 		free(inner);
 		return -1;
 	}
-	item_format_time(rec->received_us, stamp, sizeof(stamp));
+	timefmt_iso8601_ms(rec->received_us, stamp, sizeof(stamp));
 	n = asprintf(&out, "<message to='%s' from='%s' id='mam-%lld'><result xmlns='" MAM_NS
 		     "' queryid='%s' id='%lld'><forwarded xmlns='" FORWARD_NS "'>"
 		     "<delay xmlns='urn:xmpp:delay' stamp='%s'/><message xmlns='jabber:client' %s"
@@ -149,88 +153,79 @@ static int send_result(struct service *service, const struct mam_query *q,
 
 static const char *policy_of(struct service *service, const char *bare, char *buf, size_t size)
 {
-	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
-	sqlite3_stmt *st = store_stmt(service->store, sql);
-
 	snprintf(buf, size, "headers");   /* the ediscovery default */
-	if (st == NULL)
-		return buf;
-	sqlite3_bind_text(st, 1, bare, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		snprintf(buf, size, "%s", sqlite3_column_text(st, 0));
-	sqlite3_reset(st);
+	firehose_subs_get(service->store, bare, NULL, 0, buf, size);
 	return buf;
+}
+
+/* The page being collected: up to max results that go on the firehose. */
+struct page {
+	struct service *service;
+	const char *policy;
+	long long max;
+	struct journal_record *recs;
+	char **payloads;
+	unsigned n;
+	bool complete;
+};
+
+static int collect(void *context, const struct journal_record *rec)
+{
+	struct page *p = context;
+	char *payload = firehose_item_payload(p->service, rec, p->policy);
+
+	if (payload == NULL)
+		return 0;     /* not on the firehose */
+	if (p->n == (unsigned)p->max) {
+		free(payload);
+		p->complete = false;
+		return 1;
+	}
+	p->recs[p->n] = *rec;
+	p->recs[p->n].source = NULL;
+	p->recs[p->n].json = NULL;
+	p->payloads[p->n++] = payload;
+	return 0;
 }
 
 /* Runs the query: results in journal order, then the <fin/>. */
 static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 		const char *bare)
 {
-	static const char fwd_sql[] =
-		"SELECT seq, received_us, source, json FROM journal WHERE seq > ?1 AND seq <= ?2"
-		" AND received_us >= ?3 AND received_us <= ?4 ORDER BY seq";
-	static const char back_sql[] =
-		"SELECT seq, received_us, source, json FROM journal WHERE seq < ?1 AND seq <= ?2"
-		" AND received_us >= ?3 AND received_us <= ?4 ORDER BY seq DESC";
 	const char *to = xmpp_stanza_get_from(iq);
 	bool backward = q->before >= 0;
 	long long upto = firehose_position(service), first = 0, last = 0;
-	struct journal_record *recs;
-	char **payloads;
 	char policy[16], *eto, *body = NULL, *set = NULL;
-	unsigned n = 0;
-	bool complete = true;
-	sqlite3_stmt *st;
+	struct page p = { service, policy, q->max, NULL, NULL, 0, true };
+	unsigned n;
+	bool complete;
 
-	recs = calloc((size_t)q->max, sizeof(*recs));
-	payloads = calloc((size_t)q->max, sizeof(*payloads));
-	eto = item_xml_escape(to);
-	st = store_stmt(service->store, backward ? back_sql : fwd_sql);
-	if (recs == NULL || payloads == NULL || eto == NULL || st == NULL) {
-		free(recs);
-		free(payloads);
+	p.recs = calloc((size_t)q->max, sizeof(*p.recs));
+	p.payloads = calloc((size_t)q->max, sizeof(*p.payloads));
+	eto = xml_escape(to);
+	if (p.recs == NULL || p.payloads == NULL || eto == NULL) {
+		free(p.recs);
+		free(p.payloads);
 		free(eto);
 		reply_error(service, iq, "wait", "internal-server-error");
 		return;
 	}
 	policy_of(service, bare, policy, sizeof(policy));
-	sqlite3_bind_int64(st, 1, backward ? (q->before > 0 ? q->before : upto + 1) :
-				  (q->after > 0 ? q->after : 0));
-	sqlite3_bind_int64(st, 2, upto);
-	sqlite3_bind_int64(st, 3, q->start_us);
-	sqlite3_bind_int64(st, 4, q->end_us);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		struct journal_record rec = {
-			.seq = sqlite3_column_int64(st, 0),
-			.received_us = sqlite3_column_int64(st, 1),
-			.source = (const char *)sqlite3_column_text(st, 2),
-			.json = (const char *)sqlite3_column_text(st, 3),
-			.json_len = (size_t)sqlite3_column_bytes(st, 3),
-		};
-		char *payload = firehose_item_payload(service, &rec, policy);
-
-		if (payload == NULL)
-			continue;     /* not on the firehose */
-		if (n == (unsigned)q->max) {
-			free(payload);
-			complete = false;
-			break;
-		}
-		recs[n] = rec;
-		recs[n].source = NULL;
-		recs[n].json = NULL;
-		payloads[n++] = payload;
-	}
-	sqlite3_reset(st);
+	journal_query_window(service->store,
+			     backward ? (q->before > 0 ? q->before : upto + 1) :
+					(q->after > 0 ? q->after : 0),
+			     backward, upto, q->start_us, q->end_us, collect, &p);
+	n = p.n;
+	complete = p.complete;
 	for (unsigned i = 0; i < n; i++) {
 		/* backward pages come newest first: sent oldest first */
 		unsigned k = backward ? n - 1 - i : i;
 
-		send_result(service, q, eto, bare, &recs[k], payloads[k]);
+		send_result(service, q, eto, bare, &p.recs[k], p.payloads[k]);
 		if (i == 0)
-			first = recs[k].seq;
-		last = recs[k].seq;
-		free(payloads[k]);
+			first = p.recs[k].seq;
+		last = p.recs[k].seq;
+		free(p.payloads[k]);
 	}
 	if (n > 0 && asprintf(&set, "<set xmlns='" RSM_NS "'><first>%lld</first><last>%lld"
 			      "</last></set>", first, last) < 0)
@@ -244,8 +239,8 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 	}
 	log_info("mam: %s: %u results (%s)", bare, n, complete ? "complete" : "more");
 	free(set);
-	free(recs);
-	free(payloads);
+	free(p.recs);
+	free(p.payloads);
 	free(eto);
 }
 
@@ -280,7 +275,7 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 		q.max = 1;
 	if (q.max > MAM_MAX)
 		q.max = MAM_MAX;
-	q.queryid = item_xml_escape(qid != NULL ? qid : "");
+	q.queryid = xml_escape(qid != NULL ? qid : "");
 	if (q.queryid == NULL) {
 		reply_error(service, iq, "wait", "internal-server-error");
 		return;

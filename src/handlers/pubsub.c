@@ -18,6 +18,7 @@
 #include "model/subopts.h"
 #include "store/subscription.h"
 #include "base/utf8.h"
+#include "base/xml_escape.h"
 
 #define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
 
@@ -571,7 +572,7 @@ static char *rsm_set(struct service *service, struct request *req,
 static void send_items(struct service *service, struct request *req,
 		       struct items_reply *ir, bool newest_first, bool want_set)
 {
-	char *enode = item_xml_escape(req->node);
+	char *enode = xml_escape(req->node);
 	char *set = want_set || ir->cut ? rsm_set(service, req, ir, newest_first) : NULL;
 	size_t total = ir->len + 256 + (set != NULL ? strlen(set) : 0) +
 		       (enode != NULL ? strlen(enode) : 0);

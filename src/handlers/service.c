@@ -8,7 +8,7 @@
 #include "publish/delegate.h"
 #include "handlers/disco.h"
 #include "downstream/firehose.h"
-#include "publish/item.h"
+#include "base/xml_escape.h"
 #include "base/jid.h"
 #include "base/log.h"
 #include "handlers/mam.h"
@@ -85,9 +85,9 @@ void service_send_release(struct service *service, xmpp_stanza_t *reply)
 void service_send_result_raw(struct service *service, xmpp_stanza_t *iq,
 			     const char *body)
 {
-	char *id = item_xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
-	char *to = item_xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
-	char *from = item_xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
+	char *id = xml_escape(xmpp_stanza_get_id(iq) != NULL ? xmpp_stanza_get_id(iq) : "");
+	char *to = xml_escape(xmpp_stanza_get_from(iq) != NULL ? xmpp_stanza_get_from(iq) : "");
+	char *from = xml_escape(xmpp_stanza_get_to(iq) != NULL ? xmpp_stanza_get_to(iq) : "");
 	char *out = NULL;
 
 	if (id != NULL && to != NULL && from != NULL &&

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store/journal.h"
+#include "store/journal_query.h"
 #include "base/log.h"
 #include "model/mailbox_uri.h"
 #include "store/node_tree.h"
@@ -234,18 +235,7 @@ static void listing_free(struct listing *l)
  * nothing may be concluded from a name missing in it. */
 static bool changed_since(struct store *store, const char *account, long long seq)
 {
-	static const char sql[] =
-		"SELECT 1 FROM journal WHERE seq > ? AND account = ? LIMIT 1";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
-	bool changed;
-
-	if (stmt == NULL)
-		return true;
-	sqlite3_bind_int64(stmt, 1, seq);
-	sqlite3_bind_text(stmt, 2, account, -1, SQLITE_STATIC);
-	changed = sqlite3_step(stmt) == SQLITE_ROW;
-	sqlite3_reset(stmt);
-	return changed;
+	return journal_query_changed_after(store, account, seq, false);
 }
 
 static void apply_listing(struct discovery *d, const struct listing *l,
@@ -255,15 +245,15 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
 	long long now = clock_now_us();
-	int changes = sqlite3_total_changes(store_db(service->store));
+	long long before;
 	size_t added;
 
 	if (store_begin(service->store) < 0)
 		return;
+	before = node_tree_count(service->store, account);
 	for (size_t i = 0; i < n; i++)
 		node_tree_touch(service->store, account, nodes[i], NULL, 0, now);
-	/* INSERT OR IGNORE counts only the rows it adds */
-	added = (size_t)(sqlite3_total_changes(store_db(service->store)) - changes);
+	added = before >= 0 ? (size_t)(node_tree_count(service->store, account) - before) : 0;
 	/* an empty answer is more likely a glitch than an account without
 	 * mailboxes: never empty a whole tree on it */
 	if (n > 0 && !changed_since(service->store, account, l->journal_seq))

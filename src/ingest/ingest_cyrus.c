@@ -55,7 +55,6 @@ static int bind_socket(struct ingest_cyrus *in, const struct config *config,
 		       const char **error_r)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	static char msg[400];
 
 	if (strlen(config->notify_socket) >= sizeof(sun.sun_path)) {
 		*error_r = "[cyrus] notify_socket path too long";
@@ -71,9 +70,9 @@ static int bind_socket(struct ingest_cyrus *in, const struct config *config,
 	/* a stale socket from a previous run would make bind fail */
 	unlink(sun.sun_path);
 	if (bind(in->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		snprintf(msg, sizeof(msg), "cannot bind %s: %s", sun.sun_path,
-			 strerror(errno));
-		*error_r = msg;
+		/* the detail goes to the log: error strings are constants */
+		log_error("cyrus source: cannot bind %s: %s", sun.sun_path, strerror(errno));
+		*error_r = "cannot bind the [cyrus] notify_socket (see the log)";
 		return -1;
 	}
 	if (*config->notify_socket_group != '\0') {
@@ -84,9 +83,8 @@ static int bind_socket(struct ingest_cyrus *in, const struct config *config,
 				 config->notify_socket_group);
 	}
 	if (chmod(sun.sun_path, config->notify_socket_mode) < 0) {
-		snprintf(msg, sizeof(msg), "cannot chmod %s: %s", sun.sun_path,
-			 strerror(errno));
-		*error_r = msg;
+		log_error("cyrus source: cannot chmod %s: %s", sun.sun_path, strerror(errno));
+		*error_r = "cannot set the [cyrus] notify_socket's mode (see the log)";
 		return -1;
 	}
 	return 0;

@@ -21,6 +21,8 @@
 #include "store/node_tree.h"
 #include "handlers/service.h"
 #include "store/store.h"
+/* until its SQL moves into store/ (the imap helper's part of issue 16) */
+#include "store/store_sql.h"
 
 #define SOURCE_NAME "imap"
 #define STATUS_EVENT "vnd.mailpubsub.MailboxStatus"
@@ -2187,11 +2189,10 @@ int ingest_imap_new(uv_loop_t *loop, struct service *service,
 		for (char *m = strtok_r(boxes, " \t,", &bsave); m != NULL;
 		     m = strtok_r(NULL, " \t,", &bsave)) {
 			if (!mailbox_uri_node_valid(m)) {
-				static char msg[200];
-
-				snprintf(msg, sizeof(msg), "[imap_source] mailboxes: '%s' is "
-					 "not a node name (INBOX, INBOX/Sub...)", m);
-				*error_r = msg;
+				log_error("imap source: [imap_source] mailboxes: '%s' is "
+					  "not a node name (INBOX, INBOX/Sub...)", m);
+				*error_r = "[imap_source] mailboxes names something that is "
+					   "not a node name (see the log)";
 				free(boxes);
 				free(accounts);
 				goto fail;

@@ -627,7 +627,6 @@ static void on_connection(uv_stream_t *server, int status)
 static int parse_allowed(struct ingest_json *in, const char *list,
 			 const char **error_r)
 {
-	static char msg[200];
 	char *copy = strdup(list), *save = NULL;
 	unsigned n = 0;
 
@@ -649,9 +648,9 @@ static int parse_allowed(struct ingest_json *in, const char *list,
 		}
 		pw = getpwnam(w);
 		if (pw == NULL) {
-			snprintf(msg, sizeof(msg), "[json] allowed_users: no user '%s'", w);
+			log_error("json source: [json] allowed_users: no user '%s'", w);
 			free(copy);
-			*error_r = msg;
+			*error_r = "[json] allowed_users names an unknown user (see the log)";
 			return -1;
 		}
 		in->allowed[n++] = pw->pw_uid;
@@ -664,7 +663,6 @@ static int parse_allowed(struct ingest_json *in, const char *list,
 static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 		       const struct config *c, const char **error_r)
 {
-	static char msg[300];
 	char why[200];
 	int r;
 
@@ -680,14 +678,14 @@ static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 	in->handles++;
 	if ((r = uv_pipe_bind(&in->pipe, in->path)) < 0 ||
 	    (r = uv_listen((uv_stream_t *)&in->pipe, 128, on_connection)) < 0) {
-		snprintf(msg, sizeof(msg), "[json] socket %s: %s", in->path, uv_strerror(r));
-		*error_r = msg;
+		log_error("json source: [json] socket %s: %s", in->path, uv_strerror(r));
+		*error_r = "cannot listen on the [json] socket (see the log)";
 		return -1;
 	}
 	if (listen_permit(in->path, c->json_socket_group, c->json_socket_mode,
 			  why, sizeof(why)) < 0) {
-		snprintf(msg, sizeof(msg), "[json] socket %s", why);
-		*error_r = msg;
+		log_error("json source: [json] socket %s", why);
+		*error_r = "cannot set the [json] socket's group or mode (see the log)";
 		return -1;
 	}
 	log_info("json source: listening on %s", in->path);
@@ -697,14 +695,13 @@ static int listen_pipe(struct ingest_json *in, uv_loop_t *loop,
 static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
 		      const char *spec, const char **error_r)
 {
-	static char msg[300];
 	struct sockaddr_storage ss;
 	char why[200];
 	int r;
 
 	if (listen_parse_hostport(spec, &ss, why, sizeof(why)) < 0) {
-		snprintf(msg, sizeof(msg), "[json] listen: %s", why);
-		*error_r = msg;
+		log_error("json source: [json] listen: %s", why);
+		*error_r = "[json] listen is not a host:port (see the log)";
 		return -1;
 	}
 	uv_tcp_init(loop, &in->tcp);
@@ -713,8 +710,8 @@ static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
 	in->handles++;
 	if ((r = uv_tcp_bind(&in->tcp, (struct sockaddr *)&ss, 0)) < 0 ||
 	    (r = uv_listen((uv_stream_t *)&in->tcp, 128, on_connection)) < 0) {
-		snprintf(msg, sizeof(msg), "[json] listen %s: %s", spec, uv_strerror(r));
-		*error_r = msg;
+		log_error("json source: [json] listen %s: %s", spec, uv_strerror(r));
+		*error_r = "cannot listen on [json] listen (see the log)";
 		return -1;
 	}
 	log_info("json source: listening on %s (secret required)", spec);

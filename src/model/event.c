@@ -36,36 +36,43 @@ static const struct event_type_info event_types[EVENT_TYPE_COUNT] = {
 
 /* RFC 5423 section 5, plus Kolab's ACL parameters. Anything else (vnd.*)
  * is kept as received and published as an <extension/>. */
+/* The reason a wrong type is refused with is a constant per parameter:
+ * error strings are never formatted into shared buffers. */
+#define WRONG_TYPE(name) "parameter " name " has the wrong type"
+#define COUNT_WRONG_TYPE(name) WRONG_TYPE(name) " (a count from 0 to 2^63-1)"
+#define PARAM(name, kind) { name, kind, WRONG_TYPE(name) }
+#define COUNT_PARAM(name) { name, EVENT_PARAM_NUMBER, COUNT_WRONG_TYPE(name) }
+
 static const struct event_param_info event_param_table[] = {
-	{ "timestamp", EVENT_PARAM_STRING },
-	{ "service", EVENT_PARAM_STRING },
-	{ "serverFQDN", EVENT_PARAM_STRING },
-	{ "serverDomain", EVENT_PARAM_STRING },
-	{ "serverPort", EVENT_PARAM_NUMBER },
-	{ "clientIP", EVENT_PARAM_STRING },
-	{ "clientPort", EVENT_PARAM_NUMBER },
-	{ "user", EVENT_PARAM_STRING },
-	{ "admin", EVENT_PARAM_STRING },
-	{ "pid", EVENT_PARAM_NUMBER },
-	{ "process", EVENT_PARAM_STRING },
-	{ "uri", EVENT_PARAM_STRING },
-	{ "mailboxID", EVENT_PARAM_STRING },
-	{ "oldMailboxID", EVENT_PARAM_STRING },
-	{ "uidset", EVENT_PARAM_STRING },
-	{ "uidnext", EVENT_PARAM_NUMBER },
-	{ "modseq", EVENT_PARAM_NUMBER },
-	{ "messages", EVENT_PARAM_NUMBER },
-	{ "flagNames", EVENT_PARAM_WORDS },
-	{ "tags", EVENT_PARAM_WORDS },
-	{ "messageSize", EVENT_PARAM_NUMBER },
-	{ "envelope", EVENT_PARAM_STRING },
-	{ "bodyStructure", EVENT_PARAM_STRING },
-	{ "messageContent", EVENT_PARAM_STRING },
-	{ "diskQuota", EVENT_PARAM_NUMBER },
-	{ "diskUsed", EVENT_PARAM_NUMBER },
-	{ "maxMessages", EVENT_PARAM_NUMBER },
-	{ "aclSubject", EVENT_PARAM_STRING },
-	{ "aclRights", EVENT_PARAM_STRING },
+	PARAM("timestamp", EVENT_PARAM_STRING),
+	PARAM("service", EVENT_PARAM_STRING),
+	PARAM("serverFQDN", EVENT_PARAM_STRING),
+	PARAM("serverDomain", EVENT_PARAM_STRING),
+	COUNT_PARAM("serverPort"),
+	PARAM("clientIP", EVENT_PARAM_STRING),
+	COUNT_PARAM("clientPort"),
+	PARAM("user", EVENT_PARAM_STRING),
+	PARAM("admin", EVENT_PARAM_STRING),
+	COUNT_PARAM("pid"),
+	PARAM("process", EVENT_PARAM_STRING),
+	PARAM("uri", EVENT_PARAM_STRING),
+	PARAM("mailboxID", EVENT_PARAM_STRING),
+	PARAM("oldMailboxID", EVENT_PARAM_STRING),
+	PARAM("uidset", EVENT_PARAM_STRING),
+	COUNT_PARAM("uidnext"),
+	COUNT_PARAM("modseq"),
+	COUNT_PARAM("messages"),
+	PARAM("flagNames", EVENT_PARAM_WORDS),
+	PARAM("tags", EVENT_PARAM_WORDS),
+	COUNT_PARAM("messageSize"),
+	PARAM("envelope", EVENT_PARAM_STRING),
+	PARAM("bodyStructure", EVENT_PARAM_STRING),
+	PARAM("messageContent", EVENT_PARAM_STRING),
+	COUNT_PARAM("diskQuota"),
+	COUNT_PARAM("diskUsed"),
+	COUNT_PARAM("maxMessages"),
+	PARAM("aclSubject", EVENT_PARAM_STRING),
+	PARAM("aclRights", EVENT_PARAM_STRING),
 };
 
 const struct event_type_info *event_type_info(enum event_type type)
@@ -97,7 +104,9 @@ const struct event_param_info *event_params(unsigned *count_r)
 
 /* Counts the stores send that RFC 5423 does not name but we read as
  * numbers (the unseen count published as <unseen/>). */
-static const char *const vendor_counts[] = { "vnd.cmu.unseenMessages" };
+static const struct event_param_info vendor_counts[] = {
+	COUNT_PARAM("vnd.cmu.unseenMessages"),
+};
 
 /* A count: decimal digits only, 0 to 2^63-1, so that every consumer may
  * hold it in a signed 64-bit integer (a wider one once became -1). */
@@ -129,17 +138,15 @@ static int json_count(const json_t *v, uint64_t *value_r)
 	return -1;
 }
 
-static int check_count(json_t *obj, const char *name, const char **error_r)
+static int check_count(json_t *obj, const struct event_param_info *param,
+		       const char **error_r)
 {
-	static char reason[96];
-	json_t *v = json_object_get(obj, name);
+	json_t *v = json_object_get(obj, param->name);
 	uint64_t ignored;
 
 	if (v == NULL || json_is_null(v) || json_count(v, &ignored) == 0)
 		return 0;
-	snprintf(reason, sizeof(reason), "parameter %s has the wrong type "
-		 "(a count from 0 to 2^63-1)", name);
-	*error_r = reason;
+	*error_r = param->wrong_type;
 	return -1;
 }
 
@@ -147,7 +154,6 @@ static int check_count(json_t *obj, const char *name, const char **error_r)
  * is a malformed event, not something to guess about. */
 static int check_params(json_t *obj, const char **error_r)
 {
-	static char reason[96];
 	unsigned count;
 	const struct event_param_info *params = event_params(&count);
 
@@ -156,7 +162,7 @@ static int check_params(json_t *obj, const char **error_r)
 		bool ok;
 
 		if (params[i].kind == EVENT_PARAM_NUMBER) {
-			if (check_count(obj, params[i].name, error_r) < 0)
+			if (check_count(obj, &params[i], error_r) < 0)
 				return -1;
 			continue;
 		}
@@ -164,14 +170,12 @@ static int check_params(json_t *obj, const char **error_r)
 			continue;
 		ok = json_is_string(v);
 		if (!ok) {
-			snprintf(reason, sizeof(reason), "parameter %s has the wrong type",
-				 params[i].name);
-			*error_r = reason;
+			*error_r = params[i].wrong_type;
 			return -1;
 		}
 	}
 	for (size_t i = 0; i < sizeof(vendor_counts) / sizeof(vendor_counts[0]); i++)
-		if (check_count(obj, vendor_counts[i], error_r) < 0)
+		if (check_count(obj, &vendor_counts[i], error_r) < 0)
 			return -1;
 	return 0;
 }

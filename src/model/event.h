@@ -64,6 +64,7 @@ struct event_type_info {
 struct event_param_info {
 	const char *name;        /* as on the wire, and the XML element name */
 	enum event_param_kind kind;
+	const char *wrong_type;  /* the reason an event with the wrong type is refused */
 };
 
 struct event {

@@ -20,6 +20,7 @@
 #include "handlers/service.h"
 #include "ops/status.h"
 #include "downstream/tap.h"
+#include "base/timefmt.h"
 
 #define CONTROL_MAX_CONNECTIONS 16
 /* journaled counts every RATE_STEP_MS, RATE_SAMPLES of them: a rate over
@@ -105,13 +106,10 @@ int control_request_parse(const char *line, size_t len,
 
 static json_t *iso_time(long long us)
 {
-	time_t t = (time_t)(us / 1000000);
-	struct tm tm;
 	char text[32];
 
-	if (us <= 0 || gmtime_r(&t, &tm) == NULL)
+	if (timefmt_iso8601(us, text, sizeof(text)) < 0)
 		return json_null();
-	strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return json_string(text);
 }
 

@@ -54,9 +54,9 @@ int reload_config(struct service *service, struct config *live, const char *path
 	struct reload_tally tally = { 0, 0 };
 	unsigned old_acl_ttl = live->acl_cache_ttl;
 	struct config *fresh;
-	const char *error;
+	char error[CONFIG_ERROR_MAX];
 
-	if (config_load(path, &fresh, &error) < 0) {
+	if (config_load(path, &fresh, error, sizeof(error)) < 0) {
 		log_error("reload: %s; the running configuration is kept", error);
 		return -1;
 	}

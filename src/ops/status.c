@@ -8,22 +8,9 @@
 #include "downstream/firehose.h"
 #include "ingest/ingest_cyrus.h"
 #include "store/journal.h"
+#include "store/subscription.h"
+#include "store/taps.h"
 #include "handlers/service.h"
-
-static long long count_rows(struct store *store, const char *sql, long long now_us)
-{
-	sqlite3_stmt *stmt = store_stmt(store, sql);
-	long long n = 0;
-
-	if (stmt == NULL)
-		return 0;
-	if (sqlite3_bind_parameter_count(stmt) > 0)
-		sqlite3_bind_int64(stmt, 1, now_us);
-	if (sqlite3_step(stmt) == SQLITE_ROW)
-		n = sqlite3_column_int64(stmt, 0);
-	sqlite3_reset(stmt);
-	return n;
-}
 
 static long long rss_bytes(void)
 {
@@ -41,11 +28,6 @@ static long long rss_bytes(void)
 void status_snapshot_take(struct service *service, struct imap_client *imap,
 			  struct status_snapshot *snap)
 {
-	static const char subs_sql[] = "SELECT count(*) FROM subscriptions";
-	static const char taps_sql[] =
-		"SELECT count(*) FROM taps WHERE expired = 0"
-		" AND not_before_us <= ?1 AND not_after_us > ?1";
-
 	memset(snap, 0, sizeof(*snap));
 	snap->now_us = clock_now_us();
 	snap->started_us = service->stats.started_us;
@@ -55,8 +37,8 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 	snap->published_seq = journal_published_seq(service->store);
 	snap->firehose_seq = firehose_position(service);
 	snap->ingest_waiting_bytes = ingest_cyrus_waiting(service->ingest_cyrus);
-	snap->subscriptions = count_rows(service->store, subs_sql, 0);
-	snap->taps_active = count_rows(service->store, taps_sql, snap->now_us);
+	snap->subscriptions = subscription_count(service->store);
+	snap->taps_active = taps_count_active(service->store, snap->now_us);
 	snap->have_imap = imap != NULL;
 	if (imap != NULL)
 		imap_client_stats(imap, &snap->imap);

@@ -11,7 +11,7 @@
 #include "xmpp/component.h"
 #include "base/config.h"
 #include "publish/delivery.h"
-#include "publish/item.h"
+#include "base/xml_escape.h"
 #include "base/jid.h"
 #include "base/log.h"
 #include "handlers/pubsub.h"
@@ -66,8 +66,8 @@ int delegate_new(struct service *service, struct delegate **delegate_r,
 	if (config->delegate_service[0] == '\0')
 		return 0;
 	d = calloc(1, sizeof(*d));
-	if (d == NULL || (d->to = item_xml_escape(config->delegate_service)) == NULL ||
-	    (d->from = item_xml_escape(config->component_domain)) == NULL ||
+	if (d == NULL || (d->to = xml_escape(config->delegate_service)) == NULL ||
+	    (d->from = xml_escape(config->component_domain)) == NULL ||
 	    (d->nodes = json_object()) == NULL || (d->cur = json_object()) == NULL) {
 		if (d != NULL) {
 			free(d->to);
@@ -141,7 +141,7 @@ static int append_entries(char **buf, size_t *len, const char **jids, size_t n,
 {
 	for (size_t i = 0; i < n; i++) {
 		char *j = bare ? jid_bare(jids[i]) : strdup(jids[i]);
-		char *esc = j != NULL ? item_xml_escape(j) : NULL;
+		char *esc = j != NULL ? xml_escape(j) : NULL;
 		char *grown;
 		int add;
 
@@ -242,7 +242,7 @@ static char *server_node(const char *account, const char *node)
 		return NULL;
 	}
 	free(local);
-	esc = item_xml_escape(name);
+	esc = xml_escape(name);
 	free(name);
 	return esc;
 }

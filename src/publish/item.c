@@ -5,7 +5,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/timefmt.h"
 #include "base/utf8.h"
+#include "base/xml_escape.h"
 
 /* Set once from [component] max_stanza_size at start; every builder of
  * items and notifications needs it, and they are called from modules that
@@ -26,17 +28,6 @@ size_t item_max_payload(void)
 {
 	return item_max_stanza_bytes > 2 * ITEM_WRAPPER_RESERVE ?
 	       item_max_stanza_bytes - ITEM_WRAPPER_RESERVE : item_max_stanza_bytes / 2;
-}
-
-void item_format_time(long long us, char *buf, size_t size)
-{
-	time_t secs = (time_t)(us / 1000000);
-	struct tm tm;
-	char base[32];
-
-	gmtime_r(&secs, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, size, "%s.%03lldZ", base, (us / 1000) % 1000);
 }
 
 /* How a payload is built: the first time everything; when it comes out
@@ -233,7 +224,7 @@ static char *payload_serialize(struct build *b, const struct event *event,
 		snprintf(num, sizeof(num), "%lld", seq);
 		xmpp_stanza_set_attribute(root, "seq", num);
 	}
-	item_format_time(received_us, stamp, sizeof(stamp));
+	timefmt_iso8601_ms(received_us, stamp, sizeof(stamp));
 	xmpp_stanza_set_attribute(root, "received", stamp);
 	add_mailbox(ctx, root, "mailbox", &event->mailbox);
 	add_mailbox(ctx, root, "oldMailbox", &event->old_mailbox);
@@ -289,50 +280,10 @@ char *item_payload_build(xmpp_ctx_t *ctx, const struct event *event,
 	return payload;
 }
 
-char *item_xml_escape(const char *text)
-{
-	size_t n = 0;
-	char *out, *o, *clean = NULL;
-
-	/* names, JIDs and ids written into raw XML: whatever their source,
-	 * nothing XML 1.0 forbids gets through */
-	if (!utf8_xml_valid(text, strlen(text))) {
-		clean = utf8_xml_clean(text, strlen(text), NULL, NULL);
-		if (clean == NULL)
-			return NULL;
-		text = clean;
-	}
-	for (const char *p = text; *p != '\0'; p++)
-		n += (*p == '&') ? 5 : (*p == '<' || *p == '>') ? 4 :
-		     (*p == '\'' || *p == '"') ? 6 : 1;
-	out = malloc(n + 1);
-	if (out == NULL) {
-		free(clean);
-		return NULL;
-	}
-	o = out;
-	for (const char *p = text; *p != '\0'; p++) {
-		const char *rep = NULL;
-
-		switch (*p) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '\'': rep = "&apos;"; break;
-		case '"': rep = "&quot;"; break;
-		default: *o++ = *p; continue;
-		}
-		o = stpcpy(o, rep);
-	}
-	*o = '\0';
-	free(clean);
-	return out;
-}
-
 static int split_message(const char *from, const char *body,
 			 struct item_message *out)
 {
-	char *efrom = item_xml_escape(from);
+	char *efrom = xml_escape(from);
 	int n;
 
 	out->head = NULL;
@@ -376,7 +327,7 @@ int item_message_build(const char *from, const char *node, long long seq,
 		       const char *payload, long long delay_us,
 		       struct item_message *out)
 {
-	char *enode = item_xml_escape(node);
+	char *enode = xml_escape(node);
 	char *clean = NULL;
 	char delay[160] = "";
 	char *body;
@@ -396,7 +347,7 @@ int item_message_build(const char *from, const char *node, long long seq,
 	if (delay_us > 0) {
 		char stamp[40];
 
-		item_format_time(delay_us, stamp, sizeof(stamp));
+		timefmt_iso8601_ms(delay_us, stamp, sizeof(stamp));
 		snprintf(delay, sizeof(delay),
 			 "<delay xmlns='urn:xmpp:delay' stamp='%s'/>", stamp);
 	}
@@ -434,7 +385,7 @@ int item_message_build(const char *from, const char *node, long long seq,
 int item_message_build_delete(const char *from, const char *node,
 			      struct item_message *out)
 {
-	char *enode = item_xml_escape(node);
+	char *enode = xml_escape(node);
 	char *body;
 	int n, ret;
 
@@ -463,7 +414,7 @@ void item_message_clear(struct item_message *msg)
 char *item_message_for(const struct item_message *msg, const char *to,
 		       size_t *len_r)
 {
-	char *eto = item_xml_escape(to);
+	char *eto = xml_escape(to);
 	const char *tail = msg->tail;
 	size_t fixed;
 	char *out;

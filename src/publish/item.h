@@ -67,11 +67,4 @@ char *item_message_for(const struct item_message *msg, const char *to,
 /* Is this notification (of len bytes) the notice? For counting. */
 bool item_message_is_notice(const char *text, size_t len);
 
-/* XML-escapes text for an attribute value or text node, with whatever XML
- * 1.0 forbids replaced by U+FFFD. malloc()ed. */
-char *item_xml_escape(const char *text);
-
-/* ISO 8601 UTC with milliseconds, e.g. for urn:xmpp:delay. */
-void item_format_time(long long us, char *buf, size_t size);
-
 #endif

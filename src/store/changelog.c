@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "store/store_sql.h"
 
 #define HASH_LEN 32
 /* a uidset wider than this is recorded as given, not expanded */

@@ -15,7 +15,8 @@
 #define MAILPUBSUB_CHANGELOG_H
 
 #include <jansson.h>
-#include <sqlite3.h>
+/* the database a read-only verification runs on */
+struct sqlite3;
 #include <stddef.h>
 #include <uv.h>
 
@@ -44,7 +45,7 @@ struct changelog_verify_result {
 /* Checks the chain (and the checkpoint's signature when records were
  * dropped; key may be NULL when none was). Returns 0 when the whole chain
  * verifies, 1 when it does not (result says where), -1 on error. */
-int changelog_verify(sqlite3 *db, const unsigned char *key, size_t key_len,
+int changelog_verify(struct sqlite3 *db, const unsigned char *key, size_t key_len,
 		     struct changelog_verify_result *result, const char **error_r);
 
 /* Drops the records older than before_us behind a checkpoint signed with

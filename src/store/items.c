@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "base/log.h"
+#include "store/store_sql.h"
 
 int items_put(struct store *store, const char *account, const char *node,
 	      long long seq, long long published_us, const char *payload,
@@ -36,25 +37,29 @@ int items_put(struct store *store, const char *account, const char *node,
 	return store_exec_stmt(store, stmt);
 }
 
+struct item_rows {
+	items_cb *cb;
+	void *context;
+};
+
+static int item_row(void *context, sqlite3_stmt *row)
+{
+	struct item_rows *r = context;
+
+	return r->cb(r->context, sqlite3_column_int64(row, 0), sqlite3_column_int64(row, 1),
+		     (const char *)sqlite3_column_text(row, 2));
+}
+
+/* *found_r: whether there was a row. */
 static int iterate(struct store *store, sqlite3_stmt *stmt, items_cb *cb,
 		   void *context, int *found_r)
 {
-	int rc;
+	struct item_rows r = { cb, context };
+	unsigned rows;
+	int rc = store_each_row(store, stmt, "items", item_row, &r, &rows);
 
-	*found_r = 0;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		*found_r = 1;
-		if (cb(context, sqlite3_column_int64(stmt, 0),
-		       sqlite3_column_int64(stmt, 1),
-		       (const char *)sqlite3_column_text(stmt, 2)) != 0)
-			break;
-	}
-	sqlite3_reset(stmt);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		log_error("items: %s", sqlite3_errmsg(store_db(store)));
-		return -1;
-	}
-	return 0;
+	*found_r = rows > 0;
+	return rc;
 }
 
 int items_each_newest(struct store *store, const char *account, const char *node,

@@ -2,6 +2,7 @@
 
 #include "store/changelog.h"
 #include "base/log.h"
+#include "store/store_sql.h"
 
 int journal_append(struct store *store, const char *source,
 		   const struct event *event, const char *json, size_t json_len,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "store/store_sql.h"
 
 /* Descendants of N are the keys in ("N/", "N0"): '0' follows '/' in ASCII,
  * so one index range scan finds a subtree. */
@@ -43,6 +44,20 @@ static int update_identity(struct store *store, const char *account,
 	if (uidvalidity != 0)
 		sqlite3_bind_int64(stmt, 4, uidvalidity);
 	return store_exec_stmt(store, stmt);
+}
+
+long long node_tree_count(struct store *store, const char *account)
+{
+	static const char sql[] = "SELECT count(*) FROM nodes WHERE account = ?";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	long long n = 0;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	if (store_first_i64(store, stmt, "node_tree", &n) < 0)
+		return -1;
+	return n;
 }
 
 int node_tree_touch(struct store *store, const char *account, const char *node,
@@ -198,21 +213,25 @@ int node_tree_rename(struct store *store, const char *old_account,
 	return store_commit(store);
 }
 
+struct name_rows {
+	node_tree_cb *cb;
+	void *context;
+};
+
+static int name_row(void *context, sqlite3_stmt *row)
+{
+	struct name_rows *n = context;
+
+	return n->cb(n->context, (const char *)sqlite3_column_text(row, 0));
+}
+
+/* Hands column 0 of each row to cb. */
 static int iterate(struct store *store, sqlite3_stmt *stmt, node_tree_cb *cb,
 		   void *context)
 {
-	int rc;
+	struct name_rows n = { cb, context };
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (cb(context, (const char *)sqlite3_column_text(stmt, 0)) != 0)
-			break;
-	}
-	sqlite3_reset(stmt);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		log_error("node_tree: %s", sqlite3_errmsg(store_db(store)));
-		return -1;
-	}
-	return 0;
+	return store_each_row(store, stmt, "node_tree", name_row, &n, NULL);
 }
 
 int node_tree_children(struct store *store, const char *account,
@@ -309,16 +328,10 @@ int node_tree_accounts(struct store *store, node_tree_account_cb *cb, void *cont
 {
 	static const char sql[] = "SELECT DISTINCT account FROM nodes ORDER BY account";
 	sqlite3_stmt *stmt = store_stmt(store, sql);
-	int rc;
 
 	if (stmt == NULL)
 		return -1;
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (cb(context, (const char *)sqlite3_column_text(stmt, 0)) != 0)
-			break;
-	}
-	sqlite3_reset(stmt);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	return iterate(store, stmt, cb, context);
 }
 
 char *node_tree_next_account(struct store *store, const char *after)

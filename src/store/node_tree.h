@@ -9,6 +9,9 @@
 
 #include "store/store.h"
 
+/* How many nodes account has (-1 on error). */
+long long node_tree_count(struct store *store, const char *account);
+
 /* Records node and its ancestors. mailbox_id/uidvalidity update the node
  * itself when given (NULL/0 keep what is known). */
 int node_tree_touch(struct store *store, const char *account, const char *node,

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "base/log.h"
+#include "store/store_sql.h"
 
 #define STORE_STMT_CACHE 64
 
@@ -273,6 +274,59 @@ int store_exec_stmt(struct store *store, sqlite3_stmt *stmt)
 	log_error("store: %s", sqlite3_errmsg(store->db));
 	store->txn_failed = true;
 	return -1;
+}
+
+int store_changes(struct store *store)
+{
+	return sqlite3_changes(store->db);
+}
+
+int store_exec_sql(struct store *store, const char *sql, const char *who)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(store->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+		return 0;
+	log_error("%s: %s", who, msg != NULL ? msg : sqlite3_errmsg(store->db));
+	sqlite3_free(msg);
+	return -1;
+}
+
+int store_each_row(struct store *store, sqlite3_stmt *stmt, const char *who,
+		   store_row_cb *row, void *context, unsigned *rows_r)
+{
+	unsigned rows = 0;
+	int rc;
+
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		rows++;
+		if (row(context, stmt) != 0)
+			break;
+	}
+	sqlite3_reset(stmt);
+	if (rows_r != NULL)
+		*rows_r = rows;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_error("%s: %s", who, sqlite3_errmsg(store->db));
+		return -1;
+	}
+	return 0;
+}
+
+static int first_i64(void *context, sqlite3_stmt *row)
+{
+	*(long long *)context = sqlite3_column_int64(row, 0);
+	return 1;
+}
+
+int store_first_i64(struct store *store, sqlite3_stmt *stmt, const char *who,
+		    long long *value_r)
+{
+	unsigned rows;
+
+	if (store_each_row(store, stmt, who, first_i64, value_r, &rows) < 0)
+		return -1;
+	return rows > 0 ? 1 : 0;
 }
 
 int store_begin(struct store *store)

@@ -8,6 +8,7 @@
 
 #include "base/jid.h"
 #include "base/log.h"
+#include "store/store_sql.h"
 
 static void new_subid(char *out)
 {
@@ -178,29 +179,42 @@ size_t subscription_count_for_jid(struct store *store, const char *jid)
 	return n;
 }
 
+long long subscription_count(struct store *store)
+{
+	static const char sql[] = "SELECT count(*) FROM subscriptions";
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+	long long n = 0;
+
+	if (stmt == NULL || store_first_i64(store, stmt, "subscription", &n) < 0)
+		return 0;
+	return n;
+}
+
+struct subscription_rows {
+	subscription_cb *cb;
+	void *context;
+};
+
+static int subscription_row(void *context, sqlite3_stmt *row)
+{
+	struct subscription_rows *r = context;
+	struct subscription sub = {
+		.account = (const char *)sqlite3_column_text(row, 0),
+		.node = (const char *)sqlite3_column_text(row, 1),
+		.jid = (const char *)sqlite3_column_text(row, 2),
+		.subid = (const char *)sqlite3_column_text(row, 3),
+	};
+
+	column_options(row, 4, &sub.opts);
+	return r->cb(r->context, &sub);
+}
+
 static int iterate(struct store *store, sqlite3_stmt *stmt, subscription_cb *cb,
 		   void *context)
 {
-	int rc;
+	struct subscription_rows r = { cb, context };
 
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		struct subscription sub = {
-			.account = (const char *)sqlite3_column_text(stmt, 0),
-			.node = (const char *)sqlite3_column_text(stmt, 1),
-			.jid = (const char *)sqlite3_column_text(stmt, 2),
-			.subid = (const char *)sqlite3_column_text(stmt, 3),
-		};
-
-		column_options(stmt, 4, &sub.opts);
-		if (cb(context, &sub) != 0)
-			break;
-	}
-	sqlite3_reset(stmt);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		log_error("subscription: %s", sqlite3_errmsg(store_db(store)));
-		return -1;
-	}
-	return 0;
+	return store_each_row(store, stmt, "subscription", subscription_row, &r, NULL);
 }
 
 int subscription_each_on_node(struct store *store, const char *account,

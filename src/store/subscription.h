@@ -44,6 +44,8 @@ bool subscription_any_for_bare(struct store *store, const char *account,
  * of them jid is: a limit per JID must not grow with the resources a
  * client invents. SIZE_MAX when they cannot be counted. */
 size_t subscription_count_for_jid(struct store *store, const char *jid);
+/* Every subscription in the store (0 on error). */
+long long subscription_count(struct store *store);
 
 /* Return non-zero to stop. */
 typedef int subscription_cb(void *context, const struct subscription *sub);

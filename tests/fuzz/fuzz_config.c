@@ -53,15 +53,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	FILE *f = fopen(path, "w");
 	struct config *config = NULL;
-	const char *error = NULL;
+	char error[CONFIG_ERROR_MAX] = "";
 
 	if (f == NULL || (size > 0 && fwrite(data, 1, size, f) != size)) {
 		perror("fuzz_config: write");
 		abort();
 	}
 	fclose(f);
-	if (config_load(path, &config, &error) < 0) {
-		if (error == NULL || config != NULL)
+	if (config_load(path, &config, error, sizeof(error)) < 0) {
+		if (error[0] == '\0' || config != NULL)
 			abort();
 		return 0;
 	}

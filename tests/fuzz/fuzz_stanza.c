@@ -162,6 +162,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
 	const char *error = "?";
+	char config_error[CONFIG_ERROR_MAX];
 	FILE *f;
 
 	(void)argc;
@@ -182,8 +183,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	f = fopen(conf_path, "w");
 	if (f == NULL || fputs(config_text, f) < 0 || fclose(f) != 0)
 		die("write", conf_path);
-	if (config_load(conf_path, &config, &error) < 0)
-		die("config_load", error);
+	if (config_load(conf_path, &config, config_error, sizeof(config_error)) < 0)
+		die("config_load", config_error);
 
 	service.config = config;
 	service.component = fake_component_new(ctx);
