@@ -5,8 +5,9 @@
  * content follows as soon as it is retrieved over IMAP. The relay runs
  * after the event's ordinary publication and touches nothing the target
  * can see (subscriptions, items, disco). Taps are managed by [taps] admins
- * with XEP-0050 ad-hoc commands on the component domain, and by
- * mailpubsubctl; every change, expiry and relayed event is recorded in the
+ * with XEP-0050 ad-hoc commands on the component domain
+ * (handlers/tap_request.c), and by mailpubsubctl; every change, expiry
+ * and relayed event is recorded in the
  * changelog. Persisted in the store's taps table. */
 #ifndef MAILPUBSUB_TAP_H
 #define MAILPUBSUB_TAP_H
@@ -19,9 +20,8 @@
 #include "store/store.h"
 
 #define TAP_NODE_PREFIX "mailpubsub:tap:"
-#define COMMANDS_NS "http://jabber.org/protocol/commands"
 
-struct service;
+struct publish_service;
 struct imap_client;
 struct tap_relay;
 
@@ -51,22 +51,18 @@ int tap_expire(struct store *store, long long now_us);
  * that its microseconds would not fit a long long. */
 long long tap_parse_time_us(const char *text);
 
-/* The relay; imap may be NULL (then no content is relayed). */
-int tap_relay_new(uv_loop_t *loop, struct service *service,
+/* The relay; imap may be NULL (then no content is relayed). It listens
+ * to service->publisher ("event published"), when there is one. */
+int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct tap_relay **relay_r,
 		  const char **error_r);
-/* Freed once retrievals in flight have answered. Clears *relay. */
+/* Stops listening (before the publisher closes); freed once retrievals
+ * in flight have answered. Clears *relay. */
 void tap_relay_close(struct tap_relay **relay);
 /* A journaled event was dispatched: relays it to every tap that matches.
- * Call inside the publisher's transaction. */
+ * The relay's publisher listener; call inside the publisher's
+ * transaction. */
 void tap_relay_event(struct tap_relay *relay, const struct journal_record *rec,
 		     const struct event *ev);
-
-/* disco#items on the commands node of the component domain: the tap
- * commands for admins, nothing for anybody else. */
-void tap_handle_disco_items(struct service *service, xmpp_stanza_t *iq);
-/* <command xmlns='http://jabber.org/protocol/commands'/>. */
-void tap_handle_command(struct service *service, xmpp_stanza_t *iq,
-			xmpp_stanza_t *command);
 
 #endif

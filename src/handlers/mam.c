@@ -13,9 +13,9 @@
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
 #include "store/store.h"
+#include "xmpp/stanza.h"
 #include "downstream/tap.h"
 
-#define RSM_NS "http://jabber.org/protocol/rsm"
 #define DATA_NS "jabber:x:data"
 #define FORWARD_NS "urn:xmpp:forward:0"
 #define MAM_MAX 100
@@ -28,18 +28,6 @@ struct mam_query {
 	long long max;
 	char *queryid;             /* escaped, may be "" */
 };
-
-static void reply_error(struct service *service, xmpp_stanza_t *iq, const char *type,
-			const char *condition)
-{
-	service_send_release(service, pubsub_error_stanza_reply(
-		component_xmpp_ctx(service->component), iq, type, condition));
-}
-
-static xmpp_stanza_t *child(xmpp_stanza_t *parent, const char *name, const char *ns)
-{
-	return xmpp_stanza_get_child_by_name_and_ns(parent, name, ns);
-}
 
 /* Text of element name under parent; "" when empty, NULL when absent. */
 static char *child_text(xmpp_stanza_t *parent, const char *name)
@@ -124,7 +112,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 	size_t len;
 	int n;
 
-	if (item_message_build(service->config->component_domain, FIREHOSE_NODE, rec->seq,
+	if (item_message_build(service->publish->config->component_domain, FIREHOSE_NODE, rec->seq,
 			       payload, 0, &msg) < 0)
 		return -1;
 	inner = item_message_for(&msg, bare, &len);
@@ -137,12 +125,12 @@ static int send_result(struct service *service, const struct mam_query *q,
 	n = asprintf(&out, "<message to='%s' from='%s' id='mam-%lld'><result xmlns='" MAM_NS
 		     "' queryid='%s' id='%lld'><forwarded xmlns='" FORWARD_NS "'>"
 		     "<delay xmlns='urn:xmpp:delay' stamp='%s'/><message xmlns='jabber:client' %s"
-		     "</forwarded></result></message>", to, service->config->component_domain,
+		     "</forwarded></result></message>", to, service->publish->config->component_domain,
 		     rec->seq, q->queryid, rec->seq, stamp, inner + 9);
 	free(inner);
 	if (n < 0)
 		return -1;
-	component_send_raw(service->component, out, (size_t)n);
+	component_send_raw(service->publish->component, out, (size_t)n);
 	free(out);
 	return 0;
 }
@@ -150,7 +138,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 static const char *policy_of(struct service *service, const char *bare, char *buf, size_t size)
 {
 	static const char sql[] = "SELECT content FROM firehose_subs WHERE jid = ?";
-	sqlite3_stmt *st = store_stmt(service->store, sql);
+	sqlite3_stmt *st = store_stmt(service->publish->store, sql);
 
 	snprintf(buf, size, "headers");   /* the ediscovery default */
 	if (st == NULL)
@@ -174,7 +162,7 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 		" AND received_us >= ?3 AND received_us <= ?4 ORDER BY seq DESC";
 	const char *to = xmpp_stanza_get_from(iq);
 	bool backward = q->before >= 0;
-	long long upto = firehose_position(service), first = 0, last = 0;
+	long long upto = firehose_position(service->firehose), first = 0, last = 0;
 	struct journal_record *recs;
 	char **payloads;
 	char policy[16], *eto, *body = NULL, *set = NULL;
@@ -185,12 +173,12 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 	recs = calloc((size_t)q->max, sizeof(*recs));
 	payloads = calloc((size_t)q->max, sizeof(*payloads));
 	eto = item_xml_escape(to);
-	st = store_stmt(service->store, backward ? back_sql : fwd_sql);
+	st = store_stmt(service->publish->store, backward ? back_sql : fwd_sql);
 	if (recs == NULL || payloads == NULL || eto == NULL || st == NULL) {
 		free(recs);
 		free(payloads);
 		free(eto);
-		reply_error(service, iq, "wait", "internal-server-error");
+		service_reply_stanza_error(service, iq, "wait", "internal-server-error");
 		return;
 	}
 	policy_of(service, bare, policy, sizeof(policy));
@@ -207,7 +195,7 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 			.json = (const char *)sqlite3_column_text(st, 3),
 			.json_len = (size_t)sqlite3_column_bytes(st, 3),
 		};
-		char *payload = firehose_item_payload(service, &rec, policy);
+		char *payload = firehose_item_payload(service->publish, &rec, policy);
 
 		if (payload == NULL)
 			continue;     /* not on the firehose */
@@ -254,25 +242,25 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 	const char *from = xmpp_stanza_get_from(iq);
 	const char *node = xmpp_stanza_get_attribute(query, "node");
 	const char *qid = xmpp_stanza_get_attribute(query, "queryid");
-	xmpp_stanza_t *set = child(query, "set", RSM_NS);
+	xmpp_stanza_t *set = stanza_child(query, "set", RSM_NS);
 	struct mam_query q = { 0, (long long)9e18, -1, -1, MAM_DEFAULT, NULL };
 	char role_buf[32], bare[1024];
 	const char *role = from != NULL ?
-		firehose_role(service, from, role_buf, sizeof(role_buf)) : NULL;
+		firehose_role(service->publish, from, role_buf, sizeof(role_buf)) : NULL;
 
 	/* the firehose (and its archive) exists for its subscribers only */
 	if (role == NULL || node == NULL || strcmp(node, FIREHOSE_NODE) != 0) {
-		reply_error(service, iq, "cancel", "item-not-found");
+		service_reply_stanza_error(service, iq, "cancel", "item-not-found");
 		return;
 	}
 	if (strcmp(role, MAM_ROLE) != 0) {
-		reply_error(service, iq, "auth", "forbidden");
+		service_reply_stanza_error(service, iq, "auth", "forbidden");
 		return;
 	}
 	if (strcmp(xmpp_stanza_get_type(iq), "set") != 0 ||
-	    parse_form(child(query, "x", DATA_NS), &q) < 0 ||
+	    parse_form(stanza_child(query, "x", DATA_NS), &q) < 0 ||
 	    (set != NULL && parse_rsm(set, &q) < 0)) {
-		reply_error(service, iq, "modify", "bad-request");
+		service_reply_stanza_error(service, iq, "modify", "bad-request");
 		return;
 	}
 	/* RSM max 0 asks for a count only: a page of one serves as well */
@@ -282,7 +270,7 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 		q.max = MAM_MAX;
 	q.queryid = item_xml_escape(qid != NULL ? qid : "");
 	if (q.queryid == NULL) {
-		reply_error(service, iq, "wait", "internal-server-error");
+		service_reply_stanza_error(service, iq, "wait", "internal-server-error");
 		return;
 	}
 	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(from, "/"), from);
