@@ -1,0 +1,183 @@
+/* See recording_component.h. */
+#include "recording_component.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct component {
+	xmpp_ctx_t *ctx;
+	char **sent;
+	size_t n;
+	unsigned long total;
+	struct component_stats stats;
+};
+
+struct component *recording_component_new(xmpp_ctx_t *ctx)
+{
+	struct component *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		abort();
+	c->ctx = ctx;
+	return c;
+}
+
+void recording_component_clear(struct component *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->sent[i]);
+	free(c->sent);
+	c->sent = NULL;
+	c->n = 0;
+}
+
+void recording_component_free(struct component **component)
+{
+	if (*component == NULL)
+		return;
+	recording_component_clear(*component);
+	free(*component);
+	*component = NULL;
+}
+
+size_t recording_component_count(const struct component *c)
+{
+	return c->n;
+}
+
+const char *recording_component_sent(const struct component *c, size_t i)
+{
+	return i < c->n ? c->sent[i] : NULL;
+}
+
+xmpp_stanza_t *recording_component_last(struct component *c)
+{
+	return c->n > 0 ? xmpp_stanza_new_from_string(c->ctx, c->sent[c->n - 1]) : NULL;
+}
+
+static void keep(struct component *c, const char *text, size_t len)
+{
+	char **grown = realloc(c->sent, (c->n + 1) * sizeof(*grown));
+
+	if (grown == NULL || (grown[c->n] = strndup(text, len)) == NULL)
+		abort();
+	c->sent = grown;
+	c->n++;
+	c->total++;
+}
+
+int component_new(uv_loop_t *loop, const struct component_settings *settings,
+		  component_stanza_cb *on_stanza, component_state_cb *on_state,
+		  void *context, struct component **component_r,
+		  const char **error_r)
+{
+	(void)loop;
+	(void)settings;
+	(void)on_stanza;
+	(void)on_state;
+	(void)context;
+	(void)component_r;
+	*error_r = "recording component: use recording_component_new()";
+	return -1;
+}
+
+void component_start(struct component *component)
+{
+	(void)component;
+}
+
+void component_close(struct component **component, void (*done)(void *),
+		     void *context)
+{
+	recording_component_free(component);
+	if (done != NULL)
+		done(context);
+}
+
+bool component_is_connected(const struct component *component)
+{
+	return component != NULL;
+}
+
+xmpp_ctx_t *component_xmpp_ctx(struct component *component)
+{
+	return component->ctx;
+}
+
+size_t component_queue_len(const struct component *component)
+{
+	(void)component;
+	return 0;
+}
+
+unsigned long component_sent_count(const struct component *component)
+{
+	return component->total;
+}
+
+int component_send(struct component *component, xmpp_stanza_t *stanza)
+{
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (xmpp_stanza_to_text(stanza, &buf, &len) != XMPP_EOK || buf == NULL) {
+		fprintf(stderr, "recording component: a stanza that does not serialize\n");
+		abort();
+	}
+	keep(component, buf, len);
+	xmpp_free(component->ctx, buf);
+	return 0;
+}
+
+/* The contract: data[len] is '\0', and it is well-formed XML. */
+int component_send_raw(struct component *component, const char *data, size_t len)
+{
+	xmpp_stanza_t *parsed;
+
+	if (data[len] != '\0' || strlen(data) != len) {
+		fprintf(stderr, "recording component: raw data not a C string of len %zu\n",
+			len);
+		abort();
+	}
+	parsed = xmpp_stanza_new_from_string(component->ctx, data);
+	if (parsed == NULL) {
+		fprintf(stderr, "recording component: not well-formed XML: %s\n", data);
+		abort();
+	}
+	xmpp_stanza_release(parsed);
+	keep(component, data, len);
+	return 0;
+}
+
+/* Never loses its stream: every confirmation comes at once. */
+int component_confirm(struct component *component, void (*done)(void *),
+		      void *context)
+{
+	(void)component;
+	done(context);
+	return 0;
+}
+
+void component_confirm_cancel(struct component *component, void *context)
+{
+	(void)component;
+	(void)context;
+}
+
+bool component_refused(const struct component *component)
+{
+	(void)component;
+	return false;
+}
+
+const char *component_last_stream_error(const struct component *component)
+{
+	(void)component;
+	return NULL;
+}
+
+const struct component_stats *component_stats(const struct component *component)
+{
+	return &component->stats;
+}
