@@ -167,6 +167,8 @@ static void shutdown_daemon(struct daemon_state *st)
 	ingest_json_close(&st->ingest_json);
 	/* before the IMAP client: its sessions come from it */
 	ingest_imap_close(&st->ingest_imap);
+	if (st->taps != NULL)
+		publisher_listener_unregister(st->publisher, tap_relay_listener(st->taps));
 	tap_relay_close(&st->taps);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
@@ -296,8 +298,13 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (firehose_new(st->loop, &st->publish, st->imap, &st->service.firehose,
 			 error_r) < 0)
 		return -1;
-	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0 ||
-	    changelog_retention_new(st->loop, st->publish.store, c->changelog_retention,
+	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
+		return -1;
+	if (publisher_listener_register(st->publisher, tap_relay_listener(st->taps)) < 0) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	if (changelog_retention_new(st->loop, st->publish.store, c->changelog_retention,
 				    c->changelog_key_file, &st->retention, error_r) < 0)
 		return -1;
 	if (counts_new(st->loop, &st->publish, st->imap, &st->publish.counts, error_r) < 0)

@@ -19,7 +19,6 @@
 #include "publish/item.h"
 #include "base/log.h"
 #include "publish/publish_service.h"
-#include "publish/publisher.h"
 
 /* how often windows are checked for their end */
 #define EXPIRY_INTERVAL_MS 1000
@@ -28,7 +27,7 @@
 struct tap_relay {
 	struct publish_service *service;
 	struct imap_client *imap;
-	struct publisher_listener listener; /* on service->publisher */
+	struct publisher_listener listener; /* main registers it */
 	uv_timer_t expiry;
 	unsigned pending;         /* retrievals in flight */
 	bool closing;
@@ -599,18 +598,17 @@ int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 	r->imap = imap;
 	r->listener.published = on_published;
 	r->listener.context = r;
-	if (service->publisher != NULL &&
-	    publisher_listener_register(service->publisher, &r->listener) < 0) {
-		*error_r = "out of memory";
-		free(r);
-		return -1;
-	}
 	uv_timer_init(loop, &r->expiry);
 	r->expiry.data = r;
 	r->timer_open = true;
 	uv_timer_start(&r->expiry, on_expiry, 0, EXPIRY_INTERVAL_MS);
 	*relay_r = r;
 	return 0;
+}
+
+const struct publisher_listener *tap_relay_listener(struct tap_relay *r)
+{
+	return &r->listener;
 }
 
 static void timer_closed(uv_handle_t *handle)
@@ -628,8 +626,6 @@ void tap_relay_close(struct tap_relay **relay)
 	if (r == NULL)
 		return;
 	*relay = NULL;
-	if (r->service->publisher != NULL)
-		publisher_listener_unregister(r->service->publisher, &r->listener);
 	r->closing = true;
 	uv_timer_stop(&r->expiry);
 	uv_close((uv_handle_t *)&r->expiry, timer_closed);

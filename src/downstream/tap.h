@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "model/event.h"
+#include "publish/publisher.h"
 #include "store/journal.h"
 #include "store/store.h"
 
@@ -51,17 +52,18 @@ int tap_expire(struct store *store, long long now_us);
  * that its microseconds would not fit a long long. */
 long long tap_parse_time_us(const char *text);
 
-/* The relay; imap may be NULL (then no content is relayed). It listens
- * to service->publisher ("event published"), when there is one. */
+/* The relay; imap may be NULL (then no content is relayed). */
 int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct tap_relay **relay_r,
 		  const char **error_r);
-/* Stops listening (before the publisher closes); freed once retrievals
- * in flight have answered. Clears *relay. */
+/* Freed once retrievals in flight have answered (unregister its listener
+ * first). Clears *relay. */
 void tap_relay_close(struct tap_relay **relay);
+/* The relay's "event published" listener, for publisher_listener_register
+ * (it calls tap_relay_event); valid until tap_relay_close. */
+const struct publisher_listener *tap_relay_listener(struct tap_relay *relay);
 /* A journaled event was dispatched: relays it to every tap that matches.
- * The relay's publisher listener; call inside the publisher's
- * transaction. */
+ * Call inside the publisher's transaction. */
 void tap_relay_event(struct tap_relay *relay, const struct journal_record *rec,
 		     const struct event *ev);
 
