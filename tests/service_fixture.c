@@ -12,7 +12,7 @@
 #include "authz/authz.h"
 #include "base/config.h"
 #include "publish/delivery.h"
-#include "recording_component.h"
+#include "fuzz/fake_component.h"
 #include "store/store.h"
 
 static const char base_config[] =
@@ -45,7 +45,8 @@ struct service_fixture *service_fixture_new(const char *extra_config, void *imap
 	f->ctx = xmpp_ctx_new(NULL, NULL);
 	assert_non_null(f->ctx);
 	f->publish.config = f->config;
-	f->publish.component = recording_component_new(f->ctx);
+	f->publish.component = fake_component_new(f->ctx);
+	fake_component_record(f->publish.component, true);
 	assert_int_equal(store_open(f->db, false, &f->publish.store, &err), 0);
 	assert_int_equal(authz_new(f->config, f->publish.store, imap,
 				   &f->publish.authz, &err), 0);
@@ -62,7 +63,7 @@ void service_fixture_free(struct service_fixture **fp)
 	delivery_free(&f->publish.delivery);
 	authz_free(&f->publish.authz);
 	store_close(&f->publish.store);
-	recording_component_free(&f->publish.component);
+	fake_component_free(&f->publish.component);
 	xmpp_ctx_free(f->ctx);
 	config_free(&f->config);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
@@ -81,7 +82,7 @@ xmpp_stanza_t *service_fixture_stanza(struct service_fixture *f, const char *tex
 
 const char *service_fixture_last_sent(struct service_fixture *f)
 {
-	size_t n = recording_component_count(f->publish.component);
+	size_t n = fake_component_count(f->publish.component);
 
-	return n > 0 ? recording_component_sent(f->publish.component, n - 1) : NULL;
+	return n > 0 ? fake_component_sent(f->publish.component, n - 1) : NULL;
 }

@@ -1,7 +1,7 @@
 /* The request handlers' world for a cmocka test: a configuration, a store
- * in a fresh temp directory, authz, delivery, a recording component
- * (tests/recording_component.c) and the two contexts (publish_service,
- * service) wired as main wires them. Nothing else runs: no publisher, no
+ * in a fresh temp directory, authz, delivery, the fake component
+ * recording what is sent (tests/fuzz/fake_component.c) and the two
+ * contexts (publish_service, service) wired as main wires them. Nothing else runs: no publisher, no
  * firehose, no IMAP unless the test passes a stand-in. */
 #ifndef MAILPUBSUB_SERVICE_FIXTURE_H
 #define MAILPUBSUB_SERVICE_FIXTURE_H

@@ -1,6 +1,7 @@
-/* Delivery ordering and revocation below the handlers, with a recording
- * component (tests/recording_component.c) and an IMAP stand-in that holds
- * every rights question until the test answers it (tests/held_imap.c). */
+/* Delivery ordering and revocation below the handlers, with the fake
+ * component recording what is sent (tests/fuzz/fake_component.c) and an
+ * IMAP stand-in that holds every rights question until the test answers
+ * it (tests/held_imap.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,7 @@
 #include "model/subopts.h"
 #include "publish/delivery.h"
 #include "publish/revocation.h"
-#include "recording_component.h"
+#include "fuzz/fake_component.h"
 #include "service_fixture.h"
 #include "store/node_tree.h"
 #include "store/subscription.h"
@@ -43,12 +44,12 @@ static int teardown(void **state)
 
 static size_t sent(struct service_fixture *f)
 {
-	return recording_component_count(f->publish.component);
+	return fake_component_count(f->publish.component);
 }
 
 static const char *sent_text(struct service_fixture *f, size_t i)
 {
-	return recording_component_sent(f->publish.component, i);
+	return fake_component_sent(f->publish.component, i);
 }
 
 static void send_text(struct service_fixture *f, const char *jid, const char *text,
@@ -163,7 +164,7 @@ static void test_recheck_ends_what_rights_no_longer_allow(void **state)
 	assert_true(subscribed(f, "INBOX", "alice@localhost"));
 	assert_true(subscribed(f, "INBOX/A", "carol@localhost"));
 	assert_int_equal(sent(f), 1);
-	msg = recording_component_last(f->publish.component);
+	msg = fake_component_last(f->publish.component);
 	assert_string_equal(xmpp_stanza_get_name(msg), "message");
 	assert_string_equal(xmpp_stanza_get_to(msg), "bob@localhost");
 	assert_string_equal(xmpp_stanza_get_from(msg), "alice@events.localhost");

@@ -1,7 +1,7 @@
-/* The request side through the router table, with a recording component
- * (tests/recording_component.c) and no IMAP (owner-only authz): which
- * handler a request reaches, and the XEP-0060 answers to subscriber
- * requests, good and bad. */
+/* The request side through the router table, with the fake component
+ * recording what is sent (tests/fuzz/fake_component.c) and no IMAP
+ * (owner-only authz): which handler a request reaches, and the XEP-0060
+ * answers to subscriber requests, good and bad. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 
 #include "base/clock.h"
 #include "handlers/router.h"
-#include "recording_component.h"
+#include "fuzz/fake_component.h"
 #include "service_fixture.h"
 #include "store/items.h"
 #include "store/node_tree.h"
@@ -45,11 +45,11 @@ static int teardown(void **state)
 static size_t route(struct service_fixture *f, const char *text)
 {
 	xmpp_stanza_t *iq = service_fixture_stanza(f, text);
-	size_t before = recording_component_count(f->publish.component);
+	size_t before = fake_component_count(f->publish.component);
 
 	router_handle_stanza(&f->service, iq);
 	xmpp_stanza_release(iq);
-	return recording_component_count(f->publish.component) - before;
+	return fake_component_count(f->publish.component) - before;
 }
 
 /* The last reply is an error of type with the stanza condition and, when
@@ -58,7 +58,7 @@ static void assert_error(struct service_fixture *f, const char *id, const char *
 			 const char *condition, const char *pubsub_condition,
 			 const char *feature)
 {
-	xmpp_stanza_t *reply = recording_component_last(f->publish.component);
+	xmpp_stanza_t *reply = fake_component_last(f->publish.component);
 	xmpp_stanza_t *error, *c;
 
 	assert_non_null(reply);
@@ -85,7 +85,7 @@ static void assert_error(struct service_fixture *f, const char *id, const char *
 static xmpp_stanza_t *assert_result(struct service_fixture *f, const char *id,
 				    const char *name, const char *ns)
 {
-	xmpp_stanza_t *reply = recording_component_last(f->publish.component);
+	xmpp_stanza_t *reply = fake_component_last(f->publish.component);
 	xmpp_stanza_t *child;
 
 	assert_non_null(reply);
@@ -319,7 +319,7 @@ static void test_pubsub_subscribe_and_items(void **state)
 				    " jid='alice@localhost/r'/>")) >= 1);
 	/* the reply first; the last item may follow it */
 	reply = xmpp_stanza_new_from_string(f->ctx,
-		recording_component_sent(f->publish.component, 0));
+		fake_component_sent(f->publish.component, 0));
 	assert_string_equal(xmpp_stanza_get_type(reply), "result");
 	assert_string_equal(xmpp_stanza_get_id(reply), "s1");
 	el = xmpp_stanza_get_child_by_name(xmpp_stanza_get_child_by_name(reply, "pubsub"),
