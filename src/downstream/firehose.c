@@ -1,8 +1,6 @@
 #include "base/clock.h"
 #include "downstream/firehose.h"
 
-#include <ctype.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
