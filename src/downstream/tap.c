@@ -18,6 +18,7 @@
 #include "publish/item.h"
 #include "base/log.h"
 #include "publish/publish_service.h"
+#include "publish/publisher.h"
 
 /* how often windows are checked for their end */
 #define EXPIRY_INTERVAL_MS 1000

@@ -16,7 +16,6 @@
 #include <uv.h>
 
 #include "model/event.h"
-#include "publish/publisher.h"
 #include "store/journal.h"
 #include "store/store.h"
 
@@ -25,6 +24,7 @@
 struct publish_service;
 struct imap_client;
 struct tap_relay;
+struct publisher_listener;
 
 struct tap {
 	long long id;
