@@ -18,7 +18,7 @@
 #include "ingest/discovery.h"
 #include "store/node_tree.h"
 #include "publish/publisher.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 
 /* ---- stand-ins, linked before the library ---- */
 
@@ -72,7 +72,7 @@ long long clock_now_us(void)
 struct fixture {
 	char dir[64], db[96], conf[96];
 	struct config *config;
-	struct service service;
+	struct publish_service service;
 	uv_loop_t loop;
 	struct discovery *discovery;
 };

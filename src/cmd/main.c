@@ -20,6 +20,7 @@
 #include "ops/control.h"
 #include "publish/counts.h"
 #include "publish/delegate.h"
+#include "publish/delivery.h"
 #include "ingest/discovery.h"
 #include "xmpp/expat_stream.h"
 #include "downstream/firehose.h"
@@ -33,6 +34,7 @@
 #include "publish/publisher.h"
 #include "ops/reload.h"
 #include "ops/sdnotify.h"
+#include "handlers/router.h"
 #include "handlers/service.h"
 #include "store/store.h"
 #include "downstream/tap.h"
@@ -40,7 +42,9 @@
 struct daemon_state {
 	uv_loop_t *loop;
 	struct config *config;
-	struct service service;
+	struct publish_service publish;   /* what publish/ and downstream/ share */
+	struct service service;           /* the request handlers' */
+	struct tap_relay *taps;
 	struct publisher *publisher;
 	struct ingest_cyrus *ingest;
 	struct ingest_json *ingest_json;
@@ -80,7 +84,7 @@ static void on_stanza(void *context, xmpp_stanza_t *stanza)
 {
 	struct daemon_state *st = context;
 
-	service_handle_stanza(&st->service, stanza);
+	router_handle_stanza(&st->service, stanza);
 }
 
 static void on_component_state(void *context, bool connected)
@@ -90,7 +94,7 @@ static void on_component_state(void *context, bool connected)
 	log_info("xmpp: component %s", connected ? "connected" : "disconnected");
 	sdnotify_update(st->sdnotify);
 	/* first: the publisher kicked below may delegate at once */
-	delegate_connected(st->service.delegate, connected);
+	delegate_connected(st->publish.delegate, connected);
 	if (connected) {
 		publisher_kick(st->publisher);
 		firehose_kick(st->service.firehose);
@@ -127,7 +131,7 @@ static void imap_closed(void *context)
 {
 	struct daemon_state *st = context;
 
-	component_close(&st->service.component, component_closed, st);
+	component_close(&st->publish.component, component_closed, st);
 }
 
 /* `mailpubsubctl status` and the Prometheus endpoint, when configured. */
@@ -156,21 +160,23 @@ static void shutdown_daemon(struct daemon_state *st)
 	sdnotify_close(&st->sdnotify);
 	stop_observers(st);
 	/* ingest first: what was received gets journaled before we stop */
-	st->service.ingest_cyrus = NULL;
+	st->publish.ingest_cyrus = NULL;
 	st->service.ingest_json = NULL;
 	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
 	/* before the IMAP client: its sessions come from it */
 	ingest_imap_close(&st->ingest_imap);
+	if (st->taps != NULL)
+		publisher_listener_unregister(st->publisher, tap_relay_listener(st->taps));
+	tap_relay_close(&st->taps);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
-	tap_relay_close(&st->service.taps);
 	changelog_retention_close(&st->retention);
-	st->service.publisher = NULL;
-	counts_close(&st->service.counts);
+	st->publish.publisher = NULL;
+	counts_close(&st->publish.counts);
 	discovery_close(&st->service.discovery);
-	log_stats(&st->service.stats);
+	log_stats(&st->publish.stats);
 	if (st->imap != NULL)
 		imap_client_close(&st->imap, imap_closed, st);
 	else
@@ -190,14 +196,14 @@ static void on_signal(uv_signal_t *handle, int signum)
 	struct daemon_state *st = handle->data;
 
 	if (signum == SIGUSR1) {
-		log_stats(&st->service.stats);
+		log_stats(&st->publish.stats);
 		return;
 	}
 	if (signum == SIGHUP) {
 		reload(st);
 		return;
 	}
-	if (st->service.component != NULL)
+	if (st->publish.component != NULL)
 		shutdown_daemon(st);
 }
 
@@ -225,7 +231,7 @@ static int start_component(struct daemon_state *st, const char **error_r)
 
 	item_set_max_stanza(c->max_stanza_size);
 	if (component_new(st->loop, &set, on_stanza, on_component_state,
-			  st, &st->service.component, error_r) < 0)
+			  st, &st->publish.component, error_r) < 0)
 		return -1;
 	return 0;
 }
@@ -270,49 +276,55 @@ static int start(struct daemon_state *st, const char **error_r)
 {
 	const struct config *c = st->config;
 
-	st->service.config = c;
-	st->service.stats.started_us = clock_now_us();
+	st->publish.config = c;
+	st->service.publish = &st->publish;
+	st->publish.stats.started_us = clock_now_us();
 	if (expat_stream_deferral_off())
 		log_debug("xmpp: expat reparse deferral switched off for the stream");
-	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
+	if (store_open(c->store_path, c->store_full_sync, &st->publish.store, error_r) < 0)
 		return -1;
 	if (*c->imap_host != '\0' && start_imap(st, error_r) < 0)
 		return -1;
-	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
+	if (authz_new(c, st->publish.store, st->imap, &st->publish.authz, error_r) < 0)
 		return -1;
-	if (delivery_new(&st->service, &st->service.delivery, error_r) < 0 ||
-	    delegate_new(&st->service, &st->service.delegate, error_r) < 0)
+	if (delivery_new(&st->publish, &st->publish.delivery, error_r) < 0 ||
+	    delegate_new(&st->publish, &st->publish.delegate, error_r) < 0)
 		return -1;
 	if (start_component(st, error_r) < 0)
 		return -1;
-	if (publisher_new(st->loop, &st->service, &st->publisher, error_r) < 0)
+	if (publisher_new(st->loop, &st->publish, &st->publisher, error_r) < 0)
 		return -1;
-	st->service.publisher = st->publisher;
-	if (firehose_new(st->loop, &st->service, st->imap, &st->service.firehose,
+	st->publish.publisher = st->publisher;
+	if (firehose_new(st->loop, &st->publish, st->imap, &st->service.firehose,
 			 error_r) < 0)
 		return -1;
-	if (tap_relay_new(st->loop, &st->service, st->imap, &st->service.taps, error_r) < 0 ||
-	    changelog_retention_new(st->loop, st->service.store, c->changelog_retention,
+	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
+		return -1;
+	if (publisher_listener_register(st->publisher, tap_relay_listener(st->taps)) < 0) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	if (changelog_retention_new(st->loop, st->publish.store, c->changelog_retention,
 				    c->changelog_key_file, &st->retention, error_r) < 0)
 		return -1;
-	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
+	if (counts_new(st->loop, &st->publish, st->imap, &st->publish.counts, error_r) < 0)
 		return -1;
 	if (st->imap != NULL &&
-	    discovery_new(st->loop, &st->service, st->imap, &st->service.discovery,
+	    discovery_new(st->loop, &st->publish, st->imap, &st->service.discovery,
 			  error_r) < 0)
 		return -1;
 	if (*c->notify_socket != '\0' &&
-	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,
+	    ingest_cyrus_new(st->loop, &st->publish, on_journaled, st, &st->ingest,
 			     error_r) < 0)
 		return -1;
-	st->service.ingest_cyrus = st->ingest;
+	st->publish.ingest_cyrus = st->ingest;
 	if ((*c->json_socket != '\0' || *c->json_listen != '\0') &&
-	    ingest_json_new(st->loop, &st->service, on_journaled, st,
+	    ingest_json_new(st->loop, &st->publish, on_journaled, st,
 			    &st->ingest_json, error_r) < 0)
 		return -1;
 	st->service.ingest_json = st->ingest_json;
 	if (*c->imap_source_accounts != '\0' &&
-	    ingest_imap_new(st->loop, &st->service, st->imap, on_journaled, st,
+	    ingest_imap_new(st->loop, &st->publish, st->imap, on_journaled, st,
 			    &st->ingest_imap, error_r) < 0)
 		return -1;
 	st->service.ingest_imap = st->ingest_imap;
@@ -324,7 +336,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	watch_signal(st, &st->sighup, SIGHUP);
 	if (sdnotify_new(st->loop, &st->service, &st->sdnotify, error_r) < 0)
 		return -1;
-	component_start(st->service.component);
+	component_start(st->publish.component);
 	return 0;
 }
 
@@ -440,10 +452,10 @@ int main(int argc, char **argv)
 	/* the store is open and every socket bound: senders may send */
 	sdnotify_ready(st.sdnotify);
 	ret = uv_run(st.loop, UV_RUN_DEFAULT);
-	delivery_free(&st.service.delivery);
-	delegate_free(&st.service.delegate);
-	authz_free(&st.service.authz);
-	store_close(&st.service.store);
+	delivery_free(&st.publish.delivery);
+	delegate_free(&st.publish.delegate);
+	authz_free(&st.publish.authz);
+	store_close(&st.publish.store);
 	uv_loop_close(st.loop);
 	if (st.pidfile != NULL)
 		unlink(st.pidfile);

@@ -1,8 +1,6 @@
 #include "base/clock.h"
 #include "downstream/firehose.h"
 
-#include <ctype.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,28 +17,17 @@
 #include "store/journal_query.h"
 #include "base/log.h"
 #include "store/node_tree.h"
-#include "xmpp/pubsub_error.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 #include "store/store.h"
 #include "base/xml_escape.h"
 
-#define PUBSUB_NS "http://jabber.org/protocol/pubsub"
-#define RSM_NS "http://jabber.org/protocol/rsm"
-#define DATA_NS "jabber:x:data"
-#define CONTENT_OPTION "mailpubsub#content"
 /* records handed on per loop iteration: the loop stays responsive */
 #define FIREHOSE_BATCH 200
-#define FETCH_CHUNK_MAX (256 * 1024)
 /* base64 takes 4 bytes per 3 */
 #define BASE64_ROOM(bytes) ((bytes) / 4 * 3)
-#define RSM_MAX 100
-/* A catch-up reply stops growing before [component] max_stanza_size
- * (item_max_stanza()): the server closes a component stream that sends a
- * stanza over its limit, and RSM lets a page hold fewer items than asked
- * for. */
 
 struct firehose {
-	struct service *service;
+	struct publish_service *service;
 	struct imap_client *imap;
 	uv_idle_t idle;
 	uv_timer_t retry;
@@ -57,7 +44,7 @@ struct firehose {
 /* ---- configuration ---------------------------------------------------- */
 
 /* [firehose] subscribers: "jid:role jid:role ...". */
-const char *firehose_role(const struct service *service, const char *jid,
+const char *firehose_role(const struct publish_service *service, const char *jid,
 			  char *buf, size_t size)
 {
 	const char *list = service->config->firehose_subscribers;
@@ -88,7 +75,7 @@ static int drop_subscription(struct store *store, const char *jid)
 }
 
 struct gone {
-	struct service *service;
+	struct publish_service *service;
 	char **jids;
 	size_t n;
 };
@@ -113,7 +100,7 @@ static int collect_gone(void *context, const char *jid, const char *content)
 	return 0;
 }
 
-unsigned firehose_prune_subscribers(struct service *service)
+unsigned firehose_prune_subscribers(struct publish_service *service)
 {
 	struct gone g = { service, NULL, 0 };
 	unsigned dropped = 0;
@@ -152,7 +139,7 @@ static bool carries_message(const struct event *ev)
 }
 
 /* Whether ev goes on the firehose ([firehose] accounts). */
-static bool wanted_account(const struct service *service, const struct event *ev)
+static bool wanted_account(const struct publish_service *service, const struct event *ev)
 {
 	const char *list = service->config->firehose_accounts;
 	const char *account = ev->mailbox.account != NULL ? ev->mailbox.account :
@@ -174,7 +161,7 @@ static long long prev_wanted(struct store *store, const char *accounts, long lon
 
 /* The item payload for rec as a subscriber with policy part (NULL: none)
  * gets it: the mailbox-event with <content/> spliced in. */
-static char *payload_for(struct service *service, const struct journal_record *rec,
+static char *payload_for(struct publish_service *service, const struct journal_record *rec,
 			 const struct event *ev, const char *part, long long prev)
 {
 	char *built = item_payload_build(component_xmpp_ctx(service->component),
@@ -224,7 +211,7 @@ static char *payload_for(struct service *service, const struct journal_record *r
 }
 
 struct send_ctx {
-	struct service *service;
+	struct publish_service *service;
 	const struct journal_record *rec;
 	const struct event *ev;
 	char *payload[3];         /* none, headers, full */
@@ -268,7 +255,7 @@ static int send_row(void *context, const char *jid, const char *content)
 static void send_record(struct firehose *fh, const struct journal_record *rec,
 			const struct event *ev)
 {
-	struct service *service = fh->service;
+	struct publish_service *service = fh->service;
 	struct send_ctx sc = { service, rec, ev, { NULL, NULL, NULL },
 			       (char *)service->config->component_domain, fh->prev };
 
@@ -322,7 +309,7 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 {
 	struct fetch_ctx *fc = context;
 	struct firehose *fh = fc->fh;
-	struct service *service = fh->service;
+	struct publish_service *service = fh->service;
 	long long now = clock_now_us();
 
 	fh->fetching = false;
@@ -423,7 +410,7 @@ static int step_record(void *context, const struct journal_record *rec)
 {
 	struct step_ctx *sc = context;
 	struct firehose *fh = sc->fh;
-	struct service *service = fh->service;
+	struct publish_service *service = fh->service;
 	struct content_record cr;
 	struct event *ev;
 	const char *error;
@@ -475,7 +462,7 @@ static void prune(struct firehose *fh)
 static void on_idle(uv_idle_t *idle)
 {
 	struct firehose *fh = idle->data;
-	struct service *service = fh->service;
+	struct publish_service *service = fh->service;
 	struct step_ctx sc = { fh, NULL, false };
 	long long before = fh->seq;
 	unsigned count = 0;
@@ -532,7 +519,7 @@ void firehose_reset(struct firehose *fh)
 		fh->seq = seq;
 }
 
-int firehose_new(uv_loop_t *loop, struct service *service,
+int firehose_new(uv_loop_t *loop, struct publish_service *service,
 		 struct imap_client *imap, struct firehose **firehose_r,
 		 const char **error_r)
 {
@@ -591,308 +578,7 @@ void firehose_close(struct firehose **firehose)
 	uv_close((uv_handle_t *)&fh->retry, handle_closed);
 }
 
-/* ---- requests ------------------------------------------------------------- */
-
-static void reply_err(struct service *service, xmpp_stanza_t *iq, enum pubsub_error e)
-{
-	service_send_release(service, pubsub_error_reply(
-		component_xmpp_ctx(service->component), iq, e, NULL));
-}
-
-static xmpp_stanza_t *child_ns(xmpp_stanza_t *parent, const char *name, const char *ns)
-{
-	for (xmpp_stanza_t *c = xmpp_stanza_get_children(parent); c != NULL;
-	     c = xmpp_stanza_get_next(c)) {
-		if (!xmpp_stanza_is_tag(c) || strcmp(xmpp_stanza_get_name(c), name) != 0)
-			continue;
-		if (ns == NULL || (xmpp_stanza_get_ns(c) != NULL &&
-				   strcmp(xmpp_stanza_get_ns(c), ns) == 0))
-			return c;
-	}
-	return NULL;
-}
-
-/* The content policy in a subscribe options form; "" when absent, NULL
- * when invalid. */
-static const char *requested_policy(xmpp_stanza_t *options, char *buf, size_t size)
-{
-	xmpp_stanza_t *x = options != NULL ? child_ns(options, "x", DATA_NS) : NULL;
-
-	buf[0] = '\0';
-	if (x == NULL)
-		return buf;
-	for (xmpp_stanza_t *f = xmpp_stanza_get_children(x); f != NULL;
-	     f = xmpp_stanza_get_next(f)) {
-		const char *var;
-		xmpp_stanza_t *v;
-		char *text;
-
-		if (!xmpp_stanza_is_tag(f) || strcmp(xmpp_stanza_get_name(f), "field") != 0)
-			continue;
-		var = xmpp_stanza_get_attribute(f, "var");
-		if (var == NULL || strcmp(var, CONTENT_OPTION) != 0)
-			continue;
-		v = child_ns(f, "value", NULL);
-		text = v != NULL ? xmpp_stanza_get_text(v) : NULL;
-		if (text == NULL || (strcmp(text, "none") != 0 && strcmp(text, "headers") != 0 &&
-				     strcmp(text, "full") != 0)) {
-			xmpp_free(xmpp_stanza_get_context(f), text);
-			return NULL;
-		}
-		snprintf(buf, size, "%s", text);
-		xmpp_free(xmpp_stanza_get_context(f), text);
-	}
-	return buf;
-}
-
-static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
-			     xmpp_stanza_t *pubsub, xmpp_stanza_t *op,
-			     const char *bare, const char *role)
-{
-	const char *jid = xmpp_stanza_get_attribute(op, "jid");
-	char policy_buf[16], subid[33], *body, *ejid;
-	const char *policy = requested_policy(child_ns(pubsub, "options", NULL),
-					      policy_buf, sizeof(policy_buf));
-	unsigned char rnd[16];
-
-	if (jid == NULL || strncasecmp(jid, bare, strlen(bare)) != 0 ||
-	    (jid[strlen(bare)] != '\0' && jid[strlen(bare)] != '/')) {
-		reply_err(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID);
-		return;
-	}
-	if (policy == NULL) {
-		reply_err(service, iq, PUBSUB_ERR_OPTIONS_INVALID);
-		return;
-	}
-	if (*policy == '\0')
-		policy = strcmp(role, "archive") == 0 || strcmp(role, "intercept") == 0 ?
-			 "full" : "headers";
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
-		return;
-	}
-	for (int i = 0; i < 16; i++)
-		snprintf(subid + 2 * i, 3, "%02x", rnd[i]);
-	if (firehose_subs_put(service->store, bare, policy, clock_now_us(),
-			      subid, sizeof(subid)) < 0) {
-		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
-		return;
-	}
-	log_info("firehose: %s (%s) subscribed, content %s", bare, role, policy);
-	ejid = xml_escape(bare);
-	if (ejid == NULL || asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscription"
-				     " node='" FIREHOSE_NODE "' jid='%s' subid='%s'"
-				     " subscription='subscribed'/></pubsub>", ejid, subid) < 0)
-		body = NULL;
-	free(ejid);
-	if (body != NULL)
-		service_send_result_raw(service, iq, body);
-	free(body);
-}
-
-static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
-			       const char *bare)
-{
-	if (drop_subscription(service->store, bare) < 0) {
-		reply_err(service, iq, PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED);
-		return;
-	}
-	log_info("firehose: %s unsubscribed", bare);
-	service_send_result_raw(service, iq, "");
-}
-
-struct items_ctx {
-	struct service *service;
-	const char *policy;
-	char *xml;
-	size_t len;
-	long long first, last;
-	long long upto;           /* the live pipeline's position */
-	long long prev;           /* the previous item that went on the firehose */
-	unsigned n;
-};
-
-static int collect_item(void *context, const struct journal_record *rec)
-{
-	static const char *const parts[] = { NULL, "headers", "full" };
-	struct items_ctx *ic = context;
-	struct event *ev;
-	const char *error;
-	char *payload, *item, *grown;
-	int n;
-
-	/* past the live pipeline the content may still be on its way: those
-	 * come live, or with the next page */
-	if (rec->seq > ic->upto || ic->len >= item_max_stanza() - ITEM_WRAPPER_RESERVE)
-		return 1;
-	if (event_decode(rec->json, rec->json_len,
-			 ic->service->config->hierarchy_separator[0], &ev, &error) < 0)
-		return 0;
-	if (!wanted_account(ic->service, ev)) {
-		event_free(&ev);
-		return 0;
-	}
-	payload = payload_for(ic->service, rec, ev, parts[part_index(ic->policy)], ic->prev);
-	ic->prev = rec->seq;
-	event_free(&ev);
-	if (payload == NULL)
-		return 0;
-	n = asprintf(&item, "<item id='%lld'>%s</item>", rec->seq, payload);
-	free(payload);
-	if (n < 0)
-		return 1;
-	/* the next page starts after the last item this one holds */
-	if (ic->n > 0 && ic->len + (size_t)n > item_max_stanza() - ITEM_WRAPPER_RESERVE) {
-		free(item);
-		return 1;
-	}
-	grown = realloc(ic->xml, ic->len + (size_t)n + 1);
-	if (grown == NULL) {
-		free(item);
-		return 1;
-	}
-	ic->xml = grown;
-	memcpy(ic->xml + ic->len, item, (size_t)n + 1);
-	ic->len += (size_t)n;
-	free(item);
-	if (ic->n++ == 0)
-		ic->first = rec->seq;
-	ic->last = rec->seq;
-	return 0;
-}
-
-static long long child_number(xmpp_stanza_t *parent, const char *name, long long dflt)
-{
-	xmpp_stanza_t *c = child_ns(parent, name, NULL);
-	char *text = c != NULL ? xmpp_stanza_get_text(c) : NULL;
-	long long v = dflt;
-
-	if (text != NULL && *text != '\0' && strspn(text, "0123456789") == strlen(text))
-		v = strtoll(text, NULL, 10);
-	if (text != NULL)
-		xmpp_free(xmpp_stanza_get_context(c), text);
-	return v;
-}
-
-/* Items retrieval: with RSM <after/> the records after that sequence (how
- * a subscriber that was away catches up), else the last ones. */
-static void handle_items(struct service *service, xmpp_stanza_t *iq,
-			 xmpp_stanza_t *pubsub, xmpp_stanza_t *op, const char *bare)
-{
-	xmpp_stanza_t *set = child_ns(pubsub, "set", RSM_NS);
-	struct items_ctx ic = { service, "full", NULL, 0, 0, 0,
-				service->firehose != NULL ? service->firehose->seq : 0, 0, 0 };
-	long long max = set != NULL ? child_number(set, "max", RSM_MAX) : 20;
-	const char *mi = xmpp_stanza_get_attribute(op, "max_items");
-	long long after;
-	char policy[16] = "full", *body, *rsm = NULL;
-	unsigned count = 0;
-
-	firehose_subs_get(service->store, bare, NULL, 0, policy, sizeof(policy));
-	ic.policy = policy;
-	if (mi != NULL && set == NULL)
-		max = atoll(mi);
-	if (max <= 0 || max > RSM_MAX)
-		max = RSM_MAX;
-	after = set != NULL ? child_number(set, "after", -1) : -1;
-	if (after < 0)
-		after = ic.upto - max;
-	if (after < 0)
-		after = 0;
-	ic.prev = prev_wanted(service->store, service->config->firehose_accounts, after + 1);
-	journal_read_after(service->store, after, (unsigned)max, collect_item, &ic, &count);
-	if (set != NULL && ic.n > 0 &&
-	    asprintf(&rsm, "<set xmlns='" RSM_NS "'><first>%lld</first><last>%lld</last>"
-		     "</set>", ic.first, ic.last) < 0)
-		rsm = NULL;
-	else if (set != NULL && ic.n == 0 && asprintf(&rsm, "<set xmlns='" RSM_NS "'/>") < 0)
-		rsm = NULL;
-	if (asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><items node='" FIREHOSE_NODE
-		     "'>%s</items>%s</pubsub>", ic.xml != NULL ? ic.xml : "",
-		     rsm != NULL ? rsm : "") >= 0) {
-		service_send_result_raw(service, iq, body);
-		free(body);
-	}
-	free(rsm);
-	free(ic.xml);
-}
-
-/* <subscriptions node=firehose/> and <options node=firehose jid=/>: what
- * the asker has (re-subscribing with other options changes them). */
-static void handle_subscription_query(struct service *service, xmpp_stanza_t *iq,
-				      const char *name, const char *bare)
-{
-	char *ejid = xml_escape(bare), *body = NULL;
-	char subid[33], content[16];
-	int n = -1, found;
-
-	found = ejid != NULL ? firehose_subs_get(service->store, bare, subid, sizeof(subid),
-						 content, sizeof(content)) : -1;
-	if (found < 0) {
-		free(ejid);
-		reply_err(service, iq, PUBSUB_ERR_INTERNAL);
-		return;
-	}
-	if (found > 0) {
-		if (strcmp(name, "subscriptions") == 0)
-			n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions"
-				     " node='" FIREHOSE_NODE "'><subscription node='"
-				     FIREHOSE_NODE "' jid='%s' subid='%s' subscription="
-				     "'subscribed'/></subscriptions></pubsub>", ejid, subid);
-		else
-			n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><options node='"
-				     FIREHOSE_NODE "' jid='%s'><x xmlns='" DATA_NS "' type='form'>"
-				     "<field var='FORM_TYPE' type='hidden'><value>"
-				     PUBSUB_NS "#subscribe_options</value></field>"
-				     "<field var='" CONTENT_OPTION "' type='list-single'"
-				     " label='Message content'><value>%s</value>"
-				     "<option><value>none</value></option>"
-				     "<option><value>headers</value></option>"
-				     "<option><value>full</value></option></field>"
-				     "</x></options></pubsub>", ejid, content);
-	} else if (strcmp(name, "subscriptions") == 0) {
-		n = asprintf(&body, "<pubsub xmlns='" PUBSUB_NS "'><subscriptions node='"
-			     FIREHOSE_NODE "'/></pubsub>");
-	}
-	free(ejid);
-	if (n < 0) {
-		reply_err(service, iq, PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED);
-		return;
-	}
-	service_send_result_raw(service, iq, body);
-	free(body);
-}
-
-void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
-			    xmpp_stanza_t *pubsub, xmpp_stanza_t *op)
-{
-	const char *from = xmpp_stanza_get_from(iq);
-	const char *name = xmpp_stanza_get_name(op);
-	bool set = strcmp(xmpp_stanza_get_type(iq), "set") == 0;
-	char role_buf[32], bare[1024];
-	const char *role = from != NULL ?
-		firehose_role(service, from, role_buf, sizeof(role_buf)) : NULL;
-
-	if (role == NULL) {
-		/* invisible to everybody else */
-		reply_err(service, iq, PUBSUB_ERR_NODE_NOT_FOUND);
-		return;
-	}
-	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(from, "/"), from);
-	if (set && strcmp(name, "subscribe") == 0)
-		handle_subscribe(service, iq, pubsub, op, bare, role);
-	else if (set && strcmp(name, "unsubscribe") == 0)
-		handle_unsubscribe(service, iq, bare);
-	else if (!set && strcmp(name, "items") == 0)
-		handle_items(service, iq, pubsub, op, bare);
-	else if (!set && (strcmp(name, "subscriptions") == 0 || strcmp(name, "options") == 0))
-		handle_subscription_query(service, iq, name, bare);
-	else
-		reply_err(service, iq, PUBSUB_ERR_BAD_REQUEST);
-	firehose_kick(service->firehose);
-}
-
-char *firehose_item_payload(struct service *service, const struct journal_record *rec,
+char *firehose_item_payload(struct publish_service *service, const struct journal_record *rec,
 			    const char *policy)
 {
 	static const char *const parts[] = { NULL, "headers", "full" };
@@ -911,95 +597,31 @@ char *firehose_item_payload(struct service *service, const struct journal_record
 	return payload;
 }
 
-long long firehose_position(const struct service *service)
+long long firehose_position(const struct firehose *fh)
 {
-	return service->firehose != NULL ? service->firehose->seq : 0;
+	return fh != NULL ? fh->seq : 0;
 }
 
-struct record_check {
-	struct service *service;
-	long long seq;
-	bool wanted;
-};
-
-static int check_record(void *context, const struct journal_record *rec)
+bool firehose_wants(const struct publish_service *service, const struct event *ev)
 {
-	struct record_check *c = context;
-	struct event *ev;
-	const char *error;
-
-	if (rec->seq == c->seq &&
-	    event_decode(rec->json, rec->json_len,
-			 c->service->config->hierarchy_separator[0], &ev, &error) == 0) {
-		c->wanted = wanted_account(c->service, ev);
-		event_free(&ev);
-	}
-	return 1;
+	return wanted_account(service, ev);
 }
 
-/* Whether event seq goes on the firehose: the content of an event that
- * [firehose] accounts leaves out (retrieved for a tap, or before the list
- * changed) is not the firehose's to give. */
-static bool seq_on_firehose(struct service *service, long long seq)
+char *firehose_policy_payload(struct publish_service *service,
+			      const struct journal_record *rec, const struct event *ev,
+			      const char *policy, long long prev)
 {
-	struct record_check c = { service, seq, false };
-	unsigned visited;
+	static const char *const parts[] = { NULL, "headers", "full" };
 
-	if (*service->config->firehose_accounts == '\0')
-		return true;
-	if (journal_read_after(service->store, seq - 1, 1, check_record, &c, &visited) < 0)
-		return false;
-	return c.wanted;
+	return payload_for(service, rec, ev, parts[part_index(policy)], prev);
 }
 
-void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
-			   xmpp_stanza_t *fetch)
+long long firehose_prev_wanted(struct publish_service *service, long long seq)
 {
-	const char *from = xmpp_stanza_get_from(iq);
-	const char *item = xmpp_stanza_get_attribute(fetch, "item");
-	const char *off = xmpp_stanza_get_attribute(fetch, "offset");
-	const char *lenattr = xmpp_stanza_get_attribute(fetch, "length");
-	long long seq = item != NULL ? atoll(item) : 0;
-	long long offset = off != NULL ? atoll(off) : 0;
-	long long length = lenattr != NULL ? atoll(lenattr) : 65536;
-	struct content_record cr;
-	char role_buf[32], *data = NULL, *b64, *body;
-	size_t got = 0;
+	return prev_wanted(service->store, service->config->firehose_accounts, seq);
+}
 
-	if (from == NULL || firehose_role(service, from, role_buf, sizeof(role_buf)) == NULL) {
-		reply_err(service, iq, PUBSUB_ERR_NODE_NOT_FOUND);
-		return;
-	}
-	if (seq <= 0 || offset < 0 || length <= 0) {
-		reply_err(service, iq, PUBSUB_ERR_BAD_REQUEST);
-		return;
-	}
-	if (length > FETCH_CHUNK_MAX)
-		length = FETCH_CHUNK_MAX;
-	if (!seq_on_firehose(service, seq)) {
-		log_info("firehose: %s fetched item %lld, not on the firehose "
-			 "([firehose] accounts): refused", from, seq);
-		reply_err(service, iq, PUBSUB_ERR_ITEM_NOT_FOUND);
-		return;
-	}
-	if ((size_t)length > BASE64_ROOM(item_max_stanza() - ITEM_WRAPPER_RESERVE))
-		length = (long long)BASE64_ROOM(item_max_stanza() - ITEM_WRAPPER_RESERVE);
-	if (content_get(service->store, seq, &cr) <= 0 || cr.error != NULL ||
-	    (size_t)offset > cr.size ||
-	    (offset < (long long)cr.size &&
-	     content_read(service->store, seq, (size_t)offset, (size_t)length, &data, &got) < 0)) {
-		content_record_clear(&cr);
-		reply_err(service, iq, PUBSUB_ERR_ITEM_NOT_FOUND);
-		return;
-	}
-	b64 = content_base64(data != NULL ? data : "", got);
-	if (b64 != NULL &&
-	    asprintf(&body, "<chunk xmlns='" CONTENT_NS "' item='%lld' offset='%lld'"
-		     " size='%zu'>%s</chunk>", seq, offset, cr.size, b64) >= 0) {
-		service_send_result_raw(service, iq, body);
-		free(body);
-	}
-	free(b64);
-	free(data);
-	content_record_clear(&cr);
+int firehose_unsubscribe(struct store *store, const char *bare)
+{
+	return drop_subscription(store, bare);
 }

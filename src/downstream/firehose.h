@@ -14,16 +14,18 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "model/event.h"
 #include "store/journal.h"
+#include "store/store.h"
 
 #define FIREHOSE_NODE "mailpubsub:firehose"
 
 struct firehose;
-struct service;
+struct publish_service;
 struct imap_client;
 
 /* imap may be NULL (no content then: items carry content-error). */
-int firehose_new(uv_loop_t *loop, struct service *service,
+int firehose_new(uv_loop_t *loop, struct publish_service *service,
 		 struct imap_client *imap, struct firehose **firehose_r,
 		 const char **error_r);
 /* Freed once a retrieval in flight has answered. Clears *firehose. */
@@ -34,30 +36,38 @@ void firehose_kick(struct firehose *firehose);
 /* The component disconnected: what was in flight is resent. */
 void firehose_reset(struct firehose *firehose);
 
-/* A pubsub request naming the firehose node (op: subscribe, unsubscribe,
- * items, options). */
-void firehose_handle_pubsub(struct service *service, xmpp_stanza_t *iq,
-			    xmpp_stanza_t *pubsub, xmpp_stanza_t *op);
-/* <fetch xmlns='urn:mailpubsub:content:0' item= offset= length=/>. */
-void firehose_handle_fetch(struct service *service, xmpp_stanza_t *iq,
-			   xmpp_stanza_t *fetch);
-
 /* For MAM on the firehose node (src/handlers/mam.c): the item of journal record
  * rec as it was published to a subscriber with content policy ("none",
  * "headers", "full"), or NULL when the event is not on the firehose
  * ([firehose] accounts). Newly allocated. */
-char *firehose_item_payload(struct service *service, const struct journal_record *rec,
+char *firehose_item_payload(struct publish_service *service, const struct journal_record *rec,
 			    const char *policy);
-/* The last journal sequence the live firehose has handed on. */
-long long firehose_position(const struct service *service);
+/* The last journal sequence the live firehose has handed on (0 without
+ * a firehose). */
+long long firehose_position(const struct firehose *firehose);
+
+/* For the firehose's request handlers (handlers/firehose_request.c):
+ * does ev go on the firehose ([firehose] accounts)? */
+bool firehose_wants(const struct publish_service *service, const struct event *ev);
+/* The item of rec (decoded: ev, which the firehose wants) for a subscriber
+ * with content policy ("none", "headers", "full"), prev being the
+ * previous item on the firehose. Newly allocated, or NULL. */
+char *firehose_policy_payload(struct publish_service *service,
+			      const struct journal_record *rec, const struct event *ev,
+			      const char *policy, long long prev);
+/* The last journaled record before seq that goes on the firehose, 0 if
+ * none. */
+long long firehose_prev_wanted(struct publish_service *service, long long seq);
+/* Ends the firehose subscription of bare JID bare; -1 when it had none. */
+int firehose_unsubscribe(struct store *store, const char *bare);
 
 /* Removes the subscriptions of JIDs [firehose] subscribers no longer
  * names (at start and on SIGHUP: taking a JID out of the list must stop
  * its copy of every message). Returns how many went. */
-unsigned firehose_prune_subscribers(struct service *service);
+unsigned firehose_prune_subscribers(struct publish_service *service);
 
 /* The role [firehose] subscribers gives the bare JID of jid, or NULL. */
-const char *firehose_role(const struct service *service, const char *jid,
+const char *firehose_role(const struct publish_service *service, const char *jid,
 			  char *buf, size_t size);
 
 #endif

@@ -5,8 +5,9 @@
  * content follows as soon as it is retrieved over IMAP. The relay runs
  * after the event's ordinary publication and touches nothing the target
  * can see (subscriptions, items, disco). Taps are managed by [taps] admins
- * with XEP-0050 ad-hoc commands on the component domain, and by
- * mailpubsubctl; every change, expiry and relayed event is recorded in the
+ * with XEP-0050 ad-hoc commands on the component domain
+ * (handlers/tap_request.c), and by mailpubsubctl; every change, expiry
+ * and relayed event is recorded in the
  * changelog. Persisted in the store's taps table. */
 #ifndef MAILPUBSUB_TAP_H
 #define MAILPUBSUB_TAP_H
@@ -20,11 +21,11 @@
 #include "store/taps.h"
 
 #define TAP_NODE_PREFIX "mailpubsub:tap:"
-#define COMMANDS_NS "http://jabber.org/protocol/commands"
 
-struct service;
+struct publish_service;
 struct imap_client;
 struct tap_relay;
+struct publisher_listener;
 
 /* Validates and stores t; audited as tap-add by `by`. */
 int tap_add(struct store *store, const struct tap *t, const char *by,
@@ -44,21 +45,18 @@ int tap_expire(struct store *store, long long now_us);
 long long tap_parse_time_us(const char *text);
 
 /* The relay; imap may be NULL (then no content is relayed). */
-int tap_relay_new(uv_loop_t *loop, struct service *service,
+int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct tap_relay **relay_r,
 		  const char **error_r);
-/* Freed once retrievals in flight have answered. Clears *relay. */
+/* Freed once retrievals in flight have answered (unregister its listener
+ * first). Clears *relay. */
 void tap_relay_close(struct tap_relay **relay);
+/* The relay's "event published" listener, for publisher_listener_register
+ * (it calls tap_relay_event); valid until tap_relay_close. */
+const struct publisher_listener *tap_relay_listener(struct tap_relay *relay);
 /* A journaled event was dispatched: relays it to every tap that matches.
  * Call inside the publisher's transaction. */
 void tap_relay_event(struct tap_relay *relay, const struct journal_record *rec,
 		     const struct event *ev);
-
-/* disco#items on the commands node of the component domain: the tap
- * commands for admins, nothing for anybody else. */
-void tap_handle_disco_items(struct service *service, xmpp_stanza_t *iq);
-/* <command xmlns='http://jabber.org/protocol/commands'/>. */
-void tap_handle_command(struct service *service, xmpp_stanza_t *iq,
-			xmpp_stanza_t *command);
 
 #endif

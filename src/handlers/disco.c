@@ -11,6 +11,8 @@
 #include "xmpp/pubsub_error.h"
 #include "handlers/request.h"
 #include "handlers/service.h"
+#include "xmpp/address.h"
+#include "xmpp/stanza.h"
 
 /* Only what is implemented: a client must be able to trust this list. */
 static const char *const service_features[] = {
@@ -28,31 +30,10 @@ static const char *const service_features[] = {
 	"urn:xmpp:ping",
 };
 
-static xmpp_stanza_t *add_el(xmpp_ctx_t *ctx, xmpp_stanza_t *parent,
-			     const char *name)
-{
-	xmpp_stanza_t *el = xmpp_stanza_new(ctx);
-
-	xmpp_stanza_set_name(el, name);
-	xmpp_stanza_add_child_ex(parent, el, 0);
-	return el;
-}
-
-static xmpp_stanza_t *new_query(xmpp_ctx_t *ctx, xmpp_stanza_t *reply,
-				const char *ns, const char *node)
-{
-	xmpp_stanza_t *q = add_el(ctx, reply, "query");
-
-	xmpp_stanza_set_ns(q, ns);
-	if (node != NULL)
-		xmpp_stanza_set_attribute(q, "node", node);
-	return q;
-}
-
 static void add_identity(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *type,
 			 const char *name)
 {
-	xmpp_stanza_t *id = add_el(ctx, q, "identity");
+	xmpp_stanza_t *id = stanza_add_child(ctx, q, "identity", NULL);
 
 	xmpp_stanza_set_attribute(id, "category", "pubsub");
 	xmpp_stanza_set_attribute(id, "type", type);
@@ -63,30 +44,26 @@ static void add_identity(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *type,
 static void add_features(xmpp_ctx_t *ctx, xmpp_stanza_t *q)
 {
 	for (size_t i = 0; i < sizeof(service_features) / sizeof(service_features[0]); i++)
-		xmpp_stanza_set_attribute(add_el(ctx, q, "feature"), "var",
+		xmpp_stanza_set_attribute(stanza_add_child(ctx, q, "feature", NULL), "var",
 					  service_features[i]);
 }
 
 static void add_field(xmpp_ctx_t *ctx, xmpp_stanza_t *form, const char *var,
 		      const char *type, const char *value)
 {
-	xmpp_stanza_t *field = add_el(ctx, form, "field");
-	xmpp_stanza_t *v = add_el(ctx, field, "value");
-	xmpp_stanza_t *text = xmpp_stanza_new(ctx);
+	xmpp_stanza_t *field = stanza_add_child(ctx, form, "field", NULL);
 
 	xmpp_stanza_set_attribute(field, "var", var);
 	if (type != NULL)
 		xmpp_stanza_set_attribute(field, "type", type);
-	xmpp_stanza_set_text(text, value);
-	xmpp_stanza_add_child_ex(v, text, 0);
+	stanza_add_text(ctx, stanza_add_child(ctx, field, "value", NULL), value);
 }
 
 /* XEP-0060 5.4: node meta-data as an XEP-0128 extended info form. */
 static void add_meta_data(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *node)
 {
-	xmpp_stanza_t *form = add_el(ctx, q, "x");
+	xmpp_stanza_t *form = stanza_add_child(ctx, q, "x", "jabber:x:data");
 
-	xmpp_stanza_set_ns(form, "jabber:x:data");
 	xmpp_stanza_set_type(form, "result");
 	add_field(ctx, form, "FORM_TYPE", "hidden", PUBSUB_NS "#meta-data");
 	add_field(ctx, form, "pubsub#type", NULL, ITEM_NS);
@@ -97,11 +74,11 @@ static void add_meta_data(xmpp_ctx_t *ctx, xmpp_stanza_t *q, const char *node)
 static void reply_info(struct request *req)
 {
 	struct service *service = req->service;
-	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
+	xmpp_ctx_t *ctx = component_xmpp_ctx(service->publish->component);
 	xmpp_stanza_t *reply, *q;
 
 	reply = pubsub_error_result(ctx, req->iq);
-	q = new_query(ctx, reply, DISCO_INFO_NS, req->node);
+	q = stanza_add_query(ctx, reply, DISCO_INFO_NS, req->node);
 	if (req->node == NULL) {
 		add_identity(ctx, q, "service", "Mailbox events");
 	} else {
@@ -151,7 +128,7 @@ static int collect_child(void *context, const char *node)
 static void add_node_item(xmpp_ctx_t *ctx, xmpp_stanza_t *query, const char *jid,
 			  const char *node)
 {
-	xmpp_stanza_t *it = add_el(ctx, query, "item");
+	xmpp_stanza_t *it = stanza_add_child(ctx, query, "item", NULL);
 	const char *slash = strrchr(node, '/');
 
 	xmpp_stanza_set_attribute(it, "jid", jid);
@@ -164,14 +141,14 @@ static void add_node_item(xmpp_ctx_t *ctx, xmpp_stanza_t *query, const char *jid
 static void add_own_service(struct service *service, xmpp_ctx_t *ctx,
 			    xmpp_stanza_t *query, const char *from)
 {
-	char *identity = authz_identity(service->authz, from);
+	char *identity = authz_identity(service->publish->authz, from);
 	char *jid;
 
 	if (identity == NULL)
 		return;
-	jid = service_jid_for_account(service, identity);
+	jid = address_jid_for_account(service->publish->config, identity);
 	if (jid != NULL) {
-		xmpp_stanza_t *it = add_el(ctx, query, "item");
+		xmpp_stanza_t *it = stanza_add_child(ctx, query, "item", NULL);
 
 		xmpp_stanza_set_attribute(it, "jid", jid);
 		xmpp_stanza_set_attribute(it, "name", identity);
@@ -184,12 +161,12 @@ static void listing_reply(struct listing *l)
 {
 	struct request *req = l->req;
 	struct service *service = req->service;
-	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
+	xmpp_ctx_t *ctx = component_xmpp_ctx(service->publish->component);
 	const char *to = xmpp_stanza_get_to(req->iq);
 	xmpp_stanza_t *reply = pubsub_error_result(ctx, req->iq);
-	xmpp_stanza_t *query = new_query(ctx, reply, DISCO_ITEMS_NS, req->node);
+	xmpp_stanza_t *query = stanza_add_query(ctx, reply, DISCO_ITEMS_NS, req->node);
 
-	if (req->node == NULL && strcmp(to, service->config->component_domain) == 0)
+	if (req->node == NULL && strcmp(to, service->publish->config->component_domain) == 0)
 		add_own_service(service, ctx, query, req->from);
 	for (size_t i = 0; i < l->n; i++) {
 		if (l->nodes[i].visible)
@@ -214,10 +191,7 @@ static void child_decided(void *context, enum authz_result result)
 
 static void reply_error(struct request *req, enum pubsub_error error)
 {
-	struct service *service = req->service;
-
-	service_send_release(service, pubsub_error_reply(
-		component_xmpp_ctx(service->component), req->iq, error, NULL));
+	service_reply_error(req->service, req->iq, error, NULL);
 	request_free(&req);
 }
 
@@ -228,12 +202,12 @@ static void list_children(struct listing *l)
 	struct service *service = req->service;
 
 	if (req->account != NULL)
-		node_tree_children(service->store, req->account, req->node,
+		node_tree_children(service->publish->store, req->account, req->node,
 				   collect_child, l);
 	/* one extra count so that answers given at once cannot finish early */
 	l->pending = l->n + 1;
 	for (size_t i = 0; i < l->n; i++)
-		authz_check_rights(service->authz, req->from, req->account,
+		authz_check_rights(service->publish->authz, req->from, req->account,
 				   l->nodes[i].node, "l", child_decided, &l->nodes[i]);
 	if (--l->pending == 0)
 		listing_reply(l);
@@ -266,7 +240,7 @@ static void reply_items(struct request *req)
 	 * the children stay filtered by `l`, so what the asker may not see
 	 * says nothing either way */
 	if (req->account != NULL && req->node == NULL) {
-		discovery_lookup(service->discovery, service->store, req->account,
+		discovery_lookup(service->discovery, service->publish->store, req->account,
 				 NULL, account_known, l);
 		return;
 	}
@@ -300,10 +274,10 @@ static void node_accessed(struct request *req, enum request_access access)
 
 void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query)
 {
-	xmpp_ctx_t *ctx = component_xmpp_ctx(service->component);
+	xmpp_ctx_t *ctx = component_xmpp_ctx(service->publish->component);
 	const char *ns = xmpp_stanza_get_ns(query);
 	const char *node = xmpp_stanza_get_attribute(query, "node");
-	char *account = service_account_for_jid(service, xmpp_stanza_get_to(iq));
+	char *account = address_account_for_jid(service->publish->config, xmpp_stanza_get_to(iq));
 	struct request *req;
 
 	if (strcmp(xmpp_stanza_get_type(iq), "get") != 0 ||
@@ -313,7 +287,7 @@ void disco_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *que
 		free(account);
 		return;
 	}
-	if (account == NULL && !service_is_domain(service, xmpp_stanza_get_to(iq))) {
+	if (account == NULL && !address_is_domain(service->publish->config, xmpp_stanza_get_to(iq))) {
 		/* a service localpart that is no account name: nothing there */
 		service_send_release(service, pubsub_error_reply(ctx, iq,
 				PUBSUB_ERR_NODE_NOT_FOUND, NULL));

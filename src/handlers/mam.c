@@ -15,11 +15,11 @@
 #include "xmpp/pubsub_error.h"
 #include "handlers/service.h"
 #include "store/store.h"
+#include "xmpp/stanza.h"
 #include "downstream/tap.h"
 #include "base/timefmt.h"
 #include "base/xml_escape.h"
 
-#define RSM_NS "http://jabber.org/protocol/rsm"
 #define DATA_NS "jabber:x:data"
 #define FORWARD_NS "urn:xmpp:forward:0"
 #define MAM_MAX 100
@@ -32,18 +32,6 @@ struct mam_query {
 	long long max;
 	char *queryid;             /* escaped, may be "" */
 };
-
-static void reply_error(struct service *service, xmpp_stanza_t *iq, const char *type,
-			const char *condition)
-{
-	service_send_release(service, pubsub_error_stanza_reply(
-		component_xmpp_ctx(service->component), iq, type, condition));
-}
-
-static xmpp_stanza_t *child(xmpp_stanza_t *parent, const char *name, const char *ns)
-{
-	return xmpp_stanza_get_child_by_name_and_ns(parent, name, ns);
-}
 
 /* Text of element name under parent; "" when empty, NULL when absent. */
 static char *child_text(xmpp_stanza_t *parent, const char *name)
@@ -128,7 +116,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 	size_t len;
 	int n;
 
-	if (item_message_build(service->config->component_domain, FIREHOSE_NODE, rec->seq,
+	if (item_message_build(service->publish->config->component_domain, FIREHOSE_NODE, rec->seq,
 			       payload, 0, &msg) < 0)
 		return -1;
 	inner = item_message_for(&msg, bare, &len);
@@ -141,12 +129,12 @@ static int send_result(struct service *service, const struct mam_query *q,
 	n = asprintf(&out, "<message to='%s' from='%s' id='mam-%lld'><result xmlns='" MAM_NS
 		     "' queryid='%s' id='%lld'><forwarded xmlns='" FORWARD_NS "'>"
 		     "<delay xmlns='urn:xmpp:delay' stamp='%s'/><message xmlns='jabber:client' %s"
-		     "</forwarded></result></message>", to, service->config->component_domain,
+		     "</forwarded></result></message>", to, service->publish->config->component_domain,
 		     rec->seq, q->queryid, rec->seq, stamp, inner + 9);
 	free(inner);
 	if (n < 0)
 		return -1;
-	component_send_raw(service->component, out, (size_t)n);
+	component_send_raw(service->publish->component, out, (size_t)n);
 	free(out);
 	return 0;
 }
@@ -154,7 +142,7 @@ static int send_result(struct service *service, const struct mam_query *q,
 static const char *policy_of(struct service *service, const char *bare, char *buf, size_t size)
 {
 	snprintf(buf, size, "headers");   /* the ediscovery default */
-	firehose_subs_get(service->store, bare, NULL, 0, buf, size);
+	firehose_subs_get(service->publish->store, bare, NULL, 0, buf, size);
 	return buf;
 }
 
@@ -172,7 +160,7 @@ struct page {
 static int collect(void *context, const struct journal_record *rec)
 {
 	struct page *p = context;
-	char *payload = firehose_item_payload(p->service, rec, p->policy);
+	char *payload = firehose_item_payload(p->service->publish, rec, p->policy);
 
 	if (payload == NULL)
 		return 0;     /* not on the firehose */
@@ -194,7 +182,7 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 {
 	const char *to = xmpp_stanza_get_from(iq);
 	bool backward = q->before >= 0;
-	long long upto = firehose_position(service), first = 0, last = 0;
+	long long upto = firehose_position(service->firehose), first = 0, last = 0;
 	char policy[16], *eto, *body = NULL, *set = NULL;
 	struct page p = { service, policy, q->max, NULL, NULL, 0, true };
 	unsigned n;
@@ -207,11 +195,11 @@ static void run(struct service *service, xmpp_stanza_t *iq, struct mam_query *q,
 		free(p.recs);
 		free(p.payloads);
 		free(eto);
-		reply_error(service, iq, "wait", "internal-server-error");
+		service_reply_stanza_error(service, iq, "wait", "internal-server-error");
 		return;
 	}
 	policy_of(service, bare, policy, sizeof(policy));
-	journal_query_window(service->store,
+	journal_query_window(service->publish->store,
 			     backward ? (q->before > 0 ? q->before : upto + 1) :
 					(q->after > 0 ? q->after : 0),
 			     backward, upto, q->start_us, q->end_us, collect, &p);
@@ -249,25 +237,25 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 	const char *from = xmpp_stanza_get_from(iq);
 	const char *node = xmpp_stanza_get_attribute(query, "node");
 	const char *qid = xmpp_stanza_get_attribute(query, "queryid");
-	xmpp_stanza_t *set = child(query, "set", RSM_NS);
+	xmpp_stanza_t *set = stanza_child(query, "set", RSM_NS);
 	struct mam_query q = { 0, (long long)9e18, -1, -1, MAM_DEFAULT, NULL };
 	char role_buf[32], bare[1024];
 	const char *role = from != NULL ?
-		firehose_role(service, from, role_buf, sizeof(role_buf)) : NULL;
+		firehose_role(service->publish, from, role_buf, sizeof(role_buf)) : NULL;
 
 	/* the firehose (and its archive) exists for its subscribers only */
 	if (role == NULL || node == NULL || strcmp(node, FIREHOSE_NODE) != 0) {
-		reply_error(service, iq, "cancel", "item-not-found");
+		service_reply_stanza_error(service, iq, "cancel", "item-not-found");
 		return;
 	}
 	if (strcmp(role, MAM_ROLE) != 0) {
-		reply_error(service, iq, "auth", "forbidden");
+		service_reply_stanza_error(service, iq, "auth", "forbidden");
 		return;
 	}
 	if (strcmp(xmpp_stanza_get_type(iq), "set") != 0 ||
-	    parse_form(child(query, "x", DATA_NS), &q) < 0 ||
+	    parse_form(stanza_child(query, "x", DATA_NS), &q) < 0 ||
 	    (set != NULL && parse_rsm(set, &q) < 0)) {
-		reply_error(service, iq, "modify", "bad-request");
+		service_reply_stanza_error(service, iq, "modify", "bad-request");
 		return;
 	}
 	/* RSM max 0 asks for a count only: a page of one serves as well */
@@ -277,7 +265,7 @@ void mam_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *query
 		q.max = MAM_MAX;
 	q.queryid = xml_escape(qid != NULL ? qid : "");
 	if (q.queryid == NULL) {
-		reply_error(service, iq, "wait", "internal-server-error");
+		service_reply_stanza_error(service, iq, "wait", "internal-server-error");
 		return;
 	}
 	snprintf(bare, sizeof(bare), "%.*s", (int)strcspn(from, "/"), from);

@@ -7,6 +7,8 @@
 #include <strings.h>
 
 #include "downstream/firehose.h"
+#include "handlers/firehose_request.h"
+#include "publish/delivery.h"
 #include "publish/item.h"
 #include "store/items.h"
 #include "base/jid.h"
@@ -19,6 +21,8 @@
 #include "store/subscription.h"
 #include "base/utf8.h"
 #include "base/xml_escape.h"
+#include "xmpp/address.h"
+#include "xmpp/stanza.h"
 
 #define PUBSUB_OWNER_NS PUBSUB_NS "#owner"
 
@@ -36,39 +40,6 @@ static const struct {
 	{ "purge", "purge-nodes" },
 	{ "affiliations", "retrieve-affiliations" },
 };
-
-static xmpp_ctx_t *xctx(struct service *service)
-{
-	return component_xmpp_ctx(service->component);
-}
-
-static void reply_error(struct service *service, xmpp_stanza_t *iq,
-			enum pubsub_error error, const char *feature)
-{
-	service_send_release(service, pubsub_error_reply(xctx(service), iq, error,
-							 feature));
-}
-
-static xmpp_stanza_t *first_element(xmpp_stanza_t *parent)
-{
-	xmpp_stanza_t *c = xmpp_stanza_get_children(parent);
-
-	while (c != NULL && !xmpp_stanza_is_tag(c))
-		c = xmpp_stanza_get_next(c);
-	return c;
-}
-
-static xmpp_stanza_t *add_el(xmpp_ctx_t *ctx, xmpp_stanza_t *parent,
-			     const char *name, const char *ns)
-{
-	xmpp_stanza_t *el = xmpp_stanza_new(ctx);
-
-	xmpp_stanza_set_name(el, name);
-	if (ns != NULL)
-		xmpp_stanza_set_ns(el, ns);
-	xmpp_stanza_add_child_ex(parent, el, 0);
-	return el;
-}
 
 static bool same_bare(const char *a, const char *b)
 {
@@ -100,7 +71,7 @@ static int send_item(void *context, long long seq, long long published_us,
 		return 1;
 	text = item_message_for(&msg, li->to, &len);
 	if (text != NULL)
-		delivery_send(li->service->delivery, li->to, text, len,
+		delivery_send(li->service->publish->delivery, li->to, text, len,
 			      li->check ? DELIVERY_CHECK : DELIVERY_NOW, li->account,
 			      li->node);
 	free(text);
@@ -114,7 +85,7 @@ static void send_last_of(struct service *service, const char *account,
 {
 	struct last_item li = { service, account, from, node, jid, check };
 
-	items_each_newest(service->store, account, node, 1, send_item, &li);
+	items_each_newest(service->publish->store, account, node, 1, send_item, &li);
 }
 
 struct covered {
@@ -143,14 +114,14 @@ static int send_last_covered(void *context, const char *node)
 static void send_last_items(struct service *service, const char *account,
 			    const char *node, const char *jid, int depth)
 {
-	char *from = service_jid_for_account(service, account);
+	char *from = address_jid_for_account(service->publish->config, account);
 	struct covered c = { service, account, from, node, jid, depth };
 
 	if (from == NULL)
 		return;
 	send_last_of(service, account, from, node, jid, false);
 	if (depth != 0)
-		node_tree_subtree(service->store, account, node, send_last_covered, &c);
+		node_tree_subtree(service->publish->store, account, node, send_last_covered, &c);
 	free(from);
 }
 
@@ -159,10 +130,10 @@ static void send_last_items(struct service *service, const char *account,
 static void reply_subscription(struct request *req, const char *jid, const char *subid,
 			       const char *state)
 {
-	xmpp_ctx_t *ctx = xctx(req->service);
+	xmpp_ctx_t *ctx = service_xmpp_ctx(req->service);
 	xmpp_stanza_t *reply = pubsub_error_result(ctx, req->iq);
-	xmpp_stanza_t *ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
-	xmpp_stanza_t *sub = add_el(ctx, ps, "subscription", NULL);
+	xmpp_stanza_t *ps = stanza_add_child(ctx, reply, "pubsub", PUBSUB_NS);
+	xmpp_stanza_t *sub = stanza_add_child(ctx, ps, "subscription", NULL);
 
 	xmpp_stanza_set_attribute(sub, "node", req->node);
 	xmpp_stanza_set_attribute(sub, "jid", jid);
@@ -199,7 +170,7 @@ static bool refused(struct request *req, enum request_access access,
 
 	if (access == REQUEST_OPEN)
 		return false;
-	reply_error(req->service, req->iq, access == REQUEST_CLOSED ? closed :
+	service_reply_error(req->service, req->iq, access == REQUEST_CLOSED ? closed :
 		    by_access[access], NULL);
 	return true;
 }
@@ -221,13 +192,13 @@ static void subscribe_accessed(struct request *req, enum request_access access)
 
 	if (refused(req, access, PUBSUB_ERR_SUBSCRIBE_CLOSED_NODE)) {
 		/* answered */
-	} else if (subscription_count_for_jid(service->store, jid) >=
-		   service->config->max_subscriptions_per_jid &&
-		   subscription_find(service->store, req->account, req->node, jid, NULL) != 1) {
-		reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TOO_MANY, NULL);
-	} else if (subscription_add(service->store, req->account, req->node, jid,
+	} else if (subscription_count_for_jid(service->publish->store, jid) >=
+		   service->publish->config->max_subscriptions_per_jid &&
+		   subscription_find(service->publish->store, req->account, req->node, jid, NULL) != 1) {
+		service_reply_error(service, req->iq, PUBSUB_ERR_SUBSCRIBE_TOO_MANY, NULL);
+	} else if (subscription_add(service->publish->store, req->account, req->node, jid,
 				    &opts, clock_now_us(), subid, &created) < 0) {
-		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+		service_reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 	} else {
 		log_info("pubsub: %s subscribed to %s/%s%s", jid,
 			 req->account, req->node, created ? "" : " (again)");
@@ -249,7 +220,7 @@ static struct request *keep_request(struct service *service, xmpp_stanza_t *iq,
 
 	if (req == NULL || req->op == NULL) {
 		request_free(&req);
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 	}
 	return req;
 }
@@ -265,18 +236,18 @@ static void handle_subscribe(struct service *service, xmpp_stanza_t *iq,
 	const char *error;
 
 	if (node == NULL) {
-		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
 		return;
 	}
 	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
-		reply_error(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_SUBSCRIBE_INVALID_JID, NULL);
 		return;
 	}
 	if (requested_options(xmpp_stanza_get_child_by_name(ps, "options"), &opts,
 			      &error) < 0) {
 		log_info("pubsub: %s: invalid subscription options: %s",
 			 xmpp_stanza_get_from(iq), error);
-		reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
 		return;
 	}
 	req = keep_request(service, iq, ps, account, node);
@@ -293,7 +264,7 @@ static void unsubscribed_accessed(struct request *req, enum request_access acces
 	bool options = xmpp_stanza_get_child_by_name(req->op, "options") != NULL;
 
 	if (!refused(req, access, PUBSUB_ERR_NODE_NOT_FOUND))
-		reply_error(req->service, req->iq, options ?
+		service_reply_error(req->service, req->iq, options ?
 			    PUBSUB_ERR_OPTIONS_NOT_SUBSCRIBED :
 			    PUBSUB_ERR_UNSUBSCRIBE_NOT_SUBSCRIBED, NULL);
 	request_free(&req);
@@ -304,11 +275,11 @@ static int subscribed_or_answer(struct service *service, xmpp_stanza_t *iq,
 				xmpp_stanza_t *ps, const char *account,
 				const char *node, const char *jid, char *subid)
 {
-	int found = subscription_find(service->store, account, node, jid, subid);
+	int found = subscription_find(service->publish->store, account, node, jid, subid);
 	struct request *req;
 
 	if (found < 0) {
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return 0;
 	}
 	if (found == 1)
@@ -329,25 +300,25 @@ static void handle_unsubscribe(struct service *service, xmpp_stanza_t *iq,
 	char have[SUBSCRIPTION_SUBID_LEN + 1];
 
 	if (node == NULL) {
-		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
 		return;
 	}
 	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
-		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_FORBIDDEN, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_FORBIDDEN, NULL);
 		return;
 	}
 	if (!subscribed_or_answer(service, iq, ps, account, node, jid, have))
 		return;
 	if (subid != NULL && strcmp(subid, have) != 0) {
-		reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_INVALID_SUBID, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_UNSUBSCRIBE_INVALID_SUBID, NULL);
 		return;
 	}
-	if (subscription_remove(service->store, account, node, jid, NULL) < 0) {
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+	if (subscription_remove(service->publish->store, account, node, jid, NULL) < 0) {
+		service_reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
 	log_info("pubsub: %s unsubscribed from %s/%s", jid, account, node);
-	service_send_release(service, pubsub_error_result(xctx(service), iq));
+	service_send_release(service, pubsub_error_result(service_xmpp_ctx(service), iq));
 }
 
 /* ---- subscription options (6.3, 6.4) ---- */
@@ -356,10 +327,10 @@ static void reply_form(struct service *service, xmpp_stanza_t *iq,
 		       const char *element, const char *node, const char *jid,
 		       const struct subopts *opts)
 {
-	xmpp_ctx_t *ctx = xctx(service);
+	xmpp_ctx_t *ctx = service_xmpp_ctx(service);
 	xmpp_stanza_t *reply = pubsub_error_result(ctx, iq);
-	xmpp_stanza_t *ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
-	xmpp_stanza_t *el = add_el(ctx, ps, element, NULL);
+	xmpp_stanza_t *ps = stanza_add_child(ctx, reply, "pubsub", PUBSUB_NS);
+	xmpp_stanza_t *el = stanza_add_child(ctx, ps, element, NULL);
 
 	if (node != NULL)
 		xmpp_stanza_set_attribute(el, "node", node);
@@ -381,17 +352,17 @@ static void handle_options(struct service *service, xmpp_stanza_t *iq,
 	xmpp_stanza_t *x;
 
 	if (node == NULL) {
-		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
 		return;
 	}
 	if (jid == NULL || !same_bare(jid, xmpp_stanza_get_from(iq))) {
-		reply_error(service, iq, PUBSUB_ERR_OPTIONS_FORBIDDEN, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_OPTIONS_FORBIDDEN, NULL);
 		return;
 	}
 	if (!subscribed_or_answer(service, iq, ps, account, node, jid, have))
 		return;
-	if (subscription_get_options(service->store, account, node, jid, &opts) <= 0) {
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+	if (subscription_get_options(service->publish->store, account, node, jid, &opts) <= 0) {
+		service_reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
 	if (!set) {
@@ -402,15 +373,15 @@ static void handle_options(struct service *service, xmpp_stanza_t *iq,
 	if (x == NULL || subopts_apply_form(x, &opts, &error) < 0) {
 		log_info("pubsub: %s: invalid subscription options: %s",
 			 xmpp_stanza_get_from(iq), x == NULL ? "no form" : error);
-		reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_OPTIONS_INVALID, NULL);
 		return;
 	}
-	if (subscription_set_options(service->store, account, node, jid, &opts) < 0) {
-		reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
+	if (subscription_set_options(service->publish->store, account, node, jid, &opts) < 0) {
+		service_reply_error(service, iq, PUBSUB_ERR_INTERNAL, NULL);
 		return;
 	}
 	log_info("pubsub: %s changed its options on %s/%s", jid, account, node);
-	service_send_release(service, pubsub_error_result(xctx(service), iq));
+	service_send_release(service, pubsub_error_result(service_xmpp_ctx(service), iq));
 }
 
 static void handle_default(struct service *service, xmpp_stanza_t *iq,
@@ -433,7 +404,7 @@ struct list_ctx {
 static int add_subscription(void *context, const struct subscription *sub)
 {
 	struct list_ctx *lc = context;
-	xmpp_stanza_t *el = add_el(lc->ctx, lc->parent, "subscription", NULL);
+	xmpp_stanza_t *el = stanza_add_child(lc->ctx, lc->parent, "subscription", NULL);
 
 	xmpp_stanza_set_attribute(el, "node", sub->node);
 	xmpp_stanza_set_attribute(el, "jid", sub->jid);
@@ -445,22 +416,22 @@ static int add_subscription(void *context, const struct subscription *sub)
 static void handle_subscriptions(struct service *service, xmpp_stanza_t *iq,
 				 xmpp_stanza_t *op, const char *account)
 {
-	xmpp_ctx_t *ctx = xctx(service);
+	xmpp_ctx_t *ctx = service_xmpp_ctx(service);
 	const char *node = xmpp_stanza_get_attribute(op, "node");
 	char *bare = jid_bare(xmpp_stanza_get_from(iq));
 	xmpp_stanza_t *reply, *ps;
 	struct list_ctx lc = { .ctx = ctx };
 
 	if (bare == NULL) {
-		reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
 		return;
 	}
 	reply = pubsub_error_result(ctx, iq);
-	ps = add_el(ctx, reply, "pubsub", PUBSUB_NS);
-	lc.parent = add_el(ctx, ps, "subscriptions", NULL);
+	ps = stanza_add_child(ctx, reply, "pubsub", PUBSUB_NS);
+	lc.parent = stanza_add_child(ctx, ps, "subscriptions", NULL);
 	if (node != NULL)
 		xmpp_stanza_set_attribute(lc.parent, "node", node);
-	subscription_each_of_jid(service->store, account, node, bare,
+	subscription_each_of_jid(service->publish->store, account, node, bare,
 				 add_subscription, &lc);
 	free(bare);
 	service_send_release(service, reply);
@@ -542,7 +513,7 @@ static void collect_by_id(struct service *service, struct request *req,
 		const char *id = xmpp_stanza_is_tag(want) ? xmpp_stanza_get_id(want) : NULL;
 
 		if (id != NULL && atoll(id) > 0)
-			items_get(service->store, req->account, req->node, atoll(id),
+			items_get(service->publish->store, req->account, req->node, atoll(id),
 				  collect_item, ir);
 	}
 }
@@ -554,7 +525,7 @@ static char *rsm_set(struct service *service, struct request *req,
 {
 	const char *oldest = ir->n > 0 ? ir->items[newest_first ? ir->n - 1 : 0] : NULL;
 	const char *newest = ir->n > 0 ? ir->items[newest_first ? 0 : ir->n - 1] : NULL;
-	long long count = items_count(service->store, req->account, req->node);
+	long long count = items_count(service->publish->store, req->account, req->node);
 	char *out;
 	int n;
 
@@ -579,7 +550,7 @@ static void send_items(struct service *service, struct request *req,
 	char *body = malloc(total), *o = body;
 
 	if (enode == NULL || body == NULL) {
-		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+		service_reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 	} else {
 		o += sprintf(o, "<pubsub xmlns='" PUBSUB_NS "'><items node='%s'>", enode);
 		/* clients expect publication order */
@@ -605,7 +576,7 @@ static void items_accessed(struct request *req, enum request_access access)
 	xmpp_stanza_t *op = xmpp_stanza_get_child_by_name(req->op, "items");
 	xmpp_stanza_t *set = xmpp_stanza_get_child_by_name_and_ns(req->op, "set", RSM_NS);
 	const char *max = xmpp_stanza_get_attribute(op, "max_items");
-	unsigned limit = service->config->max_items_per_request;
+	unsigned limit = service->publish->config->max_items_per_request;
 	long long rsm_max = rsm_number(set, "max", 0);
 	long long after = rsm_number(set, "after", 0);
 	long long before = rsm_number(set, "before", 0);
@@ -624,7 +595,7 @@ static void items_accessed(struct request *req, enum request_access access)
 	ir.budget = item_max_stanza() - ITEM_WRAPPER_RESERVE;
 	ir.items = calloc(ir.cap, sizeof(*ir.items));
 	if (ir.items == NULL) {
-		reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
+		service_reply_error(service, req->iq, PUBSUB_ERR_INTERNAL, NULL);
 		request_free(&req);
 		return;
 	}
@@ -632,7 +603,7 @@ static void items_accessed(struct request *req, enum request_access access)
 		newest_first = false;
 		collect_by_id(service, req, op, &ir);
 	} else {
-		items_each_between(service->store, req->account, req->node, after,
+		items_each_between(service->publish->store, req->account, req->node, after,
 				   before, newest_first, limit, collect_item, &ir);
 	}
 	send_items(service, req, &ir, newest_first, set != NULL);
@@ -649,132 +620,12 @@ static void handle_items(struct service *service, xmpp_stanza_t *iq,
 	struct request *req;
 
 	if (node == NULL) {
-		reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_NODEID_REQUIRED, NULL);
 		return;
 	}
 	req = keep_request(service, iq, ps, account, node);
 	if (req != NULL)
 		request_access(req, true, items_accessed);
-}
-
-/* ---- revocation ---- */
-
-struct recheck {
-	struct service *service;
-	char *account, *node, *jid, *subid;
-};
-
-static void recheck_free(struct recheck *rc)
-{
-	free(rc->account);
-	free(rc->node);
-	free(rc->jid);
-	free(rc->subid);
-	free(rc);
-}
-
-static void send_subscription_none(struct service *service, const char *account,
-				   const char *node, const char *jid)
-{
-	xmpp_ctx_t *ctx = xctx(service);
-	char *from = service_jid_for_account(service, account);
-	xmpp_stanza_t *msg, *ev, *sub;
-
-	if (from == NULL)
-		return;
-	msg = xmpp_message_new(ctx, NULL, jid, NULL);
-	xmpp_stanza_set_from(msg, from);
-	ev = add_el(ctx, msg, "event", PUBSUB_NS "#event");
-	sub = add_el(ctx, ev, "subscription", NULL);
-	xmpp_stanza_set_attribute(sub, "node", node);
-	xmpp_stanza_set_attribute(sub, "jid", jid);
-	xmpp_stanza_set_attribute(sub, "subscription", "none");
-	component_send(service->component, msg);
-	xmpp_stanza_release(msg);
-	free(from);
-}
-
-static void recheck_decided(void *context, enum authz_result result)
-{
-	struct recheck *rc = context;
-	struct service *service = rc->service;
-
-	if (result == AUTHZ_DENIED &&
-	    subscription_remove(service->store, rc->account, rc->node, rc->jid,
-				rc->subid) == 1) {
-		log_info("pubsub: rights gone: ended subscription of %s to %s/%s",
-			 rc->jid, rc->account, rc->node);
-		send_subscription_none(service, rc->account, rc->node, rc->jid);
-	} else if (result == AUTHZ_TEMPFAIL) {
-		log_warn("pubsub: cannot re-check %s on %s/%s now; subscription kept",
-			 rc->jid, rc->account, rc->node);
-	}
-	recheck_free(rc);
-}
-
-struct recheck_list {
-	struct recheck **items;
-	size_t n, cap;
-	struct service *service;
-};
-
-static int collect_recheck(void *context, const struct subscription *sub)
-{
-	struct recheck_list *l = context;
-	struct recheck *rc;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 16;
-		struct recheck **items = realloc(l->items, cap * sizeof(*items));
-
-		if (items == NULL)
-			return 1;
-		l->items = items;
-		l->cap = cap;
-	}
-	rc = calloc(1, sizeof(*rc));
-	if (rc == NULL)
-		return 1;
-	rc->service = l->service;
-	rc->account = strdup(sub->account);
-	rc->node = strdup(sub->node);
-	rc->jid = strdup(sub->jid);
-	rc->subid = strdup(sub->subid);
-	l->items[l->n++] = rc;
-	return 0;
-}
-
-struct subtree_walk {
-	struct service *service;
-	const char *account;
-	struct recheck_list *list;
-};
-
-static int collect_node(void *context, const char *node)
-{
-	struct subtree_walk *w = context;
-
-	subscription_each_on_node(w->service->store, w->account, node,
-				  collect_recheck, w->list);
-	return 0;
-}
-
-void pubsub_recheck(struct service *service, const char *account,
-		    const char *node, bool subtree)
-{
-	struct recheck_list list = { .service = service };
-	struct subtree_walk walk = { service, account, &list };
-
-	/* collected first: a decision may come back at once and change the
-	 * table we would still be iterating */
-	if (subtree)
-		node_tree_subtree(service->store, account, node, collect_node, &walk);
-	else
-		collect_node(&walk, node);
-	for (size_t i = 0; i < list.n; i++)
-		authz_check(service->authz, list.items[i]->jid, list.items[i]->account,
-			    list.items[i]->node, recheck_decided, list.items[i]);
-	free(list.items);
 }
 
 /* ---- dispatch ---- */
@@ -796,7 +647,7 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 {
 	const char *type = xmpp_stanza_get_type(iq);
 	bool owner = strcmp(xmpp_stanza_get_ns(ps), PUBSUB_OWNER_NS) == 0;
-	xmpp_stanza_t *op = first_element(ps);
+	xmpp_stanza_t *op = stanza_first_element(ps);
 	const char *name = op != NULL ? xmpp_stanza_get_name(op) : "";
 	bool set = strcmp(type, "set") == 0;
 	const char *op_node = op != NULL ? xmpp_stanza_get_attribute(op, "node") : NULL;
@@ -805,15 +656,14 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 	const char *feature;
 
 	if (!owner && op_node != NULL && strcmp(op_node, FIREHOSE_NODE) == 0 &&
-	    to != NULL && strcasecmp(to, service->config->component_domain) == 0) {
-		firehose_handle_pubsub(service, iq, ps, op);
+	    to != NULL && strcasecmp(to, service->publish->config->component_domain) == 0) {
+		firehose_request_pubsub(service, iq, ps, op);
 		return;
 	}
-	account = service_account_for_jid(service, to);
+	account = address_account_for_jid(service->publish->config, to);
 	if (account == NULL) {
 		/* the bare component domain when it is not the shared service */
-		service_send_release(service, pubsub_error_stanza_reply(xctx(service),
-				iq, "cancel", "item-not-found"));
+		service_reply_stanza_error(service, iq, "cancel", "item-not-found");
 		return;
 	}
 	if (!owner && set && strcmp(name, "subscribe") == 0)
@@ -829,8 +679,8 @@ void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *ps
 	else if (!owner && !set && strcmp(name, "default") == 0)
 		handle_default(service, iq, op);
 	else if ((feature = unsupported_feature(name, owner)) != NULL)
-		reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, feature);
+		service_reply_error(service, iq, PUBSUB_ERR_UNSUPPORTED, feature);
 	else
-		reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
+		service_reply_error(service, iq, PUBSUB_ERR_BAD_REQUEST, NULL);
 	free(account);
 }

@@ -8,20 +8,11 @@
 #include <stdbool.h>
 #include <strophe.h>
 
-struct service;
+#include "xmpp/stanza.h"  /* PUBSUB_NS, RSM_NS */
 
-#define PUBSUB_NS "http://jabber.org/protocol/pubsub"
-/* XEP-0059 result set management: items replies are paged with it */
-#define RSM_NS "http://jabber.org/protocol/rsm"
+struct service;
 
 /* iq is a get/set whose child <pubsub/> (either namespace) is `pubsub`. */
 void pubsub_handle(struct service *service, xmpp_stanza_t *iq, xmpp_stanza_t *pubsub);
-
-/* The ACL of node (with subtree: of node and its descendants) may have
- * changed: re-check every subscription there and end those the store no
- * longer allows, telling the subscriber (XEP-0060 subscription state
- * `none`). A temporary failure keeps the subscription. */
-void pubsub_recheck(struct service *service, const char *account,
-		    const char *node, bool subtree);
 
 #endif

@@ -75,7 +75,7 @@ static void look_up(struct request *req)
 {
 	struct service *service = req->service;
 
-	discovery_lookup(service->discovery, service->store, req->account,
+	discovery_lookup(service->discovery, service->publish->store, req->account,
 			 req->node, access_known, req);
 }
 
@@ -92,7 +92,7 @@ static void access_decided(void *context, enum authz_result result)
 	/* refused: the answer just cached tells whether it was for want of
 	 * `l`; without it (or without a cached answer) the node stays hidden */
 	if (!req->granted &&
-	    authz_cached_rights(service->authz, req->from, req->account,
+	    authz_cached_rights(service->publish->authz, req->from, req->account,
 				req->node, "l") != AUTHZ_GRANTED) {
 		req->access_cb(req, REQUEST_NOT_FOUND);
 		return;
@@ -106,9 +106,9 @@ void request_access(struct request *req, bool read, request_access_cb *cb)
 
 	req->access_cb = cb;
 	if (read)
-		authz_check_request(service->authz, req->from, req->account,
+		authz_check_request(service->publish->authz, req->from, req->account,
 				    req->node, access_decided, req);
 	else
-		authz_check_rights(service->authz, req->from, req->account,
+		authz_check_rights(service->publish->authz, req->from, req->account,
 				   req->node, "l", access_decided, req);
 }

@@ -11,7 +11,7 @@
 #include "model/mailbox_uri.h"
 #include "store/node_tree.h"
 #include "publish/publisher.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 
 /* LISTs in a row that could not be asked (server down, backing off):
  * then the rest of the sweep would only fail fast too; the next one
@@ -45,7 +45,7 @@ struct sweep_totals {
 };
 
 struct discovery {
-	struct service *service;
+	struct publish_service *service;
 	struct imap_client *imap;
 	uv_timer_t timer;
 	struct listing *in_flight;
@@ -64,7 +64,7 @@ struct discovery {
 
 static void discovery_tick(uv_timer_t *timer);
 
-int discovery_new(uv_loop_t *loop, struct service *service,
+int discovery_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r)
 {
@@ -164,7 +164,7 @@ static bool listed(char **nodes, size_t n, const char *node)
  * MailboxDelete through the journal, so its subscribers are told. */
 static void journal_gone(struct discovery *d, const char *account, const char *node)
 {
-	struct service *service = d->service;
+	struct publish_service *service = d->service;
 	char sep = service->config->hierarchy_separator[0];
 	char *uri = mailbox_uri_build("mailpubsub", account, node, sep, 0);
 	struct event *ev;
@@ -241,7 +241,7 @@ static bool changed_since(struct store *store, const char *account, long long se
 static void apply_listing(struct discovery *d, const struct listing *l,
 			  char **nodes, size_t n)
 {
-	struct service *service = d->service;
+	struct publish_service *service = d->service;
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
 	long long now = clock_now_us();

@@ -19,10 +19,10 @@
 #include "imap/imap_client.h"
 #include "store/store.h"
 
-struct service;
+struct publish_service;
 struct discovery;
 
-int discovery_new(uv_loop_t *loop, struct service *service,
+int discovery_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r);
 void discovery_close(struct discovery **discovery);

@@ -18,7 +18,7 @@
 #include "model/event.h"
 #include "store/journal.h"
 #include "base/log.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 
 /* Cyrus caps its datagrams at 64 KiB (notify.c) */
 #define DGRAM_MAX 65536
@@ -31,7 +31,7 @@ struct dgram {
 };
 
 struct ingest_cyrus {
-	struct service *service;
+	struct publish_service *service;
 	ingest_cyrus_cb *on_journaled;
 	void *context;
 	int fd;
@@ -153,7 +153,7 @@ static void *receiver_main(void *arg)
 	return NULL;
 }
 
-static void reject(struct service *service, const char *buf, size_t len,
+static void reject(struct publish_service *service, const char *buf, size_t len,
 		   enum stats_reject reason, const char *why)
 {
 	service->stats.malformed++;
@@ -163,7 +163,7 @@ static void reject(struct service *service, const char *buf, size_t len,
 	(void)buf;
 }
 
-int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
+int ingest_cyrus_accept(struct publish_service *service, const char *buf, size_t len,
 			long long received_us)
 {
 	struct cyrus_wire wire;
@@ -229,7 +229,7 @@ static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropp
  * Cyrus is busy. */
 static void journal_batch(struct ingest_cyrus *in)
 {
-	struct service *service = in->service;
+	struct publish_service *service = in->service;
 	unsigned long long dropped;
 	struct dgram *list = take_all(in, &dropped);
 	bool any = list != NULL;
@@ -261,7 +261,7 @@ static void on_async(uv_async_t *async)
 	journal_batch(async->data);
 }
 
-int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
+int ingest_cyrus_new(uv_loop_t *loop, struct publish_service *service,
 		     ingest_cyrus_cb *on_journaled, void *context,
 		     struct ingest_cyrus **ingest_r, const char **error_r)
 {

@@ -10,12 +10,12 @@
 #include <uv.h>
 
 struct ingest_cyrus;
-struct service;
+struct publish_service;
 
 /* Called on the loop thread after a batch was journaled. */
 typedef void ingest_cyrus_cb(void *context);
 
-int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
+int ingest_cyrus_new(uv_loop_t *loop, struct publish_service *service,
 		     ingest_cyrus_cb *on_journaled, void *context,
 		     struct ingest_cyrus **ingest_r, const char **error_r);
 /* Stops the thread, journals what was received, closes and frees. */
@@ -23,7 +23,7 @@ void ingest_cyrus_close(struct ingest_cyrus **ingest);
 
 /* Decodes and journals one datagram (exposed for tests and fuzzing).
  * Returns 0 if journaled, -1 if rejected (logged and counted). */
-int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
+int ingest_cyrus_accept(struct publish_service *service, const char *buf, size_t len,
 			long long received_us);
 
 /* Bytes received and not yet journaled (ingest NULL: 0); any thread. */

@@ -19,7 +19,7 @@
 #include "store/journal.h"
 #include "base/log.h"
 #include "store/node_tree.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 #include "store/store.h"
 /* until its SQL moves into store/ (the imap helper's part of issue 16) */
 #include "store/store_sql.h"
@@ -737,7 +737,7 @@ struct watcher {
 };
 
 struct ingest_imap {
-	struct service *service;
+	struct publish_service *service;
 	struct imap_client *imap;
 	ingest_imap_cb *on_journaled;
 	void *context;
@@ -946,7 +946,7 @@ static void iso_now(char *buf, size_t size)
 /* Journals one synthesized event exactly as the generic source would. */
 static int journal_event(struct ingest_imap *in, json_t *obj, long long now)
 {
-	struct service *service = in->service;
+	struct publish_service *service = in->service;
 	char *text = json_dumps(obj, JSON_COMPACT);
 	struct event *ev;
 	const char *error;
@@ -2134,7 +2134,7 @@ static int add_watcher(struct ingest_imap *in, const char *account,
 	return 0;
 }
 
-int ingest_imap_new(uv_loop_t *loop, struct service *service,
+int ingest_imap_new(uv_loop_t *loop, struct publish_service *service,
 		    struct imap_client *imap, ingest_imap_cb *on_journaled,
 		    void *context, struct ingest_imap **ingest_r,
 		    const char **error_r)

@@ -37,14 +37,14 @@
 
 struct ingest_imap;
 struct imap_client;
-struct service;
+struct publish_service;
 
 /* Called on the loop thread after events were journaled. */
 typedef void ingest_imap_cb(void *context);
 
 /* Starts a watcher per account and IDLEd mailbox of [imap_source]; imap
  * must outlive the source (close the source first). */
-int ingest_imap_new(uv_loop_t *loop, struct service *service,
+int ingest_imap_new(uv_loop_t *loop, struct publish_service *service,
 		    struct imap_client *imap, ingest_imap_cb *on_journaled,
 		    void *context, struct ingest_imap **ingest_r,
 		    const char **error_r);

@@ -21,7 +21,7 @@
 #include "store/journal.h"
 #include "base/listen.h"
 #include "base/log.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 
 /* A sender that does not read its acknowledgements stops being read once
  * this much waits to be written: memory stays bounded per connection. */
@@ -33,7 +33,7 @@
 #define LINGER_MS 2000
 
 struct ingest_json {
-	struct service *service;
+	struct publish_service *service;
 	ingest_json_cb *on_journaled;
 	void *context;
 	uv_pipe_t pipe;
@@ -224,7 +224,7 @@ static void conn_refuse(struct json_conn *conn, const char *why)
 	reading_set(conn, true);
 }
 
-long long ingest_json_accept(struct service *service, const char *line,
+long long ingest_json_accept(struct publish_service *service, const char *line,
 			     size_t len, long long received_us, int *retry_r,
 			     const char **error_r)
 {
@@ -318,7 +318,7 @@ static void send_results(struct json_conn *conn, const struct line_result *res,
 static void process_lines(struct json_conn *conn)
 {
 	struct ingest_json *in = conn->in;
-	struct service *service = in->service;
+	struct publish_service *service = in->service;
 	long long now = clock_now_us();
 	struct line_result *res = NULL;
 	size_t n = 0, cap = 0, start = 0;
@@ -718,7 +718,7 @@ static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
 	return 0;
 }
 
-int ingest_json_new(uv_loop_t *loop, struct service *service,
+int ingest_json_new(uv_loop_t *loop, struct publish_service *service,
 		    ingest_json_cb *on_journaled, void *context,
 		    struct ingest_json **ingest_r, const char **error_r)
 {

@@ -23,12 +23,12 @@
 #include <uv.h>
 
 struct ingest_json;
-struct service;
+struct publish_service;
 
 /* Called on the loop thread after lines were journaled. */
 typedef void ingest_json_cb(void *context);
 
-int ingest_json_new(uv_loop_t *loop, struct service *service,
+int ingest_json_new(uv_loop_t *loop, struct publish_service *service,
 		    ingest_json_cb *on_journaled, void *context,
 		    struct ingest_json **ingest_r, const char **error_r);
 /* Closes the listeners and every connection (unacknowledged lines were not
@@ -41,7 +41,7 @@ unsigned ingest_json_connections(const struct ingest_json *ingest);
 /* Decodes and journals one line (inside the caller's transaction).
  * Returns the sequence number, or -1 with *error_r (a static string) and
  * *retry_r telling whether resending may succeed. Exposed for tests. */
-long long ingest_json_accept(struct service *service, const char *line,
+long long ingest_json_accept(struct publish_service *service, const char *line,
 			     size_t len, long long received_us, int *retry_r,
 			     const char **error_r);
 

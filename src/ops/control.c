@@ -125,7 +125,7 @@ static double source_rate(const struct control *c, enum stats_source src)
 	seconds = (double)(now - oldest->at_us) / 1e6;
 	if (seconds < 1)
 		return 0;
-	return (double)(c->service->stats.sources[src].journaled - oldest->journaled[src]) /
+	return (double)(c->service->publish->stats.sources[src].journaled - oldest->journaled[src]) /
 	       seconds;
 }
 
@@ -165,11 +165,11 @@ static json_t *source_state(const struct service *service, enum stats_source src
 
 static json_t *sources_json(const struct control *c)
 {
-	const struct config *cf = c->service->config;
+	const struct config *cf = c->service->publish->config;
 	json_t *arr = json_array();
 
 	for (unsigned src = 0; src < STATS_NSOURCES; src++) {
-		const struct stats_source_stats *s = &c->service->stats.sources[src];
+		const struct stats_source_stats *s = &c->service->publish->stats.sources[src];
 		json_t *obj = source_state(c->service, src, source_address(cf, src));
 		unsigned long long malformed = 0;
 
@@ -208,7 +208,7 @@ static json_t *component_json(const struct service *service,
 			      const struct status_snapshot *snap)
 {
 	return json_pack("{s:s,s:b,s:o,s:I,s:I,s:I,s:I}",
-			 "domain", service->config->component_domain,
+			 "domain", service->publish->config->component_domain,
 			 "connected", snap->connected,
 			 "since", iso_time(snap->component.changed_us),
 			 "for_seconds", (json_int_t)((snap->now_us - snap->component.changed_us) / 1000000),
@@ -223,7 +223,7 @@ static json_t *imap_json(const struct service *service, const struct status_snap
 	unsigned long long lookups = a->cache_hits + a->cache_misses;
 
 	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:o},s:{s:I,s:I,s:I}}",
-			 "host", service->config->imap_host,
+			 "host", service->publish->config->imap_host,
 			 "sessions", (json_int_t)snap->imap.sessions,
 			 "busy", (json_int_t)snap->imap.busy,
 			 "idle", (json_int_t)snap->imap.idle,
@@ -243,7 +243,7 @@ static json_t *imap_json(const struct service *service, const struct status_snap
 /* The active taps with their details. */
 static json_t *taps_list(struct service *service, long long now_us)
 {
-	char *text = tap_list_json(service->store, now_us);
+	char *text = tap_list_json(service->publish->store, now_us);
 	json_t *all = text != NULL ? json_loads(text, 0, NULL) : NULL;
 	json_t *active = json_array(), *tap;
 	size_t i;
@@ -260,7 +260,7 @@ static json_t *taps_list(struct service *service, long long now_us)
 json_t *control_status(struct control *c, bool privileged)
 {
 	struct service *service = c->service;
-	const struct stats_counters *s = &service->stats;
+	const struct stats_counters *s = &service->publish->stats;
 	struct status_snapshot snap;
 	json_t *status, *taps;
 
@@ -294,7 +294,7 @@ static void on_sample(uv_timer_t *timer)
 
 	r->at_us = clock_now_us();
 	for (unsigned src = 0; src < STATS_NSOURCES; src++)
-		r->journaled[src] = c->service->stats.sources[src].journaled;
+		r->journaled[src] = c->service->publish->stats.sources[src].journaled;
 	c->next_sample = (c->next_sample + 1) % RATE_SAMPLES;
 	if (c->nsamples < RATE_SAMPLES)
 		c->nsamples++;
@@ -530,7 +530,7 @@ static void on_connection(uv_stream_t *server, int status)
 
 static int control_listen(struct control *c, uv_loop_t *loop, const char **error_r)
 {
-	const struct config *cf = c->service->config;
+	const struct config *cf = c->service->publish->config;
 	char why[200];
 	int r;
 
@@ -563,7 +563,7 @@ static int control_listen(struct control *c, uv_loop_t *loop, const char **error
 
 static int resolve_group(struct control *c, const char **error_r)
 {
-	const char *name = c->service->config->control_group;
+	const char *name = c->service->publish->config->control_group;
 	struct group *gr;
 
 	c->gid = (gid_t)-1;

@@ -162,7 +162,7 @@ static void render_source_state(FILE *f, struct service *service)
 
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
 {
-	const struct stats_counters *s = &service->stats;
+	const struct stats_counters *s = &service->publish->stats;
 
 	family(f, "mailpubsub_build_info", "gauge", "The running version.");
 	fprintf(f, "mailpubsub_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
@@ -342,7 +342,7 @@ int metrics_new(uv_loop_t *loop, struct service *service, struct imap_client *im
 	}
 	m->service = service;
 	m->imap = imap;
-	if (start_mhd(m, service->config->metrics_listen, error_r) < 0) {
+	if (start_mhd(m, service->publish->config->metrics_listen, error_r) < 0) {
 		free(m);
 		return -1;
 	}
@@ -359,7 +359,7 @@ int metrics_new(uv_loop_t *loop, struct service *service, struct imap_client *im
 	m->timer.data = m;
 	uv_timer_start(&m->timer, on_timer, 1000, 1000);
 	m->handles = 2;
-	log_info("metrics: serving /metrics on %s", service->config->metrics_listen);
+	log_info("metrics: serving /metrics on %s", service->publish->config->metrics_listen);
 	*metrics_r = m;
 	return 0;
 }

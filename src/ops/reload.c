@@ -39,14 +39,14 @@ static void apply_effects(struct service *service, const struct config *c,
 
 	if (log_level_parse(c->log_level, &level) == 0)
 		log_set_level(level);
-	if (c->acl_cache_ttl != old_acl_ttl && service->authz != NULL)
-		authz_forget_all(service->authz);
-	if (service->counts != NULL)
-		counts_reschedule(service->counts);
+	if (c->acl_cache_ttl != old_acl_ttl && service->publish->authz != NULL)
+		authz_forget_all(service->publish->authz);
+	if (service->publish->counts != NULL)
+		counts_reschedule(service->publish->counts);
 	if (service->discovery != NULL)
 		discovery_reschedule(service->discovery);
-	if (service->store != NULL)
-		firehose_prune_subscribers(service);
+	if (service->publish->store != NULL)
+		firehose_prune_subscribers(service->publish);
 }
 
 int reload_config(struct service *service, struct config *live, const char *path)

@@ -49,8 +49,8 @@ static void send_state(const char *state)
 
 static long long backlog_of(struct service *service)
 {
-	long long backlog = journal_last_seq(service->store) -
-			    journal_published_seq(service->store);
+	long long backlog = journal_last_seq(service->publish->store) -
+			    journal_published_seq(service->publish->store);
 
 	return backlog > 0 ? backlog : 0;
 }
@@ -58,7 +58,7 @@ static long long backlog_of(struct service *service)
 /* Sends STATUS= if it changed; watchdog adds WATCHDOG=1 to the datagram. */
 static void send_status(struct sdnotify *n, bool watchdog)
 {
-	bool connected = component_is_connected(n->service->component);
+	bool connected = component_is_connected(n->service->publish->component);
 	char text[sizeof(n->last)], msg[sizeof(n->last) + 32];
 
 	n->ever_connected |= connected;

@@ -30,18 +30,18 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 {
 	memset(snap, 0, sizeof(*snap));
 	snap->now_us = clock_now_us();
-	snap->started_us = service->stats.started_us;
-	snap->connected = component_is_connected(service->component);
-	snap->component = *component_stats(service->component);
-	snap->journal_head = journal_last_seq(service->store);
-	snap->published_seq = journal_published_seq(service->store);
-	snap->firehose_seq = firehose_position(service);
-	snap->ingest_waiting_bytes = ingest_cyrus_waiting(service->ingest_cyrus);
-	snap->subscriptions = subscription_count(service->store);
-	snap->taps_active = taps_count_active(service->store, snap->now_us);
+	snap->started_us = service->publish->stats.started_us;
+	snap->connected = component_is_connected(service->publish->component);
+	snap->component = *component_stats(service->publish->component);
+	snap->journal_head = journal_last_seq(service->publish->store);
+	snap->published_seq = journal_published_seq(service->publish->store);
+	snap->firehose_seq = firehose_position(service->firehose);
+	snap->ingest_waiting_bytes = ingest_cyrus_waiting(service->publish->ingest_cyrus);
+	snap->subscriptions = subscription_count(service->publish->store);
+	snap->taps_active = taps_count_active(service->publish->store, snap->now_us);
 	snap->have_imap = imap != NULL;
 	if (imap != NULL)
 		imap_client_stats(imap, &snap->imap);
-	snap->authz = *authz_stats(service->authz);
+	snap->authz = *authz_stats(service->publish->authz);
 	snap->rss_bytes = rss_bytes();
 }

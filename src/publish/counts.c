@@ -10,7 +10,9 @@
 #include "base/log.h"
 #include "model/mailbox_uri.h"
 #include "publish/publisher.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
+#include "publish/delivery.h"
+#include "xmpp/address.h"
 #include "store/subscription.h"
 
 #define STATUS_EVENT "vnd.mailpubsub.MailboxStatus"
@@ -23,7 +25,7 @@ struct refresh {
 };
 
 struct counts {
-	struct service *service;
+	struct publish_service *service;
 	struct imap_client *imap;
 	uv_timer_t heartbeat;
 	struct refresh *in_flight;   /* one STATUS per node at a time */
@@ -33,7 +35,7 @@ struct counts {
 
 static void heartbeat_tick(uv_timer_t *timer);
 
-int counts_new(uv_loop_t *loop, struct service *service,
+int counts_new(uv_loop_t *loop, struct publish_service *service,
 	       struct imap_client *imap, struct counts **counts_r,
 	       const char **error_r)
 {
@@ -169,7 +171,7 @@ static void journal_status(struct counts *c, const char *account,
 			   const char *node, const struct imap_status *st,
 			   const char *reason)
 {
-	struct service *service = c->service;
+	struct publish_service *service = c->service;
 	char *uri = mailbox_uri_build("mailpubsub", account, node,
 				      service->config->hierarchy_separator[0],
 				      st->uidvalidity);
@@ -257,7 +259,7 @@ struct beat {
 	long long now_us;
 };
 
-static char *status_payload(struct service *service, const char *account,
+static char *status_payload(struct publish_service *service, const char *account,
 			    const char *node, const struct node_counts *n,
 			    long long now_us)
 {
@@ -287,7 +289,7 @@ static char *status_payload(struct service *service, const char *account,
 static int beat_one(void *context, const struct subscription *sub)
 {
 	struct beat *b = context;
-	struct service *service = b->counts->service;
+	struct publish_service *service = b->counts->service;
 	struct node_counts n;
 	struct item_message msg;
 	char *payload, *from, *text;
@@ -296,7 +298,7 @@ static int beat_one(void *context, const struct subscription *sub)
 	if (!node_tree_get_counts(service->store, sub->account, sub->node, &n))
 		return 0;
 	payload = status_payload(service, sub->account, sub->node, &n, b->now_us);
-	from = service_jid_for_account(service, sub->account);
+	from = address_jid_for_account(service->config, sub->account);
 	if (payload != NULL && from != NULL &&
 	    item_message_build(from, sub->node, 0, payload, 0, &msg) == 0) {
 		text = item_message_for(&msg, sub->jid, &len);

@@ -22,11 +22,11 @@
 #include "imap/imap_client.h"
 #include "store/node_tree.h"
 
-struct service;
+struct publish_service;
 struct counts;
 
 /* imap may be NULL: then unknown counts stay unknown. */
-int counts_new(uv_loop_t *loop, struct service *service,
+int counts_new(uv_loop_t *loop, struct publish_service *service,
 	       struct imap_client *imap, struct counts **counts_r,
 	       const char **error_r);
 void counts_close(struct counts **counts);

@@ -14,8 +14,8 @@
 #include "base/xml_escape.h"
 #include "base/jid.h"
 #include "base/log.h"
-#include "handlers/pubsub.h"
-#include "handlers/service.h"
+#include "xmpp/stanza.h"
+#include "publish/publish_service.h"
 #include "model/subopts.h"
 #include "store/subscription.h"
 
@@ -41,7 +41,7 @@
 	"</x></configure>"
 
 struct delegate {
-	struct service *service;
+	struct publish_service *service;
 	char *to;            /* the server's pubsub service, XML-escaped */
 	char *from;          /* our component domain, XML-escaped */
 	bool ready;          /* the service let us create a node, this connection */
@@ -56,7 +56,7 @@ struct delegate {
 	struct subopts plain;
 };
 
-int delegate_new(struct service *service, struct delegate **delegate_r,
+int delegate_new(struct publish_service *service, struct delegate **delegate_r,
 		 const char **error_r)
 {
 	const struct config *config = service->config;
@@ -215,7 +215,7 @@ void delegate_connected(struct delegate *d, bool connected)
 bool delegate_eligible(struct delegate *d, const struct subscription *sub,
 		       const char *account, const char *node)
 {
-	struct service *service;
+	struct publish_service *service;
 
 	if (d == NULL || !d->ready || strcmp(sub->node, node) != 0)
 		return false;

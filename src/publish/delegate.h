@@ -26,12 +26,12 @@
 
 #include <strophe.h>
 
-struct service;
+struct publish_service;
 struct subscription;
 struct delegate;
 
 /* NULL in *delegate_r when [delegate] service is empty. */
-int delegate_new(struct service *service, struct delegate **delegate_r,
+int delegate_new(struct publish_service *service, struct delegate **delegate_r,
 		 const char **error_r);
 void delegate_free(struct delegate **delegate);
 

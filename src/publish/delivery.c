@@ -6,7 +6,7 @@
 #include "authz/authz.h"
 #include "publish/item.h"
 #include "base/log.h"
-#include "handlers/service.h"
+#include "publish/publish_service.h"
 
 struct entry {
 	struct entry *next;
@@ -26,13 +26,13 @@ struct queue {
 };
 
 struct delivery {
-	struct service *service;
+	struct publish_service *service;
 	struct queue *queues;
 	size_t pending;
 	bool closing;
 };
 
-int delivery_new(struct service *service, struct delivery **delivery_r,
+int delivery_new(struct publish_service *service, struct delivery **delivery_r,
 		 const char **error_r)
 {
 	struct delivery *d = calloc(1, sizeof(*d));

@@ -14,10 +14,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct service;
+struct publish_service;
 struct delivery;
 
-int delivery_new(struct service *service, struct delivery **delivery_r,
+int delivery_new(struct publish_service *service, struct delivery **delivery_r,
 		 const char **error_r);
 /* Pending checks still answer; their notifications are dropped. */
 void delivery_free(struct delivery **delivery);

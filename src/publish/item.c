@@ -8,6 +8,7 @@
 #include "base/timefmt.h"
 #include "base/utf8.h"
 #include "base/xml_escape.h"
+#include "xmpp/stanza.h"
 
 /* Set once from [component] max_stanza_size at start; every builder of
  * items and notifications needs it, and they are called from modules that
@@ -39,33 +40,6 @@ struct build {
 	size_t omitted;          /* bytes left out */
 };
 
-static xmpp_stanza_t *add_child(xmpp_ctx_t *ctx, xmpp_stanza_t *parent,
-				const char *name)
-{
-	xmpp_stanza_t *child = xmpp_stanza_new(ctx);
-
-	xmpp_stanza_set_name(child, name);
-	xmpp_stanza_add_child_ex(parent, child, 0);
-	return child;
-}
-
-static void add_text(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *text)
-{
-	xmpp_stanza_t *t = xmpp_stanza_new(ctx);
-
-	xmpp_stanza_set_text(t, text);
-	xmpp_stanza_add_child_ex(parent, t, 0);
-}
-
-static void add_text_child(xmpp_ctx_t *ctx, xmpp_stanza_t *parent,
-			   const char *name, const char *text)
-{
-	xmpp_stanza_t *child = add_child(ctx, parent, name);
-
-	if (*text != '\0')
-		add_text(ctx, child, text);
-}
-
 static void add_mailbox(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name,
 			const struct mailbox_uri *mb)
 {
@@ -74,7 +48,7 @@ static void add_mailbox(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name
 
 	if (mb->node == NULL)
 		return;
-	el = add_child(ctx, parent, name);
+	el = stanza_add_child(ctx, parent, name, NULL);
 	xmpp_stanza_set_attribute(el, "account", mb->account);
 	xmpp_stanza_set_attribute(el, "node", mb->node);
 	xmpp_stanza_set_attribute(el, "name", mb->imap_name);
@@ -92,7 +66,7 @@ static void add_mailbox(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name
 static void add_words(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name,
 		      const char *words)
 {
-	xmpp_stanza_t *list = add_child(ctx, parent, name);
+	xmpp_stanza_t *list = stanza_add_child(ctx, parent, name, NULL);
 	const char *word_name = strcmp(name, "flagNames") == 0 ? "flag" : "tag";
 
 	for (const char *p = words; *p != '\0';) {
@@ -104,7 +78,7 @@ static void add_words(xmpp_ctx_t *ctx, xmpp_stanza_t *parent, const char *name,
 		if (len == 0)
 			break;
 		w = strndup(p, len);
-		add_text_child(ctx, list, word_name, w);
+		stanza_add_text_child(ctx, list, word_name, w);
 		free(w);
 		p += len;
 	}
@@ -135,7 +109,7 @@ static bool omit_value(struct build *b, xmpp_stanza_t *root, const char *name,
 	if ((b->omit_over == 0 || size <= b->omit_over) &&
 	    !(b->omit_extensions && !is_known_param(name)))
 		return false;
-	el = add_child(b->ctx, root, "omitted");
+	el = stanza_add_child(b->ctx, root, "omitted", NULL);
 	xmpp_stanza_set_attribute(el, "name", name);
 	snprintf(num, sizeof(num), "%zu", size);
 	xmpp_stanza_set_attribute(el, "size", num);
@@ -158,7 +132,7 @@ static void add_params(struct build *b, xmpp_stanza_t *root,
 		if (params[i].kind == EVENT_PARAM_WORDS)
 			add_words(b->ctx, root, params[i].name, v);
 		else
-			add_text_child(b->ctx, root, params[i].name, v);
+			stanza_add_text_child(b->ctx, root, params[i].name, v);
 	}
 }
 
@@ -187,12 +161,12 @@ static void add_extensions(struct build *b, xmpp_stanza_t *root,
 			free(text);
 			continue;
 		}
-		el = add_child(b->ctx, root, "extension");
+		el = stanza_add_child(b->ctx, root, "extension", NULL);
 		xmpp_stanza_set_attribute(el, "name", key);
 		if (text != NULL)
 			xmpp_stanza_set_attribute(el, "json", "true");
 		if (*v != '\0')
-			add_text(b->ctx, el, v);
+			stanza_add_text(b->ctx, el, v);
 		free(text);
 	}
 }
@@ -203,7 +177,7 @@ static void add_number(xmpp_ctx_t *ctx, xmpp_stanza_t *root, const char *name,
 	char num[32];
 
 	snprintf(num, sizeof(num), "%lld", value);
-	add_text_child(ctx, root, name, num);
+	stanza_add_text_child(ctx, root, name, num);
 }
 
 static char *payload_serialize(struct build *b, const struct event *event,

@@ -15,11 +15,12 @@
 #include "base/log.h"
 #include "store/node_tree.h"
 #include "authz/authz.h"
-#include "handlers/pubsub.h"
-#include "handlers/service.h"
+#include "publish/revocation.h"
+#include "publish/publish_service.h"
+#include "publish/delivery.h"
+#include "xmpp/address.h"
 #include "store/subscription.h"
 #include "model/subopts.h"
-#include "downstream/tap.h"
 
 /* Events per loop turn: keeps IQs and the ingest queue served during a
  * large backlog. */
@@ -40,7 +41,7 @@
 
 struct publisher {
 	uv_loop_t *loop;
-	struct service *service;
+	struct publish_service *service;
 	uv_idle_t idle;           /* runs batches while work remains */
 	uv_timer_t retry;         /* waits for the send queue to drain */
 	bool closing;             /* publisher_close was called */
@@ -76,6 +77,9 @@ struct publisher {
 	uint64_t confirm_sent_ns;
 	long long strike_seq;
 	unsigned strikes;
+	/* told of each event published (publisher_listener_register) */
+	const struct publisher_listener **listeners;
+	size_t n_listeners;
 };
 
 /* Twice alone in flight when the server closed the stream: once could
@@ -88,7 +92,7 @@ struct publisher {
 static void publisher_on_idle(uv_idle_t *idle);
 static void advance_watermark(struct publisher *pub, bool final);
 
-int publisher_new(uv_loop_t *loop, struct service *service,
+int publisher_new(uv_loop_t *loop, struct publish_service *service,
 		  struct publisher **publisher_r, const char **error_r)
 {
 	struct publisher *pub = calloc(1, sizeof(*pub));
@@ -134,6 +138,7 @@ static void retry_closed(uv_handle_t *handle)
 
 	for (unsigned i = 0; i < RECENT_RENAMES; i++)
 		gone_name_clear(&pub->gone[i]);
+	free(pub->listeners);
 	free(pub);
 }
 
@@ -172,8 +177,34 @@ void publisher_close(struct publisher **publisher)
 	*publisher = NULL;
 }
 
+int publisher_listener_register(struct publisher *pub,
+				const struct publisher_listener *listener)
+{
+	const struct publisher_listener **grown =
+		realloc(pub->listeners, (pub->n_listeners + 1) * sizeof(*grown));
+
+	if (grown == NULL)
+		return -1;
+	pub->listeners = grown;
+	pub->listeners[pub->n_listeners++] = listener;
+	return 0;
+}
+
+void publisher_listener_unregister(struct publisher *pub,
+				   const struct publisher_listener *listener)
+{
+	for (size_t i = 0; i < pub->n_listeners; i++) {
+		if (pub->listeners[i] != listener)
+			continue;
+		memmove(&pub->listeners[i], &pub->listeners[i + 1],
+			(pub->n_listeners - i - 1) * sizeof(pub->listeners[0]));
+		pub->n_listeners--;
+		return;
+	}
+}
+
 struct fanout {
-	struct service *service;
+	struct publish_service *service;
 	struct item_message msg;
 	const char *account;
 	const char *node;          /* where the event happened */
@@ -225,7 +256,7 @@ static int notify_one(void *context, const struct subscription *sub)
 
 /* covering: also to subscribers of ancestors (depth 1 / all); else to
  * the node's own subscribers only. */
-static void fan_out(struct service *service, const char *account,
+static void fan_out(struct publish_service *service, const char *account,
 		    const char *node, const char *type, struct item_message *msg,
 		    bool covering, long long seq, const char *payload)
 {
@@ -247,14 +278,14 @@ static void fan_out(struct service *service, const char *account,
 	if (f.delegating)
 		delegate_publish(service->delegate, seq, payload);
 	if (f.stale && !f.gone)
-		pubsub_recheck(service, account, node, false);
+		revocation_recheck(service, account, node, false);
 }
 
-static void publish_item(struct service *service, const char *account,
+static void publish_item(struct publish_service *service, const char *account,
 			 const char *node, const char *type, long long seq,
 			 const char *payload, bool covering)
 {
-	char *from = service_jid_for_account(service, account);
+	char *from = address_jid_for_account(service->config, account);
 	struct item_message msg;
 
 	if (from == NULL)
@@ -267,7 +298,7 @@ static void publish_item(struct service *service, const char *account,
 }
 
 struct subtree_ctx {
-	struct service *service;
+	struct publish_service *service;
 	const char *account;
 	const char *root;
 	const char *type;
@@ -287,10 +318,10 @@ static int publish_to_descendant(void *context, const char *node)
 	return 0;
 }
 
-static void notify_deleted(struct service *service, const char *account,
+static void notify_deleted(struct publish_service *service, const char *account,
 			   const char *node)
 {
-	char *from = service_jid_for_account(service, account);
+	char *from = address_jid_for_account(service->config, account);
 	struct item_message msg;
 
 	if (from == NULL)
@@ -302,7 +333,7 @@ static void notify_deleted(struct service *service, const char *account,
 	free(from);
 }
 
-static void apply_tree(struct service *service, const struct event *ev,
+static void apply_tree(struct publish_service *service, const struct event *ev,
 		       long long now_us)
 {
 	const struct mailbox_uri *mb = &ev->mailbox;
@@ -324,20 +355,20 @@ static void apply_tree(struct service *service, const struct event *ev,
  * but evaluating it ourselves would miss groups and the server's own rules,
  * so the store is asked. A rename keeps the ACL in Cyrus, but the names
  * rights were cached under are gone. */
-static void recheck_rights(struct service *service, const struct event *ev)
+static void recheck_rights(struct publish_service *service, const struct event *ev)
 {
 	const struct mailbox_uri *mb = &ev->mailbox;
 
 	switch (ev->type) {
 	case EVENT_ACL_CHANGE:
 		authz_invalidate(service->authz, mb->account, mb->node, false);
-		pubsub_recheck(service, mb->account, mb->node, false);
+		revocation_recheck(service, mb->account, mb->node, false);
 		break;
 	case EVENT_MAILBOX_RENAME:
 		authz_invalidate(service->authz, ev->old_mailbox.account,
 				 ev->old_mailbox.node, true);
 		authz_invalidate(service->authz, mb->account, mb->node, true);
-		pubsub_recheck(service, mb->account, mb->node, true);
+		revocation_recheck(service, mb->account, mb->node, true);
 		break;
 	default:
 		break;
@@ -346,7 +377,7 @@ static void recheck_rights(struct service *service, const struct event *ev)
 
 /* The item: stored as the node's last, sent to every subscriber covering
  * the node (and, for a rename, to those of the moved descendants). */
-static void publish_event(struct service *service, const struct journal_record *rec,
+static void publish_event(struct publish_service *service, const struct journal_record *rec,
 			  const struct event *ev, const struct node_counts *known)
 {
 	const struct mailbox_uri *mb = &ev->mailbox;
@@ -438,7 +469,7 @@ static bool about_a_gone_name(struct publisher *pub, const struct event *ev)
 static void dispatch(struct publisher *pub, const struct journal_record *rec,
 		     struct event *ev)
 {
-	struct service *service = pub->service;
+	struct publish_service *service = pub->service;
 	const struct mailbox_uri *mb = &ev->mailbox;
 	const char *type = event_type_info(ev->type)->name;
 	struct node_counts known;
@@ -550,6 +581,15 @@ static bool skip_refused(struct publisher *pub, const struct journal_record *rec
 	return true;
 }
 
+/* After the event's own publication: a listener (the taps) changes
+ * nothing the target's subscribers get, nor when they get it. */
+static void tell_listeners(struct publisher *pub, const struct journal_record *rec,
+			   const struct event *ev)
+{
+	for (size_t i = 0; i < pub->n_listeners; i++)
+		pub->listeners[i]->published(pub->listeners[i]->context, rec, ev);
+}
+
 static int publish_record(void *context, const struct journal_record *rec)
 {
 	struct publisher *pub = context;
@@ -571,9 +611,7 @@ static int publish_record(void *context, const struct journal_record *rec)
 			pub->service->stats.repaired++;
 		}
 		dispatch(pub, rec, ev);
-		/* after the event's own publication: taps change nothing the
-		 * target's subscribers get, nor when they get it */
-		tap_relay_event(pub->service->taps, rec, ev);
+		tell_listeners(pub, rec, ev);
 		event_free(&ev);
 	}
 	pub->dispatched_seq = rec->seq;
@@ -587,7 +625,7 @@ static int publish_record(void *context, const struct journal_record *rec)
  * down, written out is as far as we can know. */
 static void advance_watermark(struct publisher *pub, bool final)
 {
-	struct service *service = pub->service;
+	struct publish_service *service = pub->service;
 
 	if (pub->published_seq == pub->dispatched_seq || pub->confirm_seq != 0)
 		return;
@@ -632,7 +670,7 @@ static unsigned allowance(struct publisher *pub, uint64_t *wait_ms_r)
 static void publisher_on_idle(uv_idle_t *idle)
 {
 	struct publisher *pub = idle->data;
-	struct service *service = pub->service;
+	struct publish_service *service = pub->service;
 	unsigned count = 0, batch;
 	uint64_t wait_ms = 0;
 	unsigned long sent_before;

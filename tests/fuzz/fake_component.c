@@ -9,6 +9,10 @@
 struct component {
 	xmpp_ctx_t *ctx;
 	struct fake_component_stats stats;
+	bool record;
+	char **sent;
+	size_t n;
+	struct component_stats connection;
 };
 
 struct component *fake_component_new(xmpp_ctx_t *ctx)
@@ -21,10 +25,55 @@ struct component *fake_component_new(xmpp_ctx_t *ctx)
 	return c;
 }
 
+void fake_component_clear(struct component *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		free(c->sent[i]);
+	free(c->sent);
+	c->sent = NULL;
+	c->n = 0;
+}
+
 void fake_component_free(struct component **component)
 {
+	if (*component == NULL)
+		return;
+	fake_component_clear(*component);
 	free(*component);
 	*component = NULL;
+}
+
+void fake_component_record(struct component *c, bool on)
+{
+	c->record = on;
+}
+
+size_t fake_component_count(const struct component *c)
+{
+	return c->n;
+}
+
+const char *fake_component_sent(const struct component *c, size_t i)
+{
+	return i < c->n ? c->sent[i] : NULL;
+}
+
+xmpp_stanza_t *fake_component_last(struct component *c)
+{
+	return c->n > 0 ? xmpp_stanza_new_from_string(c->ctx, c->sent[c->n - 1]) : NULL;
+}
+
+static void keep(struct component *c, const char *text, size_t len)
+{
+	char **grown;
+
+	if (!c->record)
+		return;
+	grown = realloc(c->sent, (c->n + 1) * sizeof(*grown));
+	if (grown == NULL || (grown[c->n] = strndup(text, len)) == NULL)
+		abort();
+	c->sent = grown;
+	c->n++;
 }
 
 const struct fake_component_stats *fake_component_stats(const struct component *c)
@@ -93,6 +142,7 @@ int component_send(struct component *component, xmpp_stanza_t *stanza)
 	}
 	component->stats.stanzas++;
 	component->stats.bytes += len;
+	keep(component, buf, len);
 	xmpp_free(component->ctx, buf);
 	return 0;
 }
@@ -116,12 +166,13 @@ int component_send_raw(struct component *component, const char *data,
 		abort();
 	}
 	xmpp_stanza_release(parsed);
+	keep(component, data, len);
 	component->stats.raw++;
 	component->stats.bytes += len;
 	return 0;
 }
 
-/* The fuzz targets never lose their stream: every confirmation comes at
+/* Never loses its stream: every confirmation comes at
  * once, and nothing was ever refused. */
 int component_confirm(struct component *component, void (*done)(void *),
 		      void *context)
@@ -147,4 +198,9 @@ const char *component_last_stream_error(const struct component *component)
 {
 	(void)component;
 	return NULL;
+}
+
+const struct component_stats *component_stats(const struct component *component)
+{
+	return &component->connection;
 }

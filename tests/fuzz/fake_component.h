@@ -1,9 +1,12 @@
 /* A component (src/xmpp/component.h) that connects nothing: what the service
- * sends is serialized, checked and counted. Linked before libmailpubsub.a
- * so that the real component.o is never pulled in. */
+ * sends is serialized, checked and counted, and, for unit tests that read
+ * their replies, kept. Every function of component.h is defined here, so
+ * a program listing this file never needs the real component.o (one
+ * missing would fail the link on the duplicates). */
 #ifndef MAILPUBSUB_FUZZ_FAKE_COMPONENT_H
 #define MAILPUBSUB_FUZZ_FAKE_COMPONENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <strophe.h>
 
@@ -19,5 +22,16 @@ struct fake_component_stats {
 struct component *fake_component_new(xmpp_ctx_t *ctx);
 void fake_component_free(struct component **component);
 const struct fake_component_stats *fake_component_stats(const struct component *c);
+
+/* From now on, keeps every stanza sent, serialized (off by default: the
+ * fuzz targets only count). */
+void fake_component_record(struct component *c, bool on);
+/* How many were kept since the last clear. */
+size_t fake_component_count(const struct component *c);
+/* The i-th kept (0: the oldest), serialized; owned by the component. */
+const char *fake_component_sent(const struct component *c, size_t i);
+/* The most recent one kept, parsed (release it), or NULL when none. */
+xmpp_stanza_t *fake_component_last(struct component *c);
+void fake_component_clear(struct component *c);
 
 #endif

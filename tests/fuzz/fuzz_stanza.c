@@ -1,5 +1,5 @@
 /* libFuzzer target: the XMPP request handlers (src/handlers/service.c, disco.c,
- * pubsub.c, subopts.c, request.c, ...) behind service_handle_stanza().
+ * pubsub.c, subopts.c, request.c, ...) behind router_handle_stanza().
  *
  * The input is parsed as one stanza with libstrophe, as the component would
  * have received it; stanzas the real component does not route to the
@@ -27,6 +27,7 @@
 #include "store/items.h"
 #include "base/log.h"
 #include "store/node_tree.h"
+#include "handlers/router.h"
 #include "handlers/service.h"
 #include "store/store.h"
 #include "model/subopts.h"
@@ -65,7 +66,8 @@ static const char payload_fmt[] =
 static char dir[4096], conf_path[4200], db_path[4200];
 static xmpp_ctx_t *ctx;
 static struct config *config;
-static struct service service;
+static struct publish_service publish;
+static struct service service = { .publish = &publish };
 
 static void die(const char *what, const char *error)
 {
@@ -78,20 +80,20 @@ static void cleanup(void)
 	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
 	char p[4300];
 
-	if (service.component != NULL) {
+	if (publish.component != NULL) {
 		const struct fake_component_stats *st =
-			fake_component_stats(service.component);
+			fake_component_stats(publish.component);
 
 		fprintf(stderr, "fuzz_stanza: %llu iq requests, %llu errors; sent %llu "
 			"stanzas, %llu raw notifications, %llu bytes\n",
-			service.stats.iq_requests, service.stats.iq_errors,
+			publish.stats.iq_requests, publish.stats.iq_errors,
 			st->stanzas, st->raw, st->bytes);
 	}
-	delivery_free(&service.delivery);
-	authz_free(&service.authz);
-	store_close(&service.store);
+	delivery_free(&publish.delivery);
+	authz_free(&publish.authz);
+	store_close(&publish.store);
 	config_free(&config);
-	fake_component_free(&service.component);
+	fake_component_free(&publish.component);
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
 		snprintf(p, sizeof(p), "%s%s", db_path, suffixes[i]);
 		unlink(p);
@@ -186,14 +188,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (config_load(conf_path, &config, config_error, sizeof(config_error)) < 0)
 		die("config_load", config_error);
 
-	service.config = config;
-	service.component = fake_component_new(ctx);
-	if (store_open(db_path, false, &service.store, &error) < 0)
+	publish.config = config;
+	publish.component = fake_component_new(ctx);
+	if (store_open(db_path, false, &publish.store, &error) < 0)
 		die("store_open", error);
-	populate(service.store);
-	if (authz_new(config, service.store, NULL, &service.authz, &error) < 0)
+	populate(publish.store);
+	if (authz_new(config, publish.store, NULL, &publish.authz, &error) < 0)
 		die("authz_new", error);
-	if (delivery_new(&service, &service.delivery, &error) < 0)
+	if (delivery_new(&publish, &publish.delivery, &error) < 0)
 		die("delivery_new", error);
 	/* counts, discovery and publisher: NULL, as without [imap]; the
 	 * request handlers must not need them */
@@ -224,10 +226,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			xmpp_stanza_set_from(stanza, DEFAULT_FROM);
 		if (xmpp_stanza_get_to(stanza) == NULL)
 			xmpp_stanza_set_to(stanza, DEFAULT_TO);
-		service_handle_stanza(&service, stanza);
+		router_handle_stanza(&service, stanza);
 		/* without IMAP every authz answer is immediate: nothing may be
 		 * left waiting once the handler has returned */
-		if (delivery_pending(service.delivery) != 0)
+		if (delivery_pending(publish.delivery) != 0)
 			die("delivery", "notifications still waiting for a decision");
 	}
 	xmpp_stanza_release(stanza);
