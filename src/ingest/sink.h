@@ -5,9 +5,12 @@
  * decoded events to its listeners (publisher, firehose, bus producer), in
  * journal order, on the loop thread.
  *
- * Final interface (as in DESIGN.md, with one addition: the two failure
- * kinds of sink_submit have distinct values, SINK_REFUSED and
- * SINK_STORE_ERROR, both < 0, so a caller testing "< 0" is unaffected):
+ * Final interface: DESIGN.md's, plus: the two failure kinds of sink_submit
+ * have distinct values, SINK_REFUSED and SINK_STORE_ERROR, both < 0 (a
+ * caller testing "< 0" is unaffected); sink_rollback; the decoding
+ * separator (sink_set_hierarchy_separator); sink_journal (for the journal's
+ * append hooks); sink_events_read (a listener steps through the handed
+ * events with the callback it uses for journal_read_after):
  *
  *   struct sink_input    { source, json, json_len, event, received_us, origin_id }
  *   struct sink_event    { seq, received_us, source, json, json_len, event }
@@ -17,6 +20,7 @@
  *   sink_begin / sink_submit / sink_commit / sink_rollback
  *   sink_set_waiting / sink_waiting
  *   sink_journal (the journal the sink appends to: its hooks)
+ *   sink_events_read
  *
  * A listener that is behind (its component or broker down, a restart
  * backlog) reads the journal from its own watermark (journal_read_after)
