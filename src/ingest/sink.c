@@ -53,7 +53,7 @@ int sink_new(struct store *store, struct stats_counters *stats,
 	}
 	sink->store = store;
 	sink->stats = stats;
-	sink->hier_sep = '.';
+	sink->hier_sep = '/';   /* [cyrus] hierarchy_separator's default */
 	*sink_r = sink;
 	return 0;
 }

@@ -93,7 +93,7 @@ int sink_new(struct store *store, struct stats_counters *stats,
 	     struct sink **sink_r, const char **error_r);
 /* Clears *sink. Listeners are not told of a batch still open. */
 void sink_free(struct sink **sink);
-/* [cyrus] hierarchy_separator, for the events the sink decodes ('.'
+/* [cyrus] hierarchy_separator, for the events the sink decodes ('/'
  * until set). */
 void sink_set_hierarchy_separator(struct sink *sink, char sep);
 
