@@ -27,14 +27,19 @@
 
 static long long append(struct store *store, const char *json, long long received_us)
 {
+	struct journal *journal;
 	struct event *ev;
 	const char *err;
 	long long seq = 0;
 
+	assert_int_equal(journal_new(store, &journal, &err), 0);
+	/* as main does: every journaled event gets its changelog record */
+	assert_int_equal(changelog_attach(journal), 0);
 	assert_int_equal(event_decode(json, strlen(json), '/', &ev, &err), 0);
-	assert_int_equal(journal_append(store, "cyrus", ev, json, strlen(json), received_us,
-					&seq), 0);
+	assert_int_equal(journal_append(journal, "cyrus", ev, json, strlen(json), received_us,
+					NULL, &seq), 0);
 	event_free(&ev);
+	journal_free(&journal);
 	return seq;
 }
 

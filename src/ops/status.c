@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "downstream/firehose.h"
-#include "ingest/ingest_cyrus.h"
+#include "ingest/sink.h"
 #include "store/journal.h"
 #include "store/subscription.h"
 #include "store/taps.h"
@@ -36,7 +36,7 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 	snap->journal_head = journal_last_seq(service->publish->store);
 	snap->published_seq = journal_published_seq(service->publish->store);
 	snap->firehose_seq = firehose_position(service->firehose);
-	snap->ingest_waiting_bytes = ingest_cyrus_waiting(service->publish->ingest_cyrus);
+	snap->ingest_waiting_bytes = service->publish->sink != NULL ? sink_waiting(service->publish->sink) : 0;
 	snap->subscriptions = subscription_count(service->publish->store);
 	snap->taps_active = taps_count_active(service->publish->store, snap->now_us);
 	snap->have_imap = imap != NULL;

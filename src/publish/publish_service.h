@@ -14,7 +14,7 @@
 struct counts;
 struct delegate;
 struct delivery;
-struct ingest_cyrus;
+struct sink;
 struct publisher;
 
 struct publish_service {
@@ -26,9 +26,9 @@ struct publish_service {
 	struct delegate *delegate;     /* NULL without [delegate] service */
 	struct counts *counts;
 	struct publisher *publisher;
-	/* the publisher yields to Cyrus's datagrams while they wait (NULL
-	 * without [cyrus] notify_socket) */
-	struct ingest_cyrus *ingest_cyrus;
+	/* every producer of events submits here (counts' STATUS items); the
+	 * publisher yields to the sources while their bytes wait in it */
+	struct sink *sink;
 	/* the daemon's counters: every layer counts, ops/ reports them */
 	struct stats_counters stats;
 };
