@@ -289,10 +289,77 @@ static int add_account_map(struct config *config, const char *jid,
 	return 0;
 }
 
+/* "host", "host:port" or "[v6]:port" -> host and port (0: none given). */
+static int parse_host_port(const char *value, char **host_r, unsigned *port_r)
+{
+	const char *colon = strrchr(value, ':');
+	const char *host = value, *end = value + strlen(value);
+	char *stop;
+	unsigned long port = 0;
+
+	if (*value == '[') {
+		const char *close = strchr(value, ']');
+
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return -1;
+		colon = close[1] == ':' ? close + 1 : NULL;
+		host = value + 1;
+		end = close;
+	} else if (colon != NULL && strchr(value, ':') != colon) {
+		colon = NULL;       /* a bare IPv6 address */
+	} else if (colon != NULL) {
+		end = colon;
+	}
+	if (colon != NULL) {
+		errno = 0;
+		port = strtoul(colon + 1, &stop, 10);
+		if (errno != 0 || stop == colon + 1 || *stop != '\0' || port == 0 ||
+		    port > 65535)
+			return -1;
+	}
+	if (end == host || strpbrk(value, " \t") != NULL)
+		return -1;
+	*host_r = strndup(host, (size_t)(end - host));
+	*port_r = (unsigned)port;
+	return *host_r == NULL ? -1 : 0;
+}
+
+static int add_backend(struct config *config, const char *pattern, const char *value)
+{
+	struct config_backend *list =
+		realloc(config->backends, (config->backend_count + 1) * sizeof(*list));
+	struct config_backend *b;
+
+	if (list == NULL)
+		return -1;
+	config->backends = list;
+	b = &list[config->backend_count];
+	if (parse_host_port(value, &b->host, &b->port) < 0)
+		return -1;
+	b->pattern = strdup(pattern);
+	if (b->pattern == NULL) {
+		free(b->host);
+		return -1;
+	}
+	config->backend_count++;
+	return 0;
+}
+
 static int config_ini_line(void *user, const char *section, const char *name,
 		       const char *value)
 {
 	struct load_state *st = user;
+
+	/* [backends] holds one "account-pattern = host[:port]" per line */
+	if (strcmp(section, "backends") == 0) {
+		if (*name == '\0' || add_backend(st->config, name, value) < 0) {
+			snprintf(st->error, sizeof(st->error),
+				 "[backends] %s: expected account-pattern = host[:port],"
+				 " got '%s'", name, value);
+			return 0;
+		}
+		return 1;
+	}
 
 	/* [account_map] holds one "bare-jid = imap-account" per line; a bare
 	 * domain is a component's JID */
@@ -375,6 +442,11 @@ int config_check(struct config *config, const char **error_r)
 	}
 	if (*config->imap_source_accounts != '\0' && *config->imap_host == '\0') {
 		*error_r = "[imap_source] accounts needs [imap] host";
+		return -1;
+	}
+	if (config->backend_count > 0 && *config->imap_host == '\0') {
+		/* its credentials, and the server of accounts no line maps */
+		*error_r = "[backends] needs [imap] host";
 		return -1;
 	}
 	if (config->imap_source_poll_interval == 0) {
@@ -479,6 +551,11 @@ void config_free(struct config **configp)
 		free(config->account_map[i].account);
 	}
 	free(config->account_map);
+	for (unsigned i = 0; i < config->backend_count; i++) {
+		free(config->backends[i].pattern);
+		free(config->backends[i].host);
+	}
+	free(config->backends);
 	free(config);
 	*configp = NULL;
 }
@@ -541,6 +618,19 @@ static bool same_account_map(const struct config *a, const struct config *b)
 	return true;
 }
 
+static bool same_backends(const struct config *a, const struct config *b)
+{
+	if (a->backend_count != b->backend_count)
+		return false;
+	for (unsigned i = 0; i < a->backend_count; i++) {
+		if (strcmp(a->backends[i].pattern, b->backends[i].pattern) != 0 ||
+		    strcmp(a->backends[i].host, b->backends[i].host) != 0 ||
+		    a->backends[i].port != b->backends[i].port)
+			return false;
+	}
+	return true;
+}
+
 /* Swaps opt's field between the two configurations: strings change owner
  * without a copy, so the old value is freed with fresh. */
 static void swap_value(struct config *a, struct config *b,
@@ -578,6 +668,8 @@ unsigned config_apply_reload(struct config *live, struct config *fresh,
 	}
 	if (!same_account_map(live, fresh) && cb != NULL)
 		cb(context, "account_map", "*", "", "", false);
+	if (!same_backends(live, fresh) && cb != NULL)
+		cb(context, "backends", "*", "", "", false);
 	return applied;
 }
 

@@ -13,6 +13,13 @@ struct config_account_map {
 	char *account;   /* IMAP identity */
 };
 
+/* [backends]: one "account-pattern = host[:port]" per line, in order. */
+struct config_backend {
+	char *pattern;   /* fnmatch(3) pattern on the account name */
+	char *host;
+	unsigned port;   /* 0: [imap] port */
+};
+
 struct config {
 	/* [component] */
 	char *component_host;
@@ -94,6 +101,9 @@ struct config {
 	char *reserved_identities;  /* space separated: never a mapped localpart */
 	struct config_account_map *account_map;
 	unsigned account_map_count;
+	/* [backends] */
+	struct config_backend *backends;
+	unsigned backend_count;
 	/* [log] */
 	char *log_level;
 	/* [control] */
@@ -120,7 +130,7 @@ void config_dump(const struct config *config, FILE *out);
 /* One option that differs between the running configuration and a
  * reloaded file: was and now as the file spells them (secrets masked),
  * valid during the call; applied: SIGHUP changed it, else it waits for a
- * restart. [account_map] differences come as name "*". */
+ * restart. [account_map] and [backends] differences come as name "*". */
 typedef void config_change_cb(void *context, const char *section, const char *name,
 			      const char *was, const char *now, bool applied);
 /* Moves the options SIGHUP may change from fresh into live where they

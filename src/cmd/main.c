@@ -46,6 +46,7 @@ struct daemon_state {
 	struct ingest_json *ingest_json;
 	struct ingest_imap *ingest_imap;
 	struct imap_client *imap;
+	struct imap_backends *backends;   /* [backends]; NULL without */
 	struct changelog_retention *retention;
 	struct control *control;
 	struct metrics *metrics;
@@ -130,6 +131,16 @@ static void imap_closed(void *context)
 	component_close(&st->service.component, component_closed, st);
 }
 
+static void backends_closed(void *context)
+{
+	struct daemon_state *st = context;
+
+	if (st->imap != NULL)
+		imap_client_close(&st->imap, imap_closed, st);
+	else
+		imap_closed(st);
+}
+
 /* `mailpubsubctl status` and the Prometheus endpoint, when configured. */
 static int start_observers(struct daemon_state *st, const char **error_r)
 {
@@ -171,10 +182,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	counts_close(&st->service.counts);
 	discovery_close(&st->service.discovery);
 	log_stats(&st->service.stats);
-	if (st->imap != NULL)
-		imap_client_close(&st->imap, imap_closed, st);
-	else
-		imap_closed(st);
+	imap_backends_close(&st->backends, backends_closed, st);
 }
 
 static void reload(struct daemon_state *st)
@@ -263,7 +271,10 @@ static int start_imap(struct daemon_state *st, const char **error_r)
 	};
 
 	size_threadpool(c);
-	return imap_client_new(st->loop, &set, &st->imap, error_r);
+	if (imap_client_new(st->loop, &set, &st->imap, error_r) < 0)
+		return -1;
+	return imap_backends_new(st->loop, &set, c->backends, c->backend_count,
+				 &st->backends, error_r);
 }
 
 static int start(struct daemon_state *st, const char **error_r)
@@ -280,6 +291,7 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
 		return -1;
+	authz_set_backends(st->service.authz, st->backends);
 	if (delivery_new(&st->service, &st->service.delivery, error_r) < 0 ||
 	    delegate_new(&st->service, &st->service.delegate, error_r) < 0)
 		return -1;
