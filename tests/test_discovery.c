@@ -17,8 +17,7 @@
 #include "base/clock.h"
 #include "ingest/discovery.h"
 #include "store/node_tree.h"
-#include "publish/publisher.h"
-#include "handlers/service.h"
+#include "ingest/sink.h"
 
 /* ---- stand-ins, linked before the library ---- */
 
@@ -57,11 +56,6 @@ const char *imap_client_last_error(const struct imap_client *c)
 	return "fake failure";
 }
 
-void publisher_kick(struct publisher *publisher)
-{
-	(void)publisher;
-}
-
 long long clock_now_us(void)
 {
 	return 1;
@@ -72,7 +66,9 @@ long long clock_now_us(void)
 struct fixture {
 	char dir[64], db[96], conf[96];
 	struct config *config;
-	struct service service;
+	struct store *store;
+	struct stats_counters stats;
+	struct sink *sink;
 	uv_loop_t loop;
 	struct discovery *discovery;
 };
@@ -108,12 +104,12 @@ static int setup(void **state)
 		   "timeout_ms = 50\n");
 	fclose(c);
 	assert_int_equal(config_load(f->conf, &f->config, &err), 0);
-	f->service.config = f->config;
-	assert_int_equal(store_open(f->db, false, &f->service.store, &err), 0);
+	assert_int_equal(store_open(f->db, false, &f->store, &err), 0);
+	assert_int_equal(sink_new(f->store, &f->stats, &f->sink, &err), 0);
 	assert_int_equal(uv_loop_init(&f->loop), 0);
 	memset(&fake_list, 0, sizeof(fake_list));
 	/* the stand-in needs no client: any non-NULL pointer will do */
-	assert_int_equal(discovery_new(&f->loop, &f->service,
+	assert_int_equal(discovery_new(&f->loop, f->config, f->store, f->sink,
 				       (struct imap_client *)f, &f->discovery,
 				       &err), 0);
 	*state = f;
@@ -141,7 +137,8 @@ static int teardown(void **state)
 		answer_list(IMAP_TEMPFAIL, NULL, 0);
 	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
-	store_close(&f->service.store);
+	sink_free(&f->sink);
+	store_close(&f->store);
 	config_free(&f->config);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	assert_int_equal(system(cmd), 0);
@@ -152,7 +149,7 @@ static int teardown(void **state)
 static void lookup(struct fixture *f, const char *account, const char *node,
 		   struct answer *a)
 {
-	discovery_lookup(f->discovery, f->service.store, account, node, answered, a);
+	discovery_lookup(f->discovery, f->store, account, node, answered, a);
 }
 
 static const char *const alice_nodes[] = { "INBOX", "INBOX/Projects" };
@@ -178,7 +175,7 @@ static void test_concurrent_lookups_share_one_list(void **state)
 	assert_int_equal(inbox.result, DISCOVERY_FOUND);
 	assert_int_equal(projects.result, DISCOVERY_FOUND);
 	assert_int_equal(nope.result, DISCOVERY_NOT_FOUND);
-	assert_true(node_tree_exists(f->service.store, "alice", "INBOX/Projects"));
+	assert_true(node_tree_exists(f->store, "alice", "INBOX/Projects"));
 }
 
 static void test_known_node_asks_nothing(void **state)
@@ -186,7 +183,7 @@ static void test_known_node_asks_nothing(void **state)
 	struct fixture *f = *state;
 	struct answer a = { 0 };
 
-	assert_int_equal(node_tree_touch(f->service.store, "bob", "INBOX", NULL, 0, 1), 0);
+	assert_int_equal(node_tree_touch(f->store, "bob", "INBOX", NULL, 0, 1), 0);
 	lookup(f, "bob", "INBOX", &a);
 	assert_true(a.done);
 	assert_int_equal(a.result, DISCOVERY_FOUND);
@@ -260,7 +257,7 @@ static void test_close_answers_waiters(void **state)
 	assert_true(a.done);
 	assert_int_equal(a.result, DISCOVERY_TEMPFAIL);
 	/* closed: nobody is LISTed for any more, the tree alone answers */
-	discovery_lookup(f->discovery, f->service.store, "carol", NULL, answered, &after);
+	discovery_lookup(f->discovery, f->store, "carol", NULL, answered, &after);
 	assert_true(after.done);
 	assert_int_equal(after.result, DISCOVERY_NOT_FOUND);
 	assert_int_equal(fake_list.lists, 1);

@@ -27,6 +27,7 @@
 #include "ingest/ingest_cyrus.h"
 #include "ingest/ingest_imap.h"
 #include "ingest/ingest_json.h"
+#include "ingest/sink.h"
 #include "publish/item.h"
 #include "base/log.h"
 #include "ops/metrics.h"
@@ -67,14 +68,6 @@ static void usage(FILE *out)
 		"      --dump-config    print every option with its value and exit: the\n"
 		"                       defaults, or with -c the file's effective values\n"
 		"  -V, --version        print the version and exit\n");
-}
-
-static void on_journaled(void *context)
-{
-	struct daemon_state *st = context;
-
-	publisher_kick(st->publisher);
-	firehose_kick(st->service.firehose);
 }
 
 static void on_stanza(void *context, xmpp_stanza_t *stanza)
@@ -161,11 +154,36 @@ static void stop_observers(struct daemon_state *st)
 	metrics_close(&st->metrics);
 }
 
+/* Every producer reaches every listener the same way: through the sink,
+ * after each commit. */
+static int register_listeners(struct daemon_state *st)
+{
+	const struct sink_listener publisher = { publisher_committed, st->publisher };
+	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+
+	if (sink_listener_register(st->service.sink, &publisher) < 0 ||
+	    sink_listener_register(st->service.sink, &firehose) < 0)
+		return -1;
+	return 0;
+}
+
+static void unregister_listeners(struct daemon_state *st)
+{
+	const struct sink_listener publisher = { publisher_committed, st->publisher };
+	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+
+	sink_listener_unregister(st->service.sink, &publisher);
+	sink_listener_unregister(st->service.sink, &firehose);
+}
+
 static void shutdown_daemon(struct daemon_state *st)
 {
 	log_info("shutting down");
 	sdnotify_close(&st->sdnotify);
 	stop_observers(st);
+	/* what the sources journal while closing is published after the
+	 * restart, from the journal, as it always was */
+	unregister_listeners(st);
 	/* ingest first: what was received gets journaled before we stop */
 	st->service.ingest_cyrus = NULL;
 	st->service.ingest_json = NULL;
@@ -287,6 +305,14 @@ static int start(struct daemon_state *st, const char **error_r)
 		log_debug("xmpp: expat reparse deferral switched off for the stream");
 	if (store_open(c->store_path, c->store_full_sync, &st->service.store, error_r) < 0)
 		return -1;
+	if (sink_new(st->service.store, &st->service.stats, &st->service.sink, error_r) < 0)
+		return -1;
+	sink_set_hierarchy_separator(st->service.sink, c->hierarchy_separator[0]);
+	/* e-Discovery: a record of every event, in the append's transaction */
+	if (changelog_attach(sink_journal(st->service.sink)) < 0) {
+		*error_r = "cannot attach the changelog to the journal";
+		return -1;
+	}
 	if (*c->imap_host != '\0' && start_imap(st, error_r) < 0)
 		return -1;
 	if (authz_new(c, st->service.store, st->imap, &st->service.authz, error_r) < 0)
@@ -307,24 +333,29 @@ static int start(struct daemon_state *st, const char **error_r)
 	    changelog_retention_new(st->loop, st->service.store, c->changelog_retention,
 				    c->changelog_key_file, &st->retention, error_r) < 0)
 		return -1;
+	if (register_listeners(st) < 0) {
+		*error_r = "cannot register the journal listeners";
+		return -1;
+	}
 	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
 		return -1;
 	if (st->imap != NULL &&
-	    discovery_new(st->loop, &st->service, st->imap, &st->service.discovery,
-			  error_r) < 0)
+	    discovery_new(st->loop, c, st->service.store, st->service.sink, st->imap,
+			  &st->service.discovery, error_r) < 0)
 		return -1;
 	if (*c->notify_socket != '\0' &&
-	    ingest_cyrus_new(st->loop, &st->service, on_journaled, st, &st->ingest,
-			     error_r) < 0)
+	    ingest_cyrus_new(st->loop, c, st->service.sink, &st->service.stats,
+			     &st->ingest, error_r) < 0)
 		return -1;
 	st->service.ingest_cyrus = st->ingest;
 	if ((*c->json_socket != '\0' || *c->json_listen != '\0') &&
-	    ingest_json_new(st->loop, &st->service, on_journaled, st,
+	    ingest_json_new(st->loop, c, st->service.sink, &st->service.stats,
 			    &st->ingest_json, error_r) < 0)
 		return -1;
 	st->service.ingest_json = st->ingest_json;
+	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
-	    ingest_imap_new(st->loop, &st->service, st->imap, on_journaled, st,
+	    ingest_imap_new(st->loop, &st->service, st->imap, NULL, NULL,
 			    &st->ingest_imap, error_r) < 0)
 		return -1;
 	st->service.ingest_imap = st->ingest_imap;
@@ -454,6 +485,7 @@ int main(int argc, char **argv)
 	delivery_free(&st.service.delivery);
 	delegate_free(&st.service.delegate);
 	authz_free(&st.service.authz);
+	sink_free(&st.service.sink);
 	store_close(&st.service.store);
 	uv_loop_close(st.loop);
 	if (st.pidfile != NULL)

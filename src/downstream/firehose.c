@@ -14,6 +14,7 @@
 #include "imap/imap_client.h"
 #include "publish/item.h"
 #include "base/jid.h"
+#include "ingest/sink.h"
 #include "store/journal.h"
 #include "base/log.h"
 #include "store/node_tree.h"
@@ -471,18 +472,25 @@ static int step_record(void *context, const struct journal_record *rec)
 	struct firehose *fh = sc->fh;
 	struct service *service = fh->service;
 	struct content_record cr;
-	struct event *ev;
+	struct event *decoded = NULL;
+	const struct event *ev = rec->event;
 	const char *error;
 
-	if (event_decode(rec->json, rec->json_len, service->config->hierarchy_separator[0],
-			 &ev, &error) < 0) {
-		log_error("firehose: journaled event %lld no longer decodes: %s",
-			  rec->seq, error);
-		fh->seq = rec->seq;
-		return 0;
+	/* live, the sink handed the event decoded; behind, the journal has
+	 * only the text */
+	if (ev == NULL) {
+		if (event_decode(rec->json, rec->json_len,
+				 service->config->hierarchy_separator[0], &decoded,
+				 &error) < 0) {
+			log_error("firehose: journaled event %lld no longer decodes: %s",
+				  rec->seq, error);
+			fh->seq = rec->seq;
+			return 0;
+		}
+		ev = decoded;
 	}
 	if (!wanted_account(service, ev)) {
-		event_free(&ev);
+		event_free(&decoded);
 		fh->seq = rec->seq;
 		return 0;
 	}
@@ -493,7 +501,7 @@ static int step_record(void *context, const struct journal_record *rec)
 		if (known == 0 && fh->imap != NULL) {
 			start_fetch(fh, ev, rec->seq, sc->part);
 			sc->blocked = true;
-			event_free(&ev);
+			event_free(&decoded);
 			return 1;
 		}
 		if (known == 0)
@@ -501,7 +509,7 @@ static int step_record(void *context, const struct journal_record *rec)
 					  clock_now_us());
 	}
 	send_record(fh, rec, ev);
-	event_free(&ev);
+	event_free(&decoded);
 	fh->seq = rec->seq;
 	fh->prev = rec->seq;
 	return 0;
@@ -518,33 +526,50 @@ static void prune(struct firehose *fh)
 	content_prune(fh->service->store, now - keep);
 }
 
-static void on_idle(uv_idle_t *idle)
+/* Whether a step may run now; if not, the idle is stopped and what wakes
+ * the firehose again is arranged. */
+static bool may_step(struct firehose *fh)
 {
-	struct firehose *fh = idle->data;
+	struct service *service = fh->service;
+
+	if (fh->fetching || fh->backing_off || !component_is_connected(service->component) ||
+	    component_queue_len(service->component) > 1000) {
+		uv_idle_stop(&fh->idle);
+		if (component_is_connected(service->component) && !fh->fetching &&
+		    !fh->backing_off)
+			uv_timer_start(&fh->retry, on_retry, 20, 0);
+		return false;
+	}
+	return true;
+}
+
+/* One batch: of events (live: the sink's, decoded) or, events NULL, of
+ * the journal after fh->seq (behind). Returns how many records it took
+ * (-1: the store is busy, try again) and whether it waits for content. */
+static int firehose_step(struct firehose *fh, const struct sink_event *events,
+			 size_t n, bool *blocked_r)
+{
 	struct service *service = fh->service;
 	struct step_ctx sc = { fh, NULL, false };
 	long long before = fh->seq;
 	unsigned count = 0;
 
-	if (fh->fetching || fh->backing_off || !component_is_connected(service->component) ||
-	    component_queue_len(service->component) > 1000) {
-		uv_idle_stop(idle);
-		if (component_is_connected(service->component) && !fh->fetching &&
-		    !fh->backing_off)
-			uv_timer_start(&fh->retry, on_retry, 20, 0);
-		return;
-	}
+	*blocked_r = false;
 	if (store_begin(service->store) < 0)
-		return;
+		return -1;
 	if (!has_subscribers(service->store)) {
 		/* nobody to hand anything to: the firehose starts from now */
 		fh->seq = journal_last_seq(service->store);
 		fh->prev = prev_wanted(service->store, service->config->firehose_accounts,
 				       fh->seq + 1);
+		count = (unsigned)n;
 	} else {
 		sc.part = wanted_part(service->store);
-		journal_read_after(service->store, fh->seq, FIREHOSE_BATCH, step_record,
-				   &sc, &count);
+		if (events != NULL)
+			sink_events_read(events, n, FIREHOSE_BATCH, step_record, &sc, &count);
+		else
+			journal_read_after(service->store, fh->seq, FIREHOSE_BATCH,
+					   step_record, &sc, &count);
 	}
 	if (fh->seq != before) {
 		store_meta_set_i64(service->store, "firehose_seq", fh->seq);
@@ -552,8 +577,42 @@ static void on_idle(uv_idle_t *idle)
 	}
 	prune(fh);
 	store_commit(service->store);
-	if (sc.blocked || count < FIREHOSE_BATCH)
+	*blocked_r = sc.blocked;
+	return (int)count;
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+	struct firehose *fh = idle->data;
+	bool blocked;
+	int count;
+
+	if (!may_step(fh))
+		return;
+	count = firehose_step(fh, NULL, 0, &blocked);
+	if (count >= 0 && (blocked || count < FIREHOSE_BATCH))
 		uv_idle_stop(idle);
+}
+
+void firehose_committed(void *context, const struct sink_event *events, size_t count)
+{
+	struct firehose *fh = context;
+	bool blocked;
+
+	if (fh->closing || count == 0)
+		return;
+	/* live only right after what went last, with nothing waiting in the
+	 * journal; else the journal, in order, from fh->seq */
+	if (uv_is_active((uv_handle_t *)&fh->idle) || events[0].seq != fh->seq + 1) {
+		start_idle(fh);
+		return;
+	}
+	if (!may_step(fh))
+		return;
+	/* the rest from the journal (a retrieval restarts the idle itself) */
+	if (firehose_step(fh, events, count, &blocked) < 0 ||
+	    (!blocked && fh->seq < events[count - 1].seq))
+		start_idle(fh);
 }
 
 static void start_idle(struct firehose *fh)

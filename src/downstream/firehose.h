@@ -14,6 +14,7 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "ingest/sink.h"
 #include "store/journal.h"
 
 #define FIREHOSE_NODE "mailpubsub:firehose"
@@ -31,6 +32,10 @@ void firehose_close(struct firehose **firehose);
 
 /* New journal records, or the component connected. */
 void firehose_kick(struct firehose *firehose);
+/* The sink listener (context: the firehose; main registers it): live, it
+ * hands on the events with their decoded form at once; behind, it reads
+ * the journal from its watermark. */
+void firehose_committed(void *context, const struct sink_event *events, size_t count);
 /* The component disconnected: what was in flight is resent. */
 void firehose_reset(struct firehose *firehose);
 

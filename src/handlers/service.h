@@ -21,10 +21,12 @@ struct ingest_imap;
 struct ingest_json;
 struct discovery;
 struct publisher;
+struct sink;
 
 struct service {
 	const struct config *config;
 	struct store *store;
+	struct sink *sink;             /* every producer of events submits here */
 	struct component *component;
 	struct authz *authz;
 	struct delivery *delivery;

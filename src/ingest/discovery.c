@@ -5,12 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest/sink.h"
 #include "store/journal.h"
 #include "base/log.h"
 #include "model/mailbox_uri.h"
 #include "store/node_tree.h"
-#include "publish/publisher.h"
-#include "handlers/service.h"
 
 /* LISTs in a row that could not be asked (server down, backing off):
  * then the rest of the sweep would only fail fast too; the next one
@@ -44,7 +43,9 @@ struct sweep_totals {
 };
 
 struct discovery {
-	struct service *service;
+	const struct config *config;
+	struct store *store;
+	struct sink *sink;
 	struct imap_client *imap;
 	uv_timer_t timer;
 	struct listing *in_flight;
@@ -63,19 +64,21 @@ struct discovery {
 
 static void discovery_tick(uv_timer_t *timer);
 
-int discovery_new(uv_loop_t *loop, struct service *service,
+int discovery_new(uv_loop_t *loop, const struct config *config,
+		  struct store *store, struct sink *sink,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r)
 {
 	struct discovery *d = calloc(1, sizeof(*d));
-	const struct config *config = service->config;
 	unsigned long long interval_ms = config->imap_list_interval * 1000ULL;
 
 	if (d == NULL) {
 		*error_r = "out of memory";
 		return -1;
 	}
-	d->service = service;
+	d->config = config;
+	d->store = store;
+	d->sink = sink;
 	d->imap = imap;
 	d->concurrency = config->imap_list_concurrency > 0 ? config->imap_list_concurrency : 1;
 	uv_timer_init(loop, &d->timer);
@@ -90,7 +93,7 @@ int discovery_new(uv_loop_t *loop, struct service *service,
 
 void discovery_reschedule(struct discovery *d)
 {
-	uint64_t ms = d->service->config->imap_list_interval * 1000ULL;
+	uint64_t ms = d->config->imap_list_interval * 1000ULL;
 
 	if (d->closing || ms == uv_timer_get_repeat(&d->timer))
 		return;
@@ -163,13 +166,11 @@ static bool listed(char **nodes, size_t n, const char *node)
  * MailboxDelete through the journal, so its subscribers are told. */
 static void journal_gone(struct discovery *d, const char *account, const char *node)
 {
-	struct service *service = d->service;
-	char sep = service->config->hierarchy_separator[0];
+	char sep = d->config->hierarchy_separator[0];
 	char *uri = mailbox_uri_build("mailpubsub", account, node, sep, 0);
-	struct event *ev;
+	struct sink_input in = { .source = "imap-list", .received_us = clock_now_us() };
 	const char *error;
 	char *json;
-	long long seq;
 
 	if (uri == NULL)
 		return;
@@ -179,11 +180,11 @@ static void journal_gone(struct discovery *d, const char *account, const char *n
 		return;
 	}
 	free(uri);
-	if (event_decode(json, strlen(json), sep, &ev, &error) == 0) {
-		journal_append(service->store, "imap-list", ev, json, strlen(json),
-			       clock_now_us(), &seq);
-		event_free(&ev);
-	}
+	in.json = json;
+	in.json_len = strlen(json);
+	if (sink_submit(d->sink, &in, NULL, &error) < 0)
+		log_error("discovery: cannot journal the deletion of %s/%s: %s",
+			  account, node, error);
 	free(json);
 }
 
@@ -251,24 +252,26 @@ static bool changed_since(struct store *store, const char *account, long long se
 static void apply_listing(struct discovery *d, const struct listing *l,
 			  char **nodes, size_t n)
 {
-	struct service *service = d->service;
+	struct store *store = d->store;
 	const char *account = l->account;
 	struct known k = { nodes, n, d, account, 0 };
 	long long now = clock_now_us();
-	int changes = sqlite3_total_changes(store_db(service->store));
+	int changes = sqlite3_total_changes(store_db(store));
+	const char *error;
 	size_t added;
 
-	if (store_begin(service->store) < 0)
+	/* the deletions go to the sink's listeners only once committed */
+	if (sink_begin(d->sink) < 0)
 		return;
 	for (size_t i = 0; i < n; i++)
-		node_tree_touch(service->store, account, nodes[i], NULL, 0, now);
+		node_tree_touch(store, account, nodes[i], NULL, 0, now);
 	/* INSERT OR IGNORE counts only the rows it adds */
-	added = (size_t)(sqlite3_total_changes(store_db(service->store)) - changes);
+	added = (size_t)(sqlite3_total_changes(store_db(store)) - changes);
 	/* an empty answer is more likely a glitch than an account without
 	 * mailboxes: never empty a whole tree on it */
-	if (n > 0 && !changed_since(service->store, account, l->journal_seq))
-		node_tree_all(service->store, account, check_known, &k);
-	if (store_commit(service->store) < 0)
+	if (n > 0 && !changed_since(store, account, l->journal_seq))
+		node_tree_all(store, account, check_known, &k);
+	if (sink_commit(d->sink, &error) < 0)
 		return;
 	/* the administrator's view of one account: [log] level = debug */
 	log_debug("discovery: %s: %zu mailboxes listed, %u gone, %zu new (%s)",
@@ -279,8 +282,6 @@ static void apply_listing(struct discovery *d, const struct listing *l,
 		d->totals.added += added;
 		d->totals.gone += k.gone;
 	}
-	if (k.gone > 0)
-		publisher_kick(service->publisher);
 }
 
 static int stop_at_first(void *context, const char *node)
@@ -309,7 +310,7 @@ static void free_handle(uv_handle_t *handle)
  * (tempfail) that the store could not tell. */
 static void answer_waiters(struct listing *l, bool tempfail)
 {
-	struct store *store = l->discovery->service->store;
+	struct store *store = l->discovery->store;
 	struct waiter *w = l->waiters;
 
 	l->waiters = NULL;
@@ -335,7 +336,7 @@ static void deadline_passed(uv_timer_t *timer)
 
 	log_warn("discovery: %s: no LIST answer within %u ms; waiting requests get a temporary error",
 		 *l->account != '\0' ? l->account : "(shared)",
-		 l->discovery->service->config->imap_timeout_ms);
+		 l->discovery->config->imap_timeout_ms);
 	answer_waiters(l, true);
 }
 
@@ -396,7 +397,7 @@ static struct listing *listing_new(struct discovery *d, const char *account,
 	}
 	l->discovery = d;
 	l->sweep = sweep;
-	l->journal_seq = journal_last_seq(d->service->store);
+	l->journal_seq = journal_last_seq(d->store);
 	l->next = d->in_flight;
 	d->in_flight = l;
 	if (sweep)
@@ -451,7 +452,7 @@ static int start_deadline(struct listing *l)
 	uv_timer_init(d->timer.loop, l->deadline);
 	l->deadline->data = l;
 	uv_timer_start(l->deadline, deadline_passed,
-		       d->service->config->imap_timeout_ms, 0);
+		       d->config->imap_timeout_ms, 0);
 	return 0;
 }
 
@@ -516,12 +517,12 @@ static bool mapped(const struct config *config, const char *account)
  * and no list of 100k accounts is held in memory. */
 static char *sweep_next_account(struct discovery *d)
 {
-	const struct config *config = d->service->config;
+	const struct config *config = d->config;
 
 	if (d->next_mapped < config->account_map_count)
 		return strdup(config->account_map[d->next_mapped++].account);
 	while (!d->store_done) {
-		char *account = node_tree_next_account(d->service->store, d->cursor);
+		char *account = node_tree_next_account(d->store, d->cursor);
 
 		free(d->cursor);
 		d->cursor = account;

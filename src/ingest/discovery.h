@@ -16,13 +16,17 @@
 
 #include <uv.h>
 
+#include "base/config.h"
 #include "imap/imap_client.h"
+#include "ingest/sink.h"
 #include "store/store.h"
 
-struct service;
 struct discovery;
 
-int discovery_new(uv_loop_t *loop, struct service *service,
+/* Deletions it finds go through sink. config, store, sink and imap are
+ * borrowed and must outlive the discovery. */
+int discovery_new(uv_loop_t *loop, const struct config *config,
+		  struct store *store, struct sink *sink,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r);
 void discovery_close(struct discovery **discovery);

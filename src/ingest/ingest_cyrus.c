@@ -15,10 +15,7 @@
 #include <unistd.h>
 
 #include "ingest/cyrus_wire.h"
-#include "model/event.h"
-#include "store/journal.h"
 #include "base/log.h"
-#include "handlers/service.h"
 
 /* Cyrus caps its datagrams at 64 KiB (notify.c) */
 #define DGRAM_MAX 65536
@@ -31,9 +28,8 @@ struct dgram {
 };
 
 struct ingest_cyrus {
-	struct service *service;
-	ingest_cyrus_cb *on_journaled;
-	void *context;
+	struct sink *sink;
+	struct stats_counters *stats;
 	int fd;
 	int stop_fd;                 /* eventfd: wakes the thread to exit */
 	pthread_t thread;
@@ -155,62 +151,45 @@ static void *receiver_main(void *arg)
 	return NULL;
 }
 
-static void reject(struct service *service, const char *buf, size_t len,
-		   enum stats_reject reason, const char *why)
+static void reject(struct stats_counters *stats, size_t len, enum stats_reject reason,
+		   const char *why)
 {
-	service->stats.malformed++;
-	service->stats.sources[STATS_CYRUS].malformed[reason]++;
+	stats->malformed++;
+	stats->sources[STATS_CYRUS].malformed[reason]++;
 	log_warn("ingest: rejected datagram #%llu (%zu bytes): %s",
-		 service->stats.datagrams, len, why);
-	(void)buf;
+		 stats->datagrams, len, why);
 }
 
-int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
-			long long received_us)
+int ingest_cyrus_accept(struct sink *sink, struct stats_counters *stats,
+			const char *buf, size_t len, long long received_us)
 {
 	struct cyrus_wire wire;
-	struct event *ev;
+	struct sink_input in = { .source = "cyrus", .received_us = received_us };
 	const char *error;
-	long long seq;
+	int rc;
 
-	service->stats.datagrams++;
-	service->stats.sources[STATS_CYRUS].received++;
+	stats->datagrams++;
+	stats->sources[STATS_CYRUS].received++;
 	if (len > DGRAM_MAX) {
-		reject(service, buf, len, STATS_REJECT_TOO_LARGE,
-		       "datagram larger than 64 KiB");
+		reject(stats, len, STATS_REJECT_TOO_LARGE, "datagram larger than 64 KiB");
 		return -1;
 	}
 	if (cyrus_wire_parse(buf, len, &wire, &error) < 0) {
-		reject(service, buf, len, STATS_REJECT_WIRE_FORMAT, error);
+		reject(stats, len, STATS_REJECT_WIRE_FORMAT, error);
 		return -1;
 	}
 	if (strcmp(wire.class, "EVENT") != 0) {
-		reject(service, buf, len, STATS_REJECT_NOT_EVENT,
-		       "not an EVENT notification");
+		reject(stats, len, STATS_REJECT_NOT_EVENT, "not an EVENT notification");
 		return -1;
 	}
-	if (event_decode(wire.message, wire.message_len,
-			 service->config->hierarchy_separator[0], &ev, &error) < 0) {
-		reject(service, buf, len, stats_reject_for_decode(error), error);
-		return -1;
-	}
-	if (journal_append(service->store, "cyrus", ev, wire.message,
-			   wire.message_len, received_us, &seq) < 0) {
-		event_free(&ev);
-		return -1;
-	}
-	log_debug("ingest: #%lld %s %s/%s", seq, event_type_info(ev->type)->name,
-		  ev->mailbox.account != NULL ? ev->mailbox.account : "",
-		  ev->mailbox.node != NULL ? ev->mailbox.node : "");
-	service->stats.journaled++;
-	service->stats.sources[STATS_CYRUS].journaled++;
-	event_free(&ev);
-	return 0;
-}
-
-size_t ingest_cyrus_waiting(struct ingest_cyrus *in)
-{
-	return in != NULL ? atomic_load(&in->queued_bytes) : 0;
+	in.json = wire.message;
+	in.json_len = wire.message_len;
+	rc = sink_submit(sink, &in, NULL, &error);
+	/* the sink counted a refusal; the datagram number is ours to log */
+	if (rc == SINK_REFUSED)
+		log_warn("ingest: rejected datagram #%llu (%zu bytes): %s",
+			 stats->datagrams, len, error);
+	return rc < 0 ? -1 : 0;
 }
 
 static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropped_r)
@@ -231,31 +210,32 @@ static struct dgram *take_all(struct ingest_cyrus *in, unsigned long long *dropp
  * Cyrus is busy. */
 static void journal_batch(struct ingest_cyrus *in)
 {
-	struct service *service = in->service;
 	unsigned long long dropped;
 	struct dgram *list = take_all(in, &dropped);
-	bool any = list != NULL;
+	const char *error;
 
 	if (dropped > 0) {
-		service->stats.dropped += dropped;
-		service->stats.sources[STATS_CYRUS].dropped += dropped;
+		in->stats->dropped += dropped;
+		in->stats->sources[STATS_CYRUS].dropped += dropped;
 		log_error("ingest: queue full (%u datagrams or %zu bytes): %llu events "
 			  "dropped", in->queue_max, in->queue_max_bytes, dropped);
 	}
-	if (!any)
+	if (list == NULL)
 		return;
-	store_begin(service->store);
+	/* what waits is what the publisher yields to while it journals */
+	sink_set_waiting(in->sink, "cyrus", atomic_load(&in->queued_bytes));
+	sink_begin(in->sink);
 	while (list != NULL) {
 		struct dgram *next = list->next;
 
-		ingest_cyrus_accept(service, list->data, list->len, list->received_us);
+		ingest_cyrus_accept(in->sink, in->stats, list->data, list->len,
+				    list->received_us);
 		atomic_fetch_sub(&in->queued_bytes, list->len);
 		free(list);
 		list = next;
 	}
-	if (store_commit(service->store) < 0)
-		log_error("ingest: journal commit failed: events of this batch are lost");
-	in->on_journaled(in->context);
+	sink_set_waiting(in->sink, "cyrus", atomic_load(&in->queued_bytes));
+	sink_commit(in->sink, &error);
 }
 
 static void on_async(uv_async_t *async)
@@ -263,8 +243,8 @@ static void on_async(uv_async_t *async)
 	journal_batch(async->data);
 }
 
-int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
-		     ingest_cyrus_cb *on_journaled, void *context,
+int ingest_cyrus_new(uv_loop_t *loop, const struct config *config,
+		     struct sink *sink, struct stats_counters *stats,
 		     struct ingest_cyrus **ingest_r, const char **error_r)
 {
 	struct ingest_cyrus *in = calloc(1, sizeof(*in));
@@ -274,17 +254,16 @@ int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
 		return -1;
 	}
 	atomic_init(&in->queued_bytes, 0);
-	in->service = service;
-	in->on_journaled = on_journaled;
-	in->context = context;
-	in->queue_max = service->config->ingest_queue_max;
-	in->queue_max_bytes = (size_t)service->config->ingest_queue_max_mb << 20;
+	in->sink = sink;
+	in->stats = stats;
+	in->queue_max = config->ingest_queue_max;
+	in->queue_max_bytes = (size_t)config->ingest_queue_max_mb << 20;
 	in->fd = -1;
 	in->stop_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&in->lock, NULL);
 	uv_async_init(loop, &in->async, on_async);
 	in->async.data = in;
-	if (in->stop_fd < 0 || bind_socket(in, service->config, error_r) < 0)
+	if (in->stop_fd < 0 || bind_socket(in, config, error_r) < 0)
 		goto fail;
 	if (pthread_create(&in->thread, NULL, receiver_main, in) != 0) {
 		*error_r = "cannot start the receiver thread";

@@ -9,24 +9,24 @@
 
 #include <uv.h>
 
+#include "base/config.h"
+#include "base/stats.h"
+#include "ingest/sink.h"
+
 struct ingest_cyrus;
-struct service;
 
-/* Called on the loop thread after a batch was journaled. */
-typedef void ingest_cyrus_cb(void *context);
-
-int ingest_cyrus_new(uv_loop_t *loop, struct service *service,
-		     ingest_cyrus_cb *on_journaled, void *context,
+/* Batches go to sink (its listeners hear of them); the bytes received
+ * and not yet journaled are reported to it as back-pressure. config,
+ * sink and stats are borrowed and must outlive the source. */
+int ingest_cyrus_new(uv_loop_t *loop, const struct config *config,
+		     struct sink *sink, struct stats_counters *stats,
 		     struct ingest_cyrus **ingest_r, const char **error_r);
 /* Stops the thread, journals what was received, closes and frees. */
 void ingest_cyrus_close(struct ingest_cyrus **ingest);
 
-/* Decodes and journals one datagram (exposed for tests and fuzzing).
- * Returns 0 if journaled, -1 if rejected (logged and counted). */
-int ingest_cyrus_accept(struct service *service, const char *buf, size_t len,
-			long long received_us);
-
-/* Bytes received and not yet journaled (ingest NULL: 0); any thread. */
-size_t ingest_cyrus_waiting(struct ingest_cyrus *ingest);
+/* Unwraps one datagram and submits it to sink (exposed for tests and
+ * fuzzing). Returns 0 if journaled, -1 if rejected (logged and counted). */
+int ingest_cyrus_accept(struct sink *sink, struct stats_counters *stats,
+			const char *buf, size_t len, long long received_us);
 
 #endif

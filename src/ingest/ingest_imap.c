@@ -16,7 +16,7 @@
 #include "model/event.h"
 #include "imap/imap_client.h"
 #include "imap/imap_name.h"
-#include "store/journal.h"
+#include "ingest/sink.h"
 #include "base/log.h"
 #include "store/node_tree.h"
 #include "handlers/service.h"
@@ -946,33 +946,21 @@ static int journal_event(struct ingest_imap *in, json_t *obj, long long now)
 {
 	struct service *service = in->service;
 	char *text = json_dumps(obj, JSON_COMPACT);
-	struct event *ev;
+	struct sink_input input = { .source = SOURCE_NAME, .received_us = now };
 	const char *error;
-	long long seq;
-	int ret = -1;
+	int rc;
 
 	if (text == NULL)
 		return -1;
 	service->stats.sources[STATS_IMAP].received++;
-	if (event_decode(text, strlen(text), in->sep, &ev, &error) < 0) {
-		/* ours: a bug, not bad input; skip it rather than wedge the source */
-		service->stats.sources[STATS_IMAP].malformed[stats_reject_for_decode(error)]++;
+	input.json = text;
+	input.json_len = strlen(text);
+	rc = sink_submit(service->sink, &input, NULL, &error);
+	/* ours: a bug, not bad input; skip it rather than wedge the source */
+	if (rc == SINK_REFUSED)
 		log_error("imap source: cannot decode our own event (%s): %s", error, text);
-		free(text);
-		return 0;
-	}
-	if (journal_append(service->store, SOURCE_NAME, ev, text, strlen(text), now,
-			   &seq) == 0) {
-		log_debug("imap source: #%lld %s %s/%s", seq,
-			  event_type_info(ev->type)->name, ev->mailbox.account,
-			  ev->mailbox.node != NULL ? ev->mailbox.node : "");
-		service->stats.journaled++;
-		service->stats.sources[STATS_IMAP].journaled++;
-		ret = 0;
-	}
-	event_free(&ev);
 	free(text);
-	return ret;
+	return rc == SINK_STORE_ERROR ? -1 : 0;
 }
 
 static int load_state(struct ingest_imap *in, struct watcher *w);
@@ -982,11 +970,12 @@ static int batch_apply(struct ingest_imap *in, struct batch *b)
 {
 	struct store *store = in->service->store;
 	long long now = clock_now_us();
+	const char *error;
 	char stamp[40];
 	size_t i;
 
 	iso_now(stamp, sizeof(stamp));
-	if (store_begin(store) < 0)
+	if (sink_begin(in->service->sink) < 0)
 		return -1;
 	for (i = 0; i < b->n_recs; i++) {
 		if (apply_rec(store, b->w->account, &b->recs[i]) < 0)
@@ -1000,11 +989,11 @@ static int batch_apply(struct ingest_imap *in, struct batch *b)
 		if (journal_event(in, ev, now) < 0)
 			goto fail;
 	}
-	if (store_commit(store) < 0)
+	if (sink_commit(in->service->sink, &error) < 0)
 		return -1;
 	return 0;
 fail:
-	store_rollback(store);
+	sink_rollback(in->service->sink);
 	return -1;
 }
 
@@ -1043,7 +1032,8 @@ static void process_queue(struct ingest_imap *in)
 		uv_cond_broadcast(&b->w->cond);
 		uv_mutex_unlock(&in->lock);
 	}
-	if (journaled)
+	/* the sink told its listeners; on_journaled may be NULL */
+	if (journaled && in->on_journaled != NULL)
 		in->on_journaled(in->context);
 }
 

@@ -21,7 +21,6 @@
 #include "store/journal.h"
 #include "base/listen.h"
 #include "base/log.h"
-#include "handlers/service.h"
 
 /* A sender that does not read its acknowledgements stops being read once
  * this much waits to be written: memory stays bounded per connection. */
@@ -33,9 +32,9 @@
 #define LINGER_MS 2000
 
 struct ingest_json {
-	struct service *service;
-	ingest_json_cb *on_journaled;
-	void *context;
+	const struct config *config;
+	struct sink *sink;
+	struct stats_counters *stats;
 	uv_pipe_t pipe;
 	uv_tcp_t tcp;
 	bool pipe_open, tcp_open;
@@ -224,42 +223,26 @@ static void conn_refuse(struct json_conn *conn, const char *why)
 	reading_set(conn, true);
 }
 
-long long ingest_json_accept(struct service *service, const char *line,
-			     size_t len, long long received_us, int *retry_r,
-			     const char **error_r)
+long long ingest_json_accept(struct sink *sink, struct stats_counters *stats,
+			     const char *line, size_t len, long long received_us,
+			     int *retry_r, const char **error_r)
 {
-	struct event *ev;
+	struct sink_input in = { .source = "json", .json = line, .json_len = len,
+				 .received_us = received_us };
 	long long seq;
+	int rc;
 
-	*retry_r = 0;
-	service->stats.json_lines++;
-	service->stats.sources[STATS_JSON].received++;
-	if (event_decode(line, len, service->config->hierarchy_separator[0],
-			 &ev, error_r) < 0) {
-		service->stats.malformed++;
-		service->stats.sources[STATS_JSON].malformed[stats_reject_for_decode(*error_r)]++;
-		return -1;
-	}
-	if (journal_append(service->store, "json", ev, line, len, received_us,
-			   &seq) < 0) {
-		event_free(&ev);
-		*error_r = "journal write failed";
-		*retry_r = 1;
-		return -1;
-	}
-	log_debug("json source: #%lld %s %s/%s", seq, event_type_info(ev->type)->name,
-		  ev->mailbox.account != NULL ? ev->mailbox.account : "",
-		  ev->mailbox.node != NULL ? ev->mailbox.node : "");
-	service->stats.journaled++;
-	service->stats.sources[STATS_JSON].journaled++;
-	event_free(&ev);
-	return seq;
+	stats->json_lines++;
+	stats->sources[STATS_JSON].received++;
+	rc = sink_submit(sink, &in, &seq, error_r);
+	*retry_r = rc == SINK_STORE_ERROR;
+	return rc < 0 ? -1 : seq;
 }
 
 /* The TCP handshake line: {"auth":"<secret>"}. */
 static bool auth_ok(const struct ingest_json *in, const char *line, size_t len)
 {
-	const char *secret = in->service->config->json_secret;
+	const char *secret = in->config->json_secret;
 	json_t *obj = json_loadb(line, len, 0, NULL);
 	const char *given = json_string_value(json_object_get(obj, "auth"));
 	bool ok = given != NULL && strlen(given) == strlen(secret) &&
@@ -318,11 +301,11 @@ static void send_results(struct json_conn *conn, const struct line_result *res,
 static void process_lines(struct json_conn *conn)
 {
 	struct ingest_json *in = conn->in;
-	struct service *service = in->service;
 	long long now = clock_now_us();
 	struct line_result *res = NULL;
 	size_t n = 0, cap = 0, start = 0;
-	bool in_txn = false, committed = true, journaled = false;
+	bool in_txn = false, committed = true;
+	const char *error;
 	char *nl;
 
 	while (!conn->refused &&
@@ -350,20 +333,19 @@ static void process_lines(struct json_conn *conn)
 		r = &res[n++];
 		memset(r, 0, sizeof(*r));
 		if (!in_txn) {
-			store_begin(service->store);
+			sink_begin(in->sink);
 			in_txn = true;
 		}
-		r->seq = ingest_json_accept(service, line, len, now, &retry, &r->error);
+		r->seq = ingest_json_accept(in->sink, in->stats, line, len, now, &retry,
+					    &r->error);
 		if (r->seq < 0) {
 			log_warn("json source: %s: rejected line (%zu bytes): %s",
 				 conn->peer, len, r->error);
 			r->seq = 0;
 			r->retry = retry != 0;
-		} else {
-			journaled = true;
 		}
 	}
-	if (in_txn && store_commit(service->store) < 0) {
+	if (in_txn && sink_commit(in->sink, &error) < 0) {
 		log_error("json source: journal commit failed; senders must resend");
 		committed = false;
 	}
@@ -377,8 +359,6 @@ static void process_lines(struct json_conn *conn)
 			send_results(conn, res, n, committed);
 	}
 	free(res);
-	if (journaled && committed)
-		in->on_journaled(in->context);
 }
 
 static int buf_append(struct json_conn *conn, const char *data, size_t n)
@@ -418,7 +398,7 @@ static void auth_line(struct json_conn *conn)
 		return;
 	}
 	if (!auth_ok(in, conn->buf, len)) {
-		in->service->stats.json_auth_failures++;
+		in->stats->json_auth_failures++;
 		conn_refuse(conn, "authentication failed");
 		return;
 	}
@@ -427,7 +407,7 @@ static void auth_line(struct json_conn *conn)
 	conn->authenticated = true;
 	in->unauthenticated--;
 	in->authenticated++;
-	if (in->authenticated > in->service->config->json_max_connections) {
+	if (in->authenticated > in->config->json_max_connections) {
 		conn_refuse(conn, "too many connections ([json] max_connections)");
 		return;
 	}
@@ -447,7 +427,7 @@ static size_t auth_feed(struct json_conn *conn, const char *data, size_t n)
 		size_t take = nl != NULL ? (size_t)(nl - (data + used)) + 1 : n - used;
 
 		if (conn->len + take > AUTH_LINE_MAX) {
-			conn->in->service->stats.json_auth_failures++;
+			conn->in->stats->json_auth_failures++;
 			conn_refuse(conn, "authentication line longer than 1024 bytes");
 			return n;
 		}
@@ -463,7 +443,7 @@ static size_t auth_feed(struct json_conn *conn, const char *data, size_t n)
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct json_conn *conn = stream->data;
-	size_t max = conn->in->service->config->json_max_line + 2;
+	size_t max = conn->in->config->json_max_line + 2;
 	const char *data = buf->base;
 	size_t n = nread > 0 ? (size_t)nread : 0;
 
@@ -538,7 +518,7 @@ static void auth_expired(uv_timer_t *timer)
 {
 	struct json_conn *conn = timer->data;
 
-	conn->in->service->stats.json_auth_timeouts++;
+	conn->in->stats->json_auth_timeouts++;
 	conn_refuse(conn, "no authentication within [json] auth_timeout");
 }
 
@@ -554,10 +534,10 @@ static void evict_oldest_unauthenticated(struct ingest_json *in)
 			oldest = c;
 	if (oldest == NULL)
 		return;
-	in->service->stats.json_auth_evicted++;
+	in->stats->json_auth_evicted++;
 	log_warn("json source: %s: closed unauthenticated, to make room "
 		 "([json] max_unauthenticated = %u)", oldest->peer,
-		 in->service->config->json_max_unauthenticated);
+		 in->config->json_max_unauthenticated);
 	conn_close(oldest);
 }
 
@@ -573,7 +553,7 @@ static void conn_link(struct ingest_json *in, struct json_conn *conn)
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct ingest_json *in = server->data;
-	const struct config *c = in->service->config;
+	const struct config *c = in->config;
 	bool is_pipe = server == (uv_stream_t *)&in->pipe;
 	struct json_conn *conn;
 	const char *why = NULL;
@@ -721,20 +701,20 @@ static int listen_tcp(struct ingest_json *in, uv_loop_t *loop,
 	return 0;
 }
 
-int ingest_json_new(uv_loop_t *loop, struct service *service,
-		    ingest_json_cb *on_journaled, void *context,
+int ingest_json_new(uv_loop_t *loop, const struct config *config,
+		    struct sink *sink, struct stats_counters *stats,
 		    struct ingest_json **ingest_r, const char **error_r)
 {
-	const struct config *c = service->config;
+	const struct config *c = config;
 	struct ingest_json *in = calloc(1, sizeof(*in));
 
 	if (in == NULL) {
 		*error_r = "out of memory";
 		return -1;
 	}
-	in->service = service;
-	in->on_journaled = on_journaled;
-	in->context = context;
+	in->config = config;
+	in->sink = sink;
+	in->stats = stats;
 	*ingest_r = in;
 	if (parse_allowed(in, c->json_allowed_users, error_r) < 0 ||
 	    (*c->json_socket != '\0' && listen_pipe(in, loop, c, error_r) < 0) ||

@@ -22,14 +22,16 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "base/config.h"
+#include "base/stats.h"
+#include "ingest/sink.h"
+
 struct ingest_json;
-struct service;
 
-/* Called on the loop thread after lines were journaled. */
-typedef void ingest_json_cb(void *context);
-
-int ingest_json_new(uv_loop_t *loop, struct service *service,
-		    ingest_json_cb *on_journaled, void *context,
+/* Lines go to sink (its listeners hear of them). config, sink and stats
+ * are borrowed and must outlive the source. */
+int ingest_json_new(uv_loop_t *loop, const struct config *config,
+		    struct sink *sink, struct stats_counters *stats,
 		    struct ingest_json **ingest_r, const char **error_r);
 /* Closes the listeners and every connection (unacknowledged lines were not
  * journaled, so their senders resend them); memory is released once
@@ -38,11 +40,11 @@ void ingest_json_close(struct ingest_json **ingest);
 /* Sender connections open now (ingest NULL: 0). */
 unsigned ingest_json_connections(const struct ingest_json *ingest);
 
-/* Decodes and journals one line (inside the caller's transaction).
- * Returns the sequence number, or -1 with *error_r (a static string) and
- * *retry_r telling whether resending may succeed. Exposed for tests. */
-long long ingest_json_accept(struct service *service, const char *line,
-			     size_t len, long long received_us, int *retry_r,
-			     const char **error_r);
+/* Submits one line to sink (inside the caller's batch). Returns the
+ * sequence number, or -1 with *error_r and *retry_r telling whether
+ * resending may succeed. Exposed for tests. */
+long long ingest_json_accept(struct sink *sink, struct stats_counters *stats,
+			     const char *line, size_t len, long long received_us,
+			     int *retry_r, const char **error_r);
 
 #endif

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "downstream/firehose.h"
-#include "ingest/ingest_cyrus.h"
+#include "ingest/sink.h"
 #include "store/journal.h"
 #include "handlers/service.h"
 
@@ -54,7 +54,7 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 	snap->journal_head = journal_last_seq(service->store);
 	snap->published_seq = journal_published_seq(service->store);
 	snap->firehose_seq = firehose_position(service);
-	snap->ingest_waiting_bytes = ingest_cyrus_waiting(service->ingest_cyrus);
+	snap->ingest_waiting_bytes = service->sink != NULL ? sink_waiting(service->sink) : 0;
 	snap->subscriptions = count_rows(service->store, subs_sql, 0);
 	snap->taps_active = count_rows(service->store, taps_sql, snap->now_us);
 	snap->have_imap = imap != NULL;

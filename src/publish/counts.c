@@ -6,10 +6,9 @@
 #include <string.h>
 
 #include "publish/item.h"
-#include "store/journal.h"
+#include "ingest/sink.h"
 #include "base/log.h"
 #include "model/mailbox_uri.h"
-#include "publish/publisher.h"
 #include "handlers/service.h"
 #include "store/subscription.h"
 
@@ -173,11 +172,10 @@ static void journal_status(struct counts *c, const char *account,
 	char *uri = mailbox_uri_build("mailpubsub", account, node,
 				      service->config->hierarchy_separator[0],
 				      st->uidvalidity);
+	struct sink_input in = { .source = "mailpubsub", .received_us = clock_now_us() };
 	json_t *obj;
 	char *text;
-	struct event *ev;
 	const char *error;
-	long long seq;
 
 	if (uri == NULL)
 		return;
@@ -194,16 +192,11 @@ static void journal_status(struct counts *c, const char *account,
 	free(uri);
 	if (text == NULL)
 		return;
-	if (event_decode(text, strlen(text), service->config->hierarchy_separator[0],
-			 &ev, &error) == 0) {
-		if (journal_append(service->store, "mailpubsub", ev, text, strlen(text),
-				   clock_now_us(), &seq) == 0)
-			publisher_kick(service->publisher);
-		event_free(&ev);
-	} else {
+	in.json = text;
+	in.json_len = strlen(text);
+	if (sink_submit(service->sink, &in, NULL, &error) == SINK_REFUSED)
 		log_error("counts: cannot build a status event for %s/%s: %s",
 			  account, node, error);
-	}
 	free(text);
 }
 

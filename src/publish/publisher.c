@@ -8,7 +8,7 @@
 #include "publish/counts.h"
 #include "publish/delegate.h"
 #include "model/event.h"
-#include "ingest/ingest_cyrus.h"
+#include "ingest/sink.h"
 #include "publish/item.h"
 #include "store/items.h"
 #include "store/journal.h"
@@ -29,9 +29,9 @@
  * Prosody's work: enough to keep it busy, and what is repeated after a
  * lost connection stays small. */
 #define PUBLISHER_MAX_QUEUED 2000
-/* Received datagrams waiting to be journaled above which publishing
- * pauses: some thousands of events, a fraction of a second at storm
- * rates */
+/* Received events waiting to be journaled (sink_waiting) above which
+ * publishing pauses: some thousands of events, a fraction of a second at
+ * storm rates */
 #define PUBLISHER_YIELD_BYTES (4u << 20)
 
 /* Cyrus's late reports about a renamed mailbox come within milliseconds
@@ -44,6 +44,7 @@ struct publisher {
 	uv_idle_t idle;           /* runs batches while work remains */
 	uv_timer_t retry;         /* waits for the send queue to drain */
 	bool closing;             /* publisher_close was called */
+	bool stepping;            /* in a step: what commits meanwhile waits */
 	/* handed to libstrophe, and known to have left it (the watermark in
 	 * the store): what was handed on but may still sit in its queue is
 	 * published again after a crash or a lost connection, with the same
@@ -436,7 +437,7 @@ static bool about_a_gone_name(struct publisher *pub, const struct event *ev)
 }
 
 static void dispatch(struct publisher *pub, const struct journal_record *rec,
-		     struct event *ev)
+		     const struct event *ev)
 {
 	struct service *service = pub->service;
 	const struct mailbox_uri *mb = &ev->mailbox;
@@ -553,18 +554,24 @@ static bool skip_refused(struct publisher *pub, const struct journal_record *rec
 static int publish_record(void *context, const struct journal_record *rec)
 {
 	struct publisher *pub = context;
-	struct event *ev;
+	struct event *decoded = NULL;
+	const struct event *ev = rec->event;
 	const char *error;
 
 	if (skip_refused(pub, rec)) {
 		pub->dispatched_seq = rec->seq;
 		return 0;
 	}
-	if (event_decode(rec->json, rec->json_len, pub->sep, &ev, &error) < 0) {
+	/* live, the sink handed the event decoded; behind, the journal has
+	 * only the text */
+	if (ev == NULL && event_decode(rec->json, rec->json_len, pub->sep, &decoded,
+				       &error) < 0) {
 		/* it was valid when journaled: the configuration changed */
 		log_error("publisher: journaled event %lld no longer decodes: %s",
 			  rec->seq, error);
 	} else {
+		if (ev == NULL)
+			ev = decoded;
 		if (ev->repaired > 0) {
 			log_warn("publisher: event %lld: %u characters XML cannot carry "
 				 "replaced by U+FFFD", rec->seq, ev->repaired);
@@ -574,7 +581,7 @@ static int publish_record(void *context, const struct journal_record *rec)
 		/* after the event's own publication: taps change nothing the
 		 * target's subscribers get, nor when they get it */
 		tap_relay_event(pub->service->taps, rec, ev);
-		event_free(&ev);
+		event_free(&decoded);
 	}
 	pub->dispatched_seq = rec->seq;
 	return 0;
@@ -629,49 +636,74 @@ static unsigned allowance(struct publisher *pub, uint64_t *wait_ms_r)
 	return pub->tokens < PUBLISHER_BATCH ? (unsigned)pub->tokens : PUBLISHER_BATCH;
 }
 
-static void publisher_on_idle(uv_idle_t *idle)
+/* How many events may go now, or 0: then the idle is stopped and what
+ * wakes the publisher again is arranged. */
+static unsigned may_publish(struct publisher *pub)
 {
-	struct publisher *pub = idle->data;
 	struct service *service = pub->service;
-	unsigned count = 0, batch;
 	uint64_t wait_ms = 0;
-	unsigned long sent_before;
+	unsigned batch;
 
 	if (!component_is_connected(service->component)) {
-		uv_idle_stop(idle);   /* kicked again on connect */
-		return;
+		uv_idle_stop(&pub->idle);   /* kicked again on connect */
+		return 0;
 	}
 	/* Under a storm the loop thread is what journals: accepting events
 	 * durably (and so draining Cyrus's socket) comes first, publishing
 	 * catches up from the journal afterwards */
 	if (component_queue_len(service->component) > PUBLISHER_MAX_QUEUED ||
-	    ingest_cyrus_waiting(service->ingest_cyrus) > PUBLISHER_YIELD_BYTES) {
-		uv_idle_stop(idle);
+	    sink_waiting(service->sink) > PUBLISHER_YIELD_BYTES) {
+		uv_idle_stop(&pub->idle);
 		uv_timer_start(&pub->retry, publisher_on_retry, 20, 0);
-		return;
+		return 0;
 	}
 	if (careful(pub) && pub->confirm_seq != 0) {
-		uv_idle_stop(idle);   /* kicked when the confirmation comes */
-		return;
+		uv_idle_stop(&pub->idle);   /* kicked when the confirmation comes */
+		return 0;
 	}
 	batch = allowance(pub, &wait_ms);
 	if (batch > 0 && careful(pub))
 		batch = 1;
 	if (batch == 0) {
-		uv_idle_stop(idle);
+		uv_idle_stop(&pub->idle);
 		uv_timer_start(&pub->retry, publisher_on_retry, wait_ms, 0);
+	}
+	return batch;
+}
+
+/* One batch: of events (live: the sink's, decoded) or, events NULL, of
+ * the journal after dispatched_seq (behind). The watermark and its
+ * confirmations work the same for both. */
+static void publisher_step(struct publisher *pub, const struct sink_event *events,
+			   size_t n)
+{
+	struct service *service = pub->service;
+	unsigned count = 0, batch = may_publish(pub);
+	unsigned long sent_before;
+
+	if (batch == 0)
+		return;
+	sent_before = component_sent_count(service->component);
+	if (store_begin(service->store) < 0) {
+		publisher_kick(pub);
 		return;
 	}
-	sent_before = component_sent_count(service->component);
-	if (store_begin(service->store) < 0)
-		return;
-	journal_read_after(service->store, pub->dispatched_seq, batch,
-			   publish_record, pub, &count);
+	pub->stepping = true;
+	if (events != NULL)
+		sink_events_read(events, n, batch, publish_record, pub, &count);
+	else
+		journal_read_after(service->store, pub->dispatched_seq, batch,
+				   publish_record, pub, &count);
+	pub->stepping = false;
 	if (store_commit(service->store) < 0) {
 		log_error("publisher: commit failed; will retry");
 		pub->dispatched_seq = pub->published_seq;
+		publisher_kick(pub);
 		return;
 	}
+	/* the rest of what the sink handed on: from the journal */
+	if (events != NULL && count < n)
+		publisher_kick(pub);
 	if ((careful(pub) || pub->dispatched_seq == pub->careful_until) &&
 	    pub->dispatched_seq != pub->published_seq) {
 		/* nothing sent (no subscriber, skipped) needs no confirmation */
@@ -679,11 +711,32 @@ static void publisher_on_idle(uv_idle_t *idle)
 			mark_published(pub, pub->dispatched_seq);
 			return;
 		}
-		uv_idle_stop(idle);
+		uv_idle_stop(&pub->idle);
 		confirm(pub, true);
 		return;
 	}
 	advance_watermark(pub, false);
-	if (count < batch)
-		uv_idle_stop(idle);
+	if (events == NULL && count < batch)
+		uv_idle_stop(&pub->idle);
+}
+
+static void publisher_on_idle(uv_idle_t *idle)
+{
+	publisher_step(idle->data, NULL, 0);
+}
+
+void publisher_committed(void *context, const struct sink_event *events, size_t count)
+{
+	struct publisher *pub = context;
+
+	if (pub->closing || count == 0)
+		return;
+	/* live only when everything before them went, and nothing waits in
+	 * the journal: else the journal, in order, from dispatched_seq */
+	if (pub->stepping || uv_is_active((uv_handle_t *)&pub->idle) ||
+	    events[0].seq != pub->dispatched_seq + 1) {
+		publisher_kick(pub);
+		return;
+	}
+	publisher_step(pub, events, count);
 }

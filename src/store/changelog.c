@@ -605,6 +605,20 @@ int changelog_append_event(struct store *store, long long seq,
 	return rc;
 }
 
+static int journal_appended(void *context, struct store *store, long long seq,
+			    const struct event *event, long long received_us)
+{
+	(void)context;
+	return changelog_append_event(store, seq, event, received_us);
+}
+
+int changelog_attach(struct journal *journal)
+{
+	const struct journal_hook hook = { journal_appended, NULL };
+
+	return journal_hook_register(journal, &hook);
+}
+
 int changelog_append_audit(struct store *store, const char *kind,
 			   json_t *detail, long long time_us)
 {

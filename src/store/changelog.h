@@ -20,14 +20,19 @@
 #include <uv.h>
 
 #include "model/event.h"
+#include "store/journal.h"
 #include "store/store.h"
 
 #define CHANGELOG_HASH_HEX 65
 
-/* Records journal event seq; called by journal_append inside its
- * transaction, so the record is committed with the event or not at all. */
+/* Records journal event seq; run by journal_append inside its
+ * transaction (the hook changelog_attach registers), so the record is
+ * committed with the event or not at all. */
 int changelog_append_event(struct store *store, long long seq,
 			   const struct event *ev, long long time_us);
+/* Registers the changelog as an append hook of journal: every event any
+ * source journals gets its record. */
+int changelog_attach(struct journal *journal);
 
 /* An audit record of kind ("tap-add", "tap-remove", "tap-expire",
  * "tap-relay", "checkpoint") with the fields of detail (borrowed). */

@@ -1,16 +1,113 @@
 #include "store/journal.h"
 
-#include "store/changelog.h"
 #include "base/log.h"
 
-int journal_append(struct store *store, const char *source,
+#include <stdlib.h>
+#include <string.h>
+
+/* The changelog and, later, a replication log: a short fixed table. */
+#define JOURNAL_HOOKS_MAX 4
+
+struct journal {
+	struct store *store;
+	struct journal_hook hooks[JOURNAL_HOOKS_MAX];
+	unsigned nhooks;
+};
+
+/* Origin ids of events taken from another instance (the bus): a separate
+ * table, so the journal's own rows stay as they are and an id is unique
+ * by construction. */
+static const char origin_schema[] =
+	"CREATE TABLE IF NOT EXISTS journal_origin ("
+	"  origin_id TEXT PRIMARY KEY,"
+	"  seq INTEGER NOT NULL) WITHOUT ROWID";
+
+int journal_new(struct store *store, struct journal **journal_r, const char **error_r)
+{
+	struct journal *j;
+
+	if (sqlite3_exec(store_db(store), origin_schema, NULL, NULL, NULL) != SQLITE_OK) {
+		*error_r = "cannot create the journal_origin table";
+		return -1;
+	}
+	j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	j->store = store;
+	*journal_r = j;
+	return 0;
+}
+
+void journal_free(struct journal **journal)
+{
+	free(*journal);
+	*journal = NULL;
+}
+
+int journal_hook_register(struct journal *j, const struct journal_hook *hook)
+{
+	if (j->nhooks == JOURNAL_HOOKS_MAX)
+		return -1;
+	j->hooks[j->nhooks++] = *hook;
+	return 0;
+}
+
+void journal_hook_unregister(struct journal *j, const struct journal_hook *hook)
+{
+	for (unsigned i = 0; i < j->nhooks; i++) {
+		if (j->hooks[i].appended != hook->appended ||
+		    j->hooks[i].context != hook->context)
+			continue;
+		memmove(&j->hooks[i], &j->hooks[i + 1],
+			(j->nhooks - i - 1) * sizeof(j->hooks[0]));
+		j->nhooks--;
+		return;
+	}
+}
+
+static int remember_origin(struct journal *j, const char *origin_id, long long seq)
+{
+	static const char sql[] =
+		"INSERT INTO journal_origin (origin_id, seq) VALUES (?, ?)";
+	sqlite3_stmt *stmt = store_stmt(j->store, sql);
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, origin_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(stmt, 2, seq);
+	return store_exec_stmt(j->store, stmt);
+}
+
+int journal_origin_seq(struct journal *j, const char *origin_id, long long *seq_r)
+{
+	static const char sql[] = "SELECT seq FROM journal_origin WHERE origin_id = ?";
+	sqlite3_stmt *stmt = store_stmt(j->store, sql);
+	int rc;
+
+	if (stmt == NULL)
+		return -1;
+	sqlite3_bind_text(stmt, 1, origin_id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		*seq_r = sqlite3_column_int64(stmt, 0);
+	sqlite3_reset(stmt);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_error("journal: origin lookup failed: %s", sqlite3_errmsg(store_db(j->store)));
+		return -1;
+	}
+	return rc == SQLITE_ROW ? 1 : 0;
+}
+
+int journal_append(struct journal *j, const char *source,
 		   const struct event *event, const char *json, size_t json_len,
-		   long long received_us, long long *seq_r)
+		   long long received_us, const char *origin_id, long long *seq_r)
 {
 	static const char sql[] =
 		"INSERT INTO journal (received_us, source, type, account, node, json) "
 		"VALUES (?, ?, ?, ?, ?, ?)";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt(j->store, sql);
 
 	if (stmt == NULL)
 		return -1;
@@ -20,12 +117,17 @@ int journal_append(struct store *store, const char *source,
 	sqlite3_bind_text(stmt, 4, event->mailbox.account, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 5, event->mailbox.node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 6, json, (int)json_len, SQLITE_STATIC);
-	if (store_exec_stmt(store, stmt) < 0)
+	if (store_exec_stmt(j->store, stmt) < 0)
 		return -1;
-	*seq_r = sqlite3_last_insert_rowid(store_db(store));
-	/* every source comes through here: the e-Discovery record is part
-	 * of the same transaction, so it exists exactly when the event does */
-	return changelog_append_event(store, *seq_r, event, received_us);
+	*seq_r = sqlite3_last_insert_rowid(store_db(j->store));
+	if (origin_id != NULL && remember_origin(j, origin_id, *seq_r) < 0)
+		return -1;
+	for (unsigned i = 0; i < j->nhooks; i++) {
+		if (j->hooks[i].appended(j->hooks[i].context, j->store, *seq_r, event,
+					 received_us) != 0)
+			return -1;
+	}
+	return 0;
 }
 
 int journal_read_after(struct store *store, long long after_seq, unsigned limit,
