@@ -1240,7 +1240,7 @@ CREATE TABLE IF NOT EXISTS bus_pending(seq INTEGER PRIMARY KEY,
 
 # keys mailpubsubd adds to the RFC 5423 event on the bus: not extensions
 BUS_KEYS = ('event', 'account', 'node', 'uidvalidity', 'uid', 'seq', 'received',
-            'instance', 'source', 'content', 'oldAccount', 'oldNode',
+            'instance', 'source', 'content', 'journaled', 'oldAccount', 'oldNode',
             'oldUidvalidity', 'uri', 'oldMailboxID', 'uidset', 'flagNames')
 
 
@@ -1310,10 +1310,11 @@ def bus_payload(body):
 
 
 def bus_contents(body):
-    """The content entries of a bus message body: "content" is one object or
-    a list of them, each with uid, part, sha256, size, internaldate, flags
-    and the bytes in base64 ("data"), or an error ("error", "attempts") or
-    too large ("truncated"/"omitted": no data)."""
+    """The content entries of a bus message body ([bus] content = full or
+    headers): "content" is one object (or a list of them) with part, size,
+    sha256, internaldate, flags and the bytes in base64 ("data"), or
+    "error", or "omitted" (larger than [bus] content_max) with a "fetch"
+    hint: no data then."""
     c = body.get('content')
     if c is None:
         return []
@@ -1336,7 +1337,8 @@ class BusArchiver:
         self.store.db.executescript(BUS_SCHEMA)
         self.store.expect_content = args.content != 'none'
         self.stopping = False
-        self.received = 0
+        self.taken = 0        # messages this worker stored
+        self.applied = 0      # pending messages this worker applied (any worker's)
         self.duplicates = 0
         self.container = None
         self.receiver = None
@@ -1385,6 +1387,7 @@ class BusArchiver:
         except BaseException:
             db.execute('ROLLBACK')
             raise
+        self.taken += 1
         return 'stored'
 
     def store_instance(self, instance):
@@ -1415,7 +1418,7 @@ class BusArchiver:
             return c
         if e.get('data') is None:
             c.reason = 'not on the bus'
-            c.detail = str(e.get('note') or 'over the size limit')
+            c.detail = str(e.get('omitted') or 'no data')
             return c
         try:
             data = base64.b64decode(''.join(str(e['data']).split()), validate=True)
@@ -1475,7 +1478,7 @@ class BusArchiver:
                                                   'error: %s' % e))
         if seq > self.store.last_seq:
             self.store.set_meta('last_seq', seq)
-        self.received += 1
+        self.applied += 1
 
     def check_gaps(self):
         """A seq that stays missing while later ones wait (never published,
@@ -1513,7 +1516,7 @@ class BusArchiver:
                 worker.container = event.container
                 opts = dict(sasl_enabled=bool(a.user), allow_insecure_mechs=bool(a.user))
                 if a.user:
-                    opts.update(user=a.user, password=a.password)
+                    opts.update(user=a.user, password=a.password, allowed_mechs='PLAIN')
                 conn = event.container.connect(urls=a.url, **opts)
                 worker.receiver = event.container.create_receiver(
                     conn, a.address, options=DurableSource() if a.durable else None)
@@ -1572,8 +1575,9 @@ class BusArchiver:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         Container(Handler()).run()
-        log.info('stopped at seq %d (%d stored this run, %d duplicates)',
-                 self.store.last_seq, self.received, self.duplicates)
+        log.info('stopped at seq %d (%d messages stored this run, %d applied, '
+                 '%d duplicates)', self.store.last_seq, self.taken, self.applied,
+                 self.duplicates)
         return 0
 
 

@@ -95,6 +95,11 @@ struct config {
 	char *imap_source_accounts;  /* space separated; empty: source off */
 	char *imap_source_mailboxes; /* IDLEd on, space separated node names */
 	unsigned imap_source_poll_interval; /* seconds */
+	/* [bus], the consuming side (ingest/bus_in) */
+	char *bus_consume;          /* AMQP address; empty: no bus source */
+	bool bus_consume_durable;
+	unsigned bus_consume_credit;
+	unsigned bus_consume_max_body; /* bytes */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */

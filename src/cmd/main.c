@@ -343,6 +343,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	    discovery_new(st->loop, c, st->service.store, st->service.sink, st->imap,
 			  &st->service.discovery, error_r) < 0)
 		return -1;
+	if (st->service.discovery != NULL)
+		discovery_set_backends(st->service.discovery, st->backends);
 	if (*c->notify_socket != '\0' &&
 	    ingest_cyrus_new(st->loop, c, st->service.sink, &st->service.stats,
 			     &st->ingest, error_r) < 0)
