@@ -339,6 +339,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	}
 	if (counts_new(st->loop, &st->service, st->imap, &st->service.counts, error_r) < 0)
 		return -1;
+	counts_set_backends(st->service.counts, st->backends);
 	if (st->imap != NULL &&
 	    discovery_new(st->loop, c, st->service.store, st->service.sink, st->imap,
 			  &st->service.discovery, error_r) < 0)

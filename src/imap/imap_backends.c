@@ -1,20 +1,6 @@
 #include "imap/imap_backends.h"
 
-#include <fnmatch.h>
 #include <stdlib.h>
-
-struct backend {
-	const char *pattern;          /* borrowed from the configuration */
-	struct imap_client *client;   /* owned */
-};
-
-struct imap_backends {
-	struct backend *list;
-	unsigned count;
-	unsigned closing;             /* clients not closed yet */
-	void (*done)(void *);
-	void *context;
-};
 
 int imap_backends_new(uv_loop_t *loop, const struct imap_settings *base,
 		      const struct config_backend *list, unsigned count,
@@ -47,19 +33,6 @@ int imap_backends_new(uv_loop_t *loop, const struct imap_settings *base,
 	b->count = count;
 	*backends_r = b;
 	return 0;
-}
-
-struct imap_client *imap_backends_pick(const struct imap_backends *backends,
-				       const char *account,
-				       struct imap_client *fallback)
-{
-	if (backends == NULL || account == NULL)
-		return fallback;
-	for (unsigned i = 0; i < backends->count; i++) {
-		if (fnmatch(backends->list[i].pattern, account, 0) == 0)
-			return backends->list[i].client;
-	}
-	return fallback;
 }
 
 static void client_closed(void *context)
