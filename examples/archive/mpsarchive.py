@@ -1388,6 +1388,7 @@ class BusArchiver:
             db.execute('ROLLBACK')
             raise
         self.taken += 1
+        log.debug('stored seq %d (%s)', seq, msg.id)
         return 'stored'
 
     def store_instance(self, instance):
