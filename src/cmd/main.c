@@ -22,6 +22,7 @@
 #include "publish/delegate.h"
 #include "ingest/discovery.h"
 #include "xmpp/expat_stream.h"
+#include "downstream/bus_out.h"
 #include "downstream/firehose.h"
 #include "imap/imap_client.h"
 #include "ingest/ingest_cyrus.h"
@@ -49,6 +50,7 @@ struct daemon_state {
 	struct changelog_retention *retention;
 	struct control *control;
 	struct metrics *metrics;
+	struct bus_out *bus;
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 	char *config_path;        /* absolute: SIGHUP reads it again after daemon() */
@@ -74,6 +76,7 @@ static void on_journaled(void *context)
 
 	publisher_kick(st->publisher);
 	firehose_kick(st->service.firehose);
+	bus_out_kick(st->bus);
 }
 
 static void on_stanza(void *context, xmpp_stanza_t *stanza)
@@ -165,6 +168,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	ingest_imap_close(&st->ingest_imap);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
+	bus_out_close(&st->bus);
 	tap_relay_close(&st->service.taps);
 	changelog_retention_close(&st->retention);
 	st->service.publisher = NULL;
@@ -290,6 +294,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	st->service.publisher = st->publisher;
 	if (firehose_new(st->loop, &st->service, st->imap, &st->service.firehose,
 			 error_r) < 0)
+		return -1;
+	if (bus_out_new(st->loop, st->service.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
 	if (tap_relay_new(st->loop, &st->service, st->imap, &st->service.taps, error_r) < 0 ||
 	    changelog_retention_new(st->loop, st->service.store, c->changelog_retention,
@@ -425,6 +431,7 @@ int main(int argc, char **argv)
 	warn_if_readable("[component] secret_file", st.config->component_secret_file);
 	warn_if_readable("[imap] password_file", st.config->imap_password_file);
 	warn_if_readable("[json] secret_file", st.config->json_secret_file);
+	warn_if_readable("[bus] credentials_file", st.config->bus_credentials_file);
 	if (*st.config->component_secret_file == '\0')
 		log_info("the component secret is in the configuration file: prefer secret_file");
 	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)
