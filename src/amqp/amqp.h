@@ -147,11 +147,12 @@ struct amqp_message_in {
 	const char *body;        /* a data section, or an amqp-value string/binary */
 	size_t body_len;
 	bool redelivered;        /* delivery-count > 0 or first-acquirer false */
-	const void *native;      /* the pn_message_t, for amqp_message_property */
+	const void *native;      /* for amqp_message_property_*; opaque */
 };
 
-/* A property of a received message: 1 and *value_r (valid during the
- * callback) when it is a string, 0 when absent or not a string. */
+/* A property of a received message: 1 and *value_r (a terminated copy,
+ * valid during the callback) when it is a string without NUL, 0 when
+ * absent or anything else. Call only during the message callback. */
 int amqp_message_property_string(const struct amqp_message_in *msg,
 				 const char *name, const char **value_r);
 /* 1 and *value_r when it is an integer type, 0 otherwise. */

@@ -180,6 +180,26 @@ static const struct config_option options[] = {
 	    "Group whose members may ask too (the socket is then mode 0660, else 0600)."),
 	OPT("metrics", "listen", CONFIG_STRING, metrics_listen, "",
 	    "host:port (e.g. 127.0.0.1:9498) serving Prometheus metrics on /metrics, unauthenticated: keep it on loopback or a trusted network. Empty: none."),
+	OPT("bus", "urls", CONFIG_STRING, bus_urls, "",
+	    "AMQP 1.0 brokers every journaled event is sent to (the message bus, README \"Message bus\"): amqp://host[:port] or amqps://host[:port] (certificate and host name verified), space separated, tried in turn when one fails. Empty: no bus."),
+	OPT("bus", "credentials_file", CONFIG_STRING, bus_credentials_file, "",
+	    "File holding the broker user name (first line) and password (second line) for SASL PLAIN; keep it mode 0600. Empty: SASL ANONYMOUS."),
+	OPT("bus", "address", CONFIG_STRING, bus_address, "/queue/mailpubsub",
+	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME)."),
+	OPT("bus", "durable", CONFIG_BOOL, bus_durable, "yes",
+	    "Ask for a durable target (RabbitMQ then declares a durable queue; it refuses a link whose durability differs from an existing queue's). Messages are always sent durable."),
+	OPT("bus", "instance", CONFIG_STRING, bus_instance, "",
+	    "This mailpubsubd's name on the bus: message-ids are <instance>:<seq> and the instance property says it. Keep it unique and stable among the instances on one broker. Empty: [component] domain."),
+	LIVE("bus", "content", CONFIG_STRING, bus_content, "none",
+	    "Message content in the messages of MessageNew, MessageAppend and of copies and moves naming one message: none, headers or full, retrieved over IMAP once (shared with the firehose) with [firehose] fetch_attempts retries."),
+	LIVE("bus", "content_max", CONFIG_UINT, bus_content_max, "1048576",
+	    "Bytes of content a message carries at most; a larger message's content is left out and the message says its size and how to fetch it over IMAP."),
+	OPT("bus", "window", CONFIG_UINT, bus_window, "1000",
+	    "Messages sent and not yet accepted by the broker at most (at least 1)."),
+	OPT("bus", "ca_file", CONFIG_STRING, bus_ca_file, "",
+	    "PEM file of the CAs trusted for amqps:// brokers; empty: the system's."),
+	OPT("bus", "reconnect_max", CONFIG_UINT, bus_reconnect_max, "30",
+	    "Seconds between reconnection attempts at most (they start at 0.2 s and double, each broker URL in turn)."),
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -416,8 +436,68 @@ static int read_secret_file(const char *path, char **value, const char **error_r
 	return 0;
 }
 
+/* [bus] credentials_file: the user on its first line, the password on its
+ * second. */
+static int read_credentials_file(struct config *config, const char **error_r)
+{
+	static char msg[300];
+	char user[512], password[512];
+	FILE *f = fopen(config->bus_credentials_file, "r");
+
+	if (f == NULL) {
+		snprintf(msg, sizeof(msg), "cannot read %s: %s",
+			 config->bus_credentials_file, strerror(errno));
+		*error_r = msg;
+		return -1;
+	}
+	if (fgets(user, sizeof(user), f) == NULL)
+		user[0] = '\0';
+	if (fgets(password, sizeof(password), f) == NULL)
+		password[0] = '\0';
+	fclose(f);
+	user[strcspn(user, "\r\n")] = '\0';
+	password[strcspn(password, "\r\n")] = '\0';
+	if (user[0] == '\0') {
+		snprintf(msg, sizeof(msg), "%s: the first line must be the broker user name",
+			 config->bus_credentials_file);
+		*error_r = msg;
+		return -1;
+	}
+	free(config->bus_user);
+	free(config->bus_password);
+	config->bus_user = strdup(user);
+	config->bus_password = strdup(password);
+	return 0;
+}
+
+static int check_bus(struct config *config, const char **error_r)
+{
+	if (*config->bus_urls == '\0')
+		return 0;
+	if (*config->bus_credentials_file != '\0' &&
+	    read_credentials_file(config, error_r) < 0)
+		return -1;
+	if (strcmp(config->bus_content, "none") != 0 &&
+	    strcmp(config->bus_content, "headers") != 0 &&
+	    strcmp(config->bus_content, "full") != 0) {
+		*error_r = "[bus] content must be none, headers or full";
+		return -1;
+	}
+	if (config->bus_window == 0 || *config->bus_address == '\0') {
+		*error_r = "[bus] window must be at least 1 and address set";
+		return -1;
+	}
+	if (config->bus_reconnect_max == 0) {
+		*error_r = "[bus] reconnect_max must be at least 1";
+		return -1;
+	}
+	return 0;
+}
+
 int config_check(struct config *config, const char **error_r)
 {
+	if (check_bus(config, error_r) < 0)
+		return -1;
 	if (*config->component_secret_file != '\0' &&
 	    read_secret_file(config->component_secret_file,
 			     &config->component_secret, error_r) < 0)
@@ -450,6 +530,15 @@ int config_check(struct config *config, const char **error_r)
 	}
 	if (*config->imap_source_accounts != '\0' && *config->imap_host == '\0') {
 		*error_r = "[imap_source] accounts needs [imap] host";
+		return -1;
+	}
+	if (*config->bus_consume != '\0' && *config->bus_urls == '\0') {
+		*error_r = "[bus] consume needs [bus] urls";
+		return -1;
+	}
+	if (*config->bus_consume != '\0' && strcmp(config->bus_consume, config->bus_address) == 0) {
+		/* every event consumed would be published there again */
+		*error_r = "[bus] consume must differ from [bus] address";
 		return -1;
 	}
 	if (config->backend_count > 0 && *config->imap_host == '\0') {
@@ -564,6 +653,8 @@ void config_free(struct config **configp)
 		free(config->backends[i].host);
 	}
 	free(config->backends);
+	free(config->bus_user);
+	free(config->bus_password);
 	free(config);
 	*configp = NULL;
 }

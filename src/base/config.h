@@ -116,6 +116,19 @@ struct config {
 	char *control_group;        /* may ask too (mode 0660); empty: 0600 */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port of the Prometheus endpoint */
+	/* [bus] */
+	char *bus_urls;             /* space separated amqp(s):// URLs; empty: off */
+	char *bus_credentials_file; /* user and password lines; empty: ANONYMOUS */
+	char *bus_user;             /* from credentials_file; NULL without */
+	char *bus_password;
+	char *bus_address;          /* AMQP target address */
+	bool bus_durable;           /* durable target terminus */
+	char *bus_instance;         /* message-id prefix; empty: component domain */
+	char *bus_content;          /* none, headers, full */
+	unsigned bus_content_max;   /* bytes of content in a message */
+	unsigned bus_window;        /* unsettled deliveries */
+	char *bus_ca_file;
+	unsigned bus_reconnect_max; /* seconds */
 };
 
 /* Loads path over the defaults and checks the result (config_check). On

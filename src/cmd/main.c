@@ -22,6 +22,8 @@
 #include "publish/delegate.h"
 #include "ingest/discovery.h"
 #include "xmpp/expat_stream.h"
+#include "downstream/bus_out.h"
+#include "ingest/bus_in.h"
 #include "downstream/firehose.h"
 #include "imap/imap_client.h"
 #include "ingest/ingest_cyrus.h"
@@ -51,6 +53,8 @@ struct daemon_state {
 	struct changelog_retention *retention;
 	struct control *control;
 	struct metrics *metrics;
+	struct bus_out *bus;
+	struct bus_in *bus_in;             /* [bus] consume; NULL without */
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 	char *config_path;        /* absolute: SIGHUP reads it again after daemon() */
@@ -156,13 +160,24 @@ static void stop_observers(struct daemon_state *st)
 
 /* Every producer reaches every listener the same way: through the sink,
  * after each commit. */
+/* The bus reads the journal after its own watermark: a commit only tells
+ * it there is more (bus_out.h). Merge glue until bus_out is a listener. */
+static void bus_committed(void *context, const struct sink_event *events, size_t count)
+{
+	(void)events;
+	(void)count;
+	bus_out_kick(context);
+}
+
 static int register_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+	const struct sink_listener bus = { bus_committed, st->bus };
 
 	if (sink_listener_register(st->service.sink, &publisher) < 0 ||
-	    sink_listener_register(st->service.sink, &firehose) < 0)
+	    sink_listener_register(st->service.sink, &firehose) < 0 ||
+	    (st->bus != NULL && sink_listener_register(st->service.sink, &bus) < 0))
 		return -1;
 	return 0;
 }
@@ -171,9 +186,11 @@ static void unregister_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+	const struct sink_listener bus = { bus_committed, st->bus };
 
 	sink_listener_unregister(st->service.sink, &publisher);
 	sink_listener_unregister(st->service.sink, &firehose);
+	sink_listener_unregister(st->service.sink, &bus);
 }
 
 static void shutdown_daemon(struct daemon_state *st)
@@ -190,10 +207,12 @@ static void shutdown_daemon(struct daemon_state *st)
 	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
+	bus_in_close(&st->bus_in);
 	/* before the IMAP client: its sessions come from it */
 	ingest_imap_close(&st->ingest_imap);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
+	bus_out_close(&st->bus);
 	tap_relay_close(&st->service.taps);
 	changelog_retention_close(&st->retention);
 	st->service.publisher = NULL;
@@ -329,6 +348,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (firehose_new(st->loop, &st->service, st->imap, &st->service.firehose,
 			 error_r) < 0)
 		return -1;
+	if (bus_out_new(st->loop, st->service.store, c, st->imap, &st->bus, error_r) < 0)
+		return -1;
 	if (tap_relay_new(st->loop, &st->service, st->imap, &st->service.taps, error_r) < 0 ||
 	    changelog_retention_new(st->loop, st->service.store, c->changelog_retention,
 				    c->changelog_key_file, &st->retention, error_r) < 0)
@@ -356,6 +377,9 @@ static int start(struct daemon_state *st, const char **error_r)
 			    &st->ingest_json, error_r) < 0)
 		return -1;
 	st->service.ingest_json = st->ingest_json;
+	if (*c->bus_consume != '\0' &&
+	    bus_in_new(st->loop, c, st->service.sink, &st->bus_in, error_r) < 0)
+		return -1;
 	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, &st->service, st->imap, NULL, NULL,
@@ -471,6 +495,7 @@ int main(int argc, char **argv)
 	warn_if_readable("[component] secret_file", st.config->component_secret_file);
 	warn_if_readable("[imap] password_file", st.config->imap_password_file);
 	warn_if_readable("[json] secret_file", st.config->json_secret_file);
+	warn_if_readable("[bus] credentials_file", st.config->bus_credentials_file);
 	if (*st.config->component_secret_file == '\0')
 		log_info("the component secret is in the configuration file: prefer secret_file");
 	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)
