@@ -75,7 +75,7 @@ class BusStack:
         self.front_conf = os.path.join(workdir, 'front.conf')
         self.front_db = os.path.join(workdir, 'front.db')
         self.front_extra = front_extra or {}
-        self.bus_password_file = os.path.join(workdir, 'bus-password')
+        self.bus_credentials = os.path.join(workdir, 'bus-credentials')
         self.front = None
         self.clients = []
 
@@ -95,9 +95,8 @@ class BusStack:
                 _section('log', {'level': 'debug'}))
 
     def bus_connection(self):
-        """[bus] keys of the broker connection (downstream/bus_out's)."""
-        return {'url': self.broker.url, 'user': BUS_USER,
-                'password_file': self.bus_password_file}
+        """[bus] keys of the broker connection (shared by both sides)."""
+        return {'urls': self.broker.url, 'credentials_file': self.bus_credentials}
 
     def write_backend_config(self, b):
         bus = self.bus_connection()
@@ -113,7 +112,9 @@ class BusStack:
     def write_front_config(self):
         b1, b2 = self.backends
         bus = self.bus_connection()
-        bus.update({'consume': QUEUE})
+        # the front publishes what it journals too, to another queue
+        bus.update({'consume': QUEUE, 'address': '/queue/front-all',
+                    'instance': 'front'})
         text = self._common(COMPONENT, self.front_db, b1.imap_port)
         text += _section('cyrus', {'hierarchy_separator': '/'})
         text += _section('bus', bus)
@@ -129,9 +130,9 @@ class BusStack:
     def start(self):
         self.broker.start()
         wait_ready(self.broker)
-        with open(self.bus_password_file, 'w') as f:
-            f.write(self.broker.password + '\n')
-        os.chmod(self.bus_password_file, 0o600)
+        with open(self.bus_credentials, 'w') as f:
+            f.write('%s\n%s\n' % (BUS_USER, self.broker.password))
+        os.chmod(self.bus_credentials, 0o600)
         self.prosody.start()
         for u in self.xmpp_users:
             self.prosody.register(u, PASSWORD)
