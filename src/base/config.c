@@ -837,6 +837,19 @@ void config_dump(const struct config *config, FILE *out)
 			if (strcmp(options[j].section, options[i].section) == 0)
 				dump_option(config, &options[j], out);
 	}
+	fprintf(out, "\n[backends]\n# account-pattern = host[:port], one per line: the IMAP\n"
+		"# server holding the accounts (first match; others: [imap] host).\n"
+		"# A change needs a restart.\n");
+	for (unsigned i = 0; i < config->backend_count; i++) {
+		const struct config_backend *b = &config->backends[i];
+		bool v6 = strchr(b->host, ':') != NULL;
+
+		if (b->port != 0)
+			fprintf(out, "%s = %s%s%s:%u\n", b->pattern, v6 ? "[" : "", b->host,
+				v6 ? "]" : "", b->port);
+		else
+			fprintf(out, "%s = %s\n", b->pattern, b->host);
+	}
 	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n"
 		"# A change needs a restart.\n");
 	for (unsigned i = 0; i < config->account_map_count; i++)
