@@ -402,6 +402,26 @@ def _t(received):
         return time.time()
 
 
+def store_content(store, c, data, want_sha, what):
+    """Checks data against the SHA-256 and size the sender announced
+    (what: 'item' or 'message', for the detail), stores the blob and fills
+    c in. Returns c (c.ok tells)."""
+    sha = hashlib.sha256(data).hexdigest()
+    if want_sha and sha != want_sha:
+        c.reason = 'sha256 mismatch'
+        c.detail = 'got %s, %s says %s' % (sha, what, want_sha)
+        return c
+    if c.size is not None and c.size != len(data):
+        c.reason = 'size mismatch'
+        c.detail = 'got %d bytes, %s says %d' % (len(data), what, c.size)
+        return c
+    c.sha, c.size = sha, len(data)
+    store.put_blob(data, sha)
+    c.headers = envelope(data)
+    c.ok = True
+    return c
+
+
 class Content:
     """The content of one message of an item, already stored (ok) or not."""
 
@@ -1138,20 +1158,7 @@ class Archiver:
         return self.store_bytes(c, data, want_sha)
 
     def store_bytes(self, c, data, want_sha):
-        sha = hashlib.sha256(data).hexdigest()
-        if want_sha and sha != want_sha:
-            c.reason = 'sha256 mismatch'
-            c.detail = 'got %s, item says %s' % (sha, want_sha)
-            return c
-        if c.size is not None and c.size != len(data):
-            c.reason = 'size mismatch'
-            c.detail = 'got %d bytes, item says %d' % (len(data), c.size)
-            return c
-        c.sha, c.size = sha, len(data)
-        self.store.put_blob(data, sha)
-        c.headers = envelope(data)
-        c.ok = True
-        return c
+        return store_content(self.store, c, data, want_sha, 'item')
 
     async def fetch(self, seq, size_hint):
         """The content of item seq by chunked IQ fetch; a few requests in
@@ -1426,20 +1433,8 @@ class BusArchiver:
         except (binascii.Error, ValueError) as err:
             c.reason, c.detail = 'bad base64', str(err)
             return c
-        sha = hashlib.sha256(data).hexdigest()
-        want = str(e.get('sha256') or '').lower()
-        if want and want != sha:
-            c.reason, c.detail = 'sha256 mismatch', 'got %s, message says %s' % (sha, want)
-            return c
-        if c.size is not None and c.size != len(data):
-            c.reason = 'size mismatch'
-            c.detail = 'got %d bytes, message says %d' % (len(data), c.size)
-            return c
-        c.sha, c.size = sha, len(data)
-        self.store.put_blob(data, sha)
-        c.headers = envelope(data)
-        c.ok = True
-        return c
+        return store_content(self.store, c, data, str(e.get('sha256') or '').lower(),
+                             'message')
 
     # ---- in journal order, inside the caller's transaction
     def drain(self):

@@ -17,7 +17,7 @@ import sqlite3
 
 from harness import Cyrus, Daemon, Prosody, XmppClient, wait_until
 from rabbitmq import RabbitMQ, USER as BUS_USER, wait_ready
-from stack import COMPONENT, PASSWORD, daemon_binary
+from stack import COMPONENT, PASSWORD, assert_sanitizer_clean, daemon_binary
 
 QUEUE = '/queue/mailpubsub-front'
 
@@ -175,14 +175,13 @@ class BusStack:
             except Exception:
                 pass
         self.clients = []
-        daemons = [self.front] + [b.daemon for b in self.backends]
+        daemons = [d for d in [self.front] + [b.daemon for b in self.backends]
+                   if d is not None]
         try:
             for d in daemons:
-                if d is not None:
-                    d.stop()
-                    for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
-                                   'runtime error:'):
-                        assert marker not in d.log(), 'sanitizer report in %s' % d.name
+                d.stop()
+            for d in daemons:
+                assert_sanitizer_clean(d.log(), d.name)
         finally:
             for b in self.backends:
                 try:

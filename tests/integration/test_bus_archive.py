@@ -6,18 +6,16 @@ stored (kill -9 of a worker loses nothing: the broker gives what it held
 to the other), and restore works exactly as from the firehose."""
 import os
 import signal
-import subprocess
 import threading
 
 import pytest
 
 from harness import Daemon, wait_until
 from rabbitmq import RabbitMQ, USER as BUS_USER, wait_ready
-from stack import TOP, Stack
-from test_archive import fetch_box, msg_8bit, msg_ascii, msg_recipients, sha, sized
+from stack import Stack
+from test_archive import (PROG, PYTHON, Archiver, fetch_box, msg_8bit, msg_ascii,
+                          msg_recipients, sha, sized)
 
-PROG = os.path.join(TOP, 'examples', 'archive', 'mpsarchive.py')
-PYTHON = '/usr/bin/python3'
 QUEUE = '/queue/archive'
 
 
@@ -47,7 +45,10 @@ def bstack(workdir):
         broker.stop()
 
 
-class Worker:
+class Worker(Archiver):
+    """`mpsarchive.py bus`: test_archive's Archiver (stop, sql, restore) on
+    the bus instead of the firehose; every worker shares one archive."""
+
     def __init__(self, stack, name):
         wd = stack.workdir
         self.stack = stack
@@ -64,30 +65,6 @@ class Worker:
         self.proc.start()
         self.proc.wait_log(r'consuming %s' % QUEUE, 30)
         return self
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.running():
-            self.proc.kill(sig)
-            return self.proc.wait(20)
-        return self.proc.returncode
-
-    def sql(self, query, *args):
-        import sqlite3
-        db = sqlite3.connect('file:%s?mode=ro' % self.db, uri=True, timeout=30)
-        try:
-            return db.execute(query, args).fetchall()
-        finally:
-            db.close()
-
-    def restore(self, *args):
-        cy = self.stack.cyrus
-        r = subprocess.run([PYTHON, PROG, 'restore', '--db', self.db, '--store',
-                            self.store, '--imap-host', '127.0.0.1', '--imap-port',
-                            str(cy.imap_port), '--admin', cy.admin, '--password',
-                            cy.password] + list(args),
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, 'restore %r: %s\n%s' % (args, r.stdout, r.stderr)
-        return r.stdout
 
 
 def journal_last(stack):

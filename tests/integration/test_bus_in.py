@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import threading
-import time
 
 import pytest
 
