@@ -2,7 +2,7 @@
 store with 1M nodes and 1M subscriptions), each printed beside a peer run
 in the same invocation.
 
-    /usr/bin/python3 bench/ingest_scale.py BUILD_DIR [--nodes N]
+    /usr/bin/python3 bench/ingest_scale.py BUILD_DIR [--nodes N] [--ingest-only]
 
 Ingest: tests/cyrus_sender sends real captured Cyrus datagrams the way
 Cyrus does (a fresh socket per event, blocking sendto) to mailpubsubd
@@ -237,6 +237,8 @@ def main():
             ratio = '%8.2fx' % (rate / peer) if 'full speed' in label else '%9s' % '-'
             print('%-62s %12.0f %9.3f %9.3f %s' % (label, rate, res['p999_ms'],
                                                  res['max_ms'], ratio))
+        if '--ingest-only' in sys.argv:
+            return
         srows = bench_scale(build, work, n)
         print('\n%-40s %9s %10s %10s %14s %8s %10s' % (
             'scale', 'start s', 'RSS MiB', 'RSS after', 'us per event', 'ratio', 'store MiB'))
