@@ -385,6 +385,10 @@ void bus_in_close(struct bus_in **busp)
 		return;
 	*busp = NULL;
 	flush_batch(bus);
+	log_info("bus in: received=%llu appended=%llu duplicates=%llu rejected=%llu "
+		 "released=%llu batches=%llu", bus->stats.received, bus->stats.appended,
+		 bus->stats.duplicates, bus->stats.rejected, bus->stats.released,
+		 bus->stats.batches);
 	amqp_receiver_free(&bus->receiver);
 	amqp_connection_close(&bus->amqp, amqp_closed, bus);
 	uv_close((uv_handle_t *)&bus->flush, flush_closed);

@@ -168,11 +168,26 @@ def test_replayed_message_id_journaled_once(bus):
                what='the new message-id journaled')
     assert bus.front_journal('SELECT count(*) FROM journal_origin WHERE '
                              'origin_id = ?', (origin,)) == 1
+    # hostile bodies are rejected (the broker drops them: no dead-letter
+    # exchange here), counted, and the front goes on
+    for i, junk in enumerate(('not json', '[1,2]', '{"event": 7}',
+                              '{"event":"NoSuchEvent"}',
+                              '{"event":"MessageNew"' + ' ' * 2000000 + '}')):
+        publish(bus, 'junk:%d' % i, junk, {'instance': 'junk'})
+    for i in range(5):
+        bus.front.wait_log(r"bus in: message 'junk:\d' rejected", timeout=30)
+    publish(bus, 'b1:1000000', json.dumps(body), {'seq': 1000000, 'instance': 'b1'})
+    wait_until(lambda: bus.front_journal() == before + 2, 30,
+               what='journaling goes on after the junk')
     assert bus.front_journal("SELECT count(*) FROM journal WHERE type = 'MessageNew'"
-                             " AND json = ?", (db_json,)) == 2   # b1:N and b1:999999
+                             " AND json = ?", (db_json,)) == 3   # b1:N, :999999, :1000000
     # the queue is empty: every message was settled
     wait_until(lambda: bus.broker.queue_length(QUEUE.split('/')[-1]) == 0, 30,
                what='queue drained')
+    bus.front.stop()
+    stats = re.search(r'bus in: received=(\d+) appended=(\d+) duplicates=(\d+) '
+                      r'rejected=(\d+)', bus.front.log())
+    assert stats is not None and int(stats.group(3)) >= 1 and int(stats.group(4)) == 5
 
 
 def test_kill9_front_exactly_once(bus):
