@@ -15,7 +15,7 @@ import sys
 
 # Top of the data path first. A folder may use the folders after it.
 LAYERS = ["cmd", "ops", "handlers", "downstream", "publish", "ingest",
-          "authz", "xmpp", "imap", "store", "model", "base"]
+          "authz", "xmpp", "amqp", "imap", "store", "model", "base"]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 SQLITE_CALL = re.compile(r"\bsqlite3_[a-z_0-9]+\s*\(")

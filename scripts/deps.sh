@@ -8,12 +8,13 @@ autoconf automake libtool make gcc pkg-config
 clang libclang-rt-14-dev
 libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
 libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
-libmicrohttpd-dev
+libmicrohttpd-dev libqpid-proton11-dev
 libxml2-utils sqlite3 valgrind
 cyrus-imapd cyrus-admin cyrus-clients sasl2-bin
 prosody ejabberd
 dovecot-core dovecot-lmtpd lua-socket lua-cjson
-python3 python3-slixmpp python3-pytest python3-jsonschema git
+python3 python3-slixmpp python3-pytest python3-jsonschema python3-qpid-proton git
+rabbitmq-server
 prometheus util-linux
 debhelper lintian libsystemd-dev systemd
 mmdebstrap

@@ -11,7 +11,7 @@ void imap_client_myrights(struct imap_client *c, const char *identity,
 			  void (*cb)(void *ctx, enum imap_result r, const char *rights),
 			  void *ctx)
 {
-	(void)c;
+	fake_imap.last_client = c;
 	fake_imap.calls++;
 	snprintf(fake_imap.last_identity, sizeof(fake_imap.last_identity), "%s", identity);
 	snprintf(fake_imap.last_mailbox, sizeof(fake_imap.last_mailbox), "%s/%s",

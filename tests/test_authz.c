@@ -258,6 +258,31 @@ static void test_rights_decide(void **state)
 	assert_int_equal(fake_imap.calls, 0);
 }
 
+/* [backends]: an account's rights are asked of the server holding it, the
+ * [imap] one for accounts no pattern matches. */
+static void test_backends_route(void **state)
+{
+	struct fixture *f = *state;
+	char b1, b2;     /* stand-ins: only their addresses matter */
+	struct imap_backend list[] = {
+		{ "alice", (struct imap_client *)&b1 },
+		{ "*@b2.example", (struct imap_client *)&b2 },
+	};
+	struct imap_backends backends = { .list = list, .count = 2 };
+
+	authz_set_backends(f->authz, &backends);
+	fake_imap.result = IMAP_OK;
+	fake_imap.rights = "lr";
+	assert_int_equal(check(f, "bob@localhost", "alice", "INBOX"), AUTHZ_GRANTED);
+	assert_ptr_equal(fake_imap.last_client, &b1);
+	assert_int_equal(check(f, "bob@localhost", "carol@b2.example", "INBOX"),
+			 AUTHZ_GRANTED);
+	assert_ptr_equal(fake_imap.last_client, &b2);
+	assert_int_equal(check(f, "bob@localhost", "dave", "INBOX"), AUTHZ_GRANTED);
+	assert_ptr_equal(fake_imap.last_client, f);
+	authz_set_backends(f->authz, NULL);
+}
+
 static void test_cache(void **state)
 {
 	struct fixture *f = *state;
@@ -367,6 +392,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_identity_rules, setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_backends_route, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_refusals, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_reserved, setup_imap, teardown),
 		cmocka_unit_test_setup_teardown(test_identity_separator, setup_imap, teardown),

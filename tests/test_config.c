@@ -244,6 +244,46 @@ static void test_apply_reload(void **state)
 	config_free(&live);
 }
 
+/* [backends]: account patterns to IMAP servers, in file order; it
+ * borrows the [imap] credentials, so it needs [imap] host. */
+static void test_backends(void **state)
+{
+	static const char *const bad[] = {
+		"[component]\ndomain = d\nsecret = x\n[backends]\nalice = b1:143\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\nadmin_user = a\n"
+		"[backends]\nalice = b1:0\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\nadmin_user = a\n"
+		"[backends]\nalice = b1:x\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\nadmin_user = a\n"
+		"[backends]\nalice = [::1\n",
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\nadmin_user = a\n"
+		"[backends]\nalice = :143\n",
+	};
+	struct config *c = load_text(
+		"[component]\ndomain = d\nsecret = x\n[imap]\nhost = h\nadmin_user = a\n"
+		"[backends]\nalice = 127.0.0.1:1143\n*@b2.example = b2.example\n"
+		"bob = [::1]:2143\n");
+
+	assert_int_equal(c->backend_count, 3);
+	assert_string_equal(c->backends[0].pattern, "alice");
+	assert_string_equal(c->backends[0].host, "127.0.0.1");
+	assert_int_equal(c->backends[0].port, 1143);
+	assert_string_equal(c->backends[1].pattern, "*@b2.example");
+	assert_string_equal(c->backends[1].host, "b2.example");
+	assert_int_equal(c->backends[1].port, 0);
+	assert_string_equal(c->backends[2].host, "::1");
+	assert_int_equal(c->backends[2].port, 2143);
+	config_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *path = write_tmp(bad[i]);
+		char err[CONFIG_ERROR_MAX];
+
+		if (config_load(path, &c, err, sizeof(err)) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		unlink(path);
+	}
+}
+
 /* The same file again changes nothing. */
 static void test_apply_reload_unchanged(void **state)
 {
@@ -268,6 +308,7 @@ int main(void)
 		cmocka_unit_test(test_dump_effective),
 		cmocka_unit_test(test_apply_reload),
 		cmocka_unit_test(test_apply_reload_unchanged),
+		cmocka_unit_test(test_backends),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -402,6 +402,26 @@ def _t(received):
         return time.time()
 
 
+def store_content(store, c, data, want_sha, what):
+    """Checks data against the SHA-256 and size the sender announced
+    (what: 'item' or 'message', for the detail), stores the blob and fills
+    c in. Returns c (c.ok tells)."""
+    sha = hashlib.sha256(data).hexdigest()
+    if want_sha and sha != want_sha:
+        c.reason = 'sha256 mismatch'
+        c.detail = 'got %s, %s says %s' % (sha, what, want_sha)
+        return c
+    if c.size is not None and c.size != len(data):
+        c.reason = 'size mismatch'
+        c.detail = 'got %d bytes, %s says %d' % (len(data), what, c.size)
+        return c
+    c.sha, c.size = sha, len(data)
+    store.put_blob(data, sha)
+    c.headers = envelope(data)
+    c.ok = True
+    return c
+
+
 class Content:
     """The content of one message of an item, already stored (ok) or not."""
 
@@ -1138,20 +1158,7 @@ class Archiver:
         return self.store_bytes(c, data, want_sha)
 
     def store_bytes(self, c, data, want_sha):
-        sha = hashlib.sha256(data).hexdigest()
-        if want_sha and sha != want_sha:
-            c.reason = 'sha256 mismatch'
-            c.detail = 'got %s, item says %s' % (sha, want_sha)
-            return c
-        if c.size is not None and c.size != len(data):
-            c.reason = 'size mismatch'
-            c.detail = 'got %d bytes, item says %d' % (len(data), c.size)
-            return c
-        c.sha, c.size = sha, len(data)
-        self.store.put_blob(data, sha)
-        c.headers = envelope(data)
-        c.ok = True
-        return c
+        return store_content(self.store, c, data, want_sha, 'item')
 
     async def fetch(self, seq, size_hint):
         """The content of item seq by chunked IQ fetch; a few requests in
@@ -1217,6 +1224,357 @@ def options_form(fields):
         f = ET.SubElement(x, '{%s}field' % NS_DATA, var=var)
         ET.SubElement(f, '{%s}value' % NS_DATA).text = value
     return x
+
+
+# --------------------------------------------------------------------------
+# the bus consumer (AMQP 1.0: RabbitMQ, ActiveMQ Artemis, Qpid, ...)
+#
+# Several workers may consume one queue and share one archive (db + store):
+# the broker hands each message to one of them. A worker writes the content
+# (content-addressed, fsynced) and the message into bus_pending in one
+# transaction, and accepts the message only after that commit; whichever
+# worker commits then applies every pending message that is next in journal
+# order, so the state machine sees the events in order although the workers
+# receive them interleaved. A message whose seq is already in events or in
+# bus_pending (the broker redelivers what a killed worker held, and
+# mailpubsubd resends after its own crash with the same message-id) is
+# accepted and dropped: every message is stored once.
+
+BUS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bus_pending(seq INTEGER PRIMARY KEY,
+    message_id TEXT, body TEXT, contents TEXT, arrived REAL);
+"""
+
+# keys mailpubsubd adds to the RFC 5423 event on the bus: not extensions
+BUS_KEYS = ('event', 'account', 'node', 'uidvalidity', 'uid', 'seq', 'received',
+            'instance', 'source', 'content', 'journaled', 'oldAccount', 'oldNode',
+            'oldUidvalidity', 'uri', 'oldMailboxID', 'uidset', 'flagNames')
+
+
+def bus_received(value):
+    """The event's reception time as the firehose writes it (ISO 8601 UTC):
+    the bus may carry it as ISO text or as a number of s, ms or us."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        t = float(value)
+        if t > 1e14:
+            t /= 1e6
+        elif t > 1e11:
+            t /= 1e3
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime(
+            '%Y-%m-%dT%H:%M:%S.%fZ')
+    return None
+
+
+def bus_uid(uri):
+    m = re.search(r';UID=(\d+)', uri or '')
+    return m.group(1) if m else None
+
+
+def bus_payload(body):
+    """A bus message body (the event as JSON, with account, node, seq...)
+    -> the firehose's mailbox-event element, so that Apply serves both."""
+    etype = body.get('event')
+    if not isinstance(etype, str):
+        raise ValueError('no "event" in the message body')
+    p = ET.Element('{%s}mailbox-event' % NS_EV, type=etype)
+    received = bus_received(body.get('received'))
+    if received:
+        p.set('received', received)
+    if body.get('account') is not None and body.get('node') is not None:
+        mb = ET.SubElement(p, '{%s}mailbox' % NS_EV, account=str(body['account']),
+                           node=str(body['node']))
+        if body.get('uidvalidity') is not None:
+            mb.set('uidvalidity', str(body['uidvalidity']))
+        uid = body.get('uid') or bus_uid(body.get('uri'))
+        if uid is not None:
+            mb.set('uid', str(uid))
+    old_id = body.get('oldMailboxID')
+    if old_id:
+        ET.SubElement(p, '{%s}oldMailboxID' % NS_EV).text = str(old_id)
+        oacc, onode = body.get('oldAccount'), body.get('oldNode')
+        ouv = body.get('oldUidvalidity')
+        if oacc is None or onode is None:
+            parsed = parse_mailbox_url(old_id)
+            if parsed:
+                oacc, onode, ouv = parsed
+        if oacc is not None and onode is not None:
+            old = ET.SubElement(p, '{%s}oldMailbox' % NS_EV, account=str(oacc),
+                                node=str(onode))
+            if ouv is not None:
+                old.set('uidvalidity', str(ouv))
+    if body.get('uidset') is not None:
+        ET.SubElement(p, '{%s}uidset' % NS_EV).text = str(body['uidset'])
+    flags = body.get('flagNames')
+    for f in (flags.split() if isinstance(flags, str) else flags or []):
+        ET.SubElement(p, '{%s}flag' % NS_EV).text = str(f)
+    for k, v in body.items():
+        if k in BUS_KEYS or isinstance(v, (dict, list)) or v is None:
+            continue
+        ET.SubElement(p, '{%s}extension' % NS_EV, name=k).text = str(v)
+    return p
+
+
+def bus_contents(body):
+    """The content entries of a bus message body ([bus] content = full or
+    headers): "content" is one object (or a list of them) with part, size,
+    sha256, internaldate, flags and the bytes in base64 ("data"), or
+    "error", or "omitted" (larger than [bus] content_max) with a "fetch"
+    hint: no data then."""
+    c = body.get('content')
+    if c is None:
+        return []
+    return c if isinstance(c, list) else [c]
+
+
+def content_to_json(c):
+    return dict(uid=c.uid, part=c.part, sha=c.sha, size=c.size,
+                internaldate=c.internaldate, flags=c.flags, ok=c.ok,
+                reason=c.reason, attempts=c.attempts, detail=c.detail,
+                headers=c.headers)
+
+
+class BusArchiver:
+    """One bus worker: an AMQP 1.0 receiver, accepting after storing."""
+
+    def __init__(self, args):
+        self.args = args
+        self.store = Store(args.db, args.store, fsync=not args.no_fsync)
+        self.store.db.executescript(BUS_SCHEMA)
+        self.store.expect_content = args.content != 'none'
+        self.stopping = False
+        self.taken = 0        # messages this worker stored
+        self.applied = 0      # pending messages this worker applied (any worker's)
+        self.duplicates = 0
+        self.container = None
+        self.receiver = None
+
+    # ---- one message: store, then accept
+    def take(self, msg):
+        """Stores msg (or finds it stored). Returns 'stored', 'duplicate' or
+        raises ValueError for a message that is not ours."""
+        props = msg.properties or {}
+        body = msg.body
+        if isinstance(body, (bytes, memoryview)):
+            body = bytes(body).decode('utf-8', 'replace')
+        seq = props.get('seq')
+        try:
+            data = json.loads(body) if isinstance(body, str) else None
+        except ValueError:
+            data = None
+        if seq is None and isinstance(data, dict):
+            seq = data.get('seq')
+        try:
+            seq = int(seq)
+        except (TypeError, ValueError):
+            raise ValueError('message %r without a seq' % (msg.id,))
+        instance = props.get('instance') or (data or {}).get('instance')
+        if self.store_instance(instance) is False:
+            raise ValueError('message %r from instance %r; this archive holds %r' % (
+                msg.id, instance, self.store.meta('bus_instance')))
+        if self.stored(seq):
+            return 'duplicate'
+        contents = []
+        if isinstance(data, dict) and data.get('event') in CONTENT_EVENTS:
+            contents = [self.content(seq, e) for e in bus_contents(data)]
+        db = self.store.db
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            if self.stored(seq):
+                db.execute('ROLLBACK')
+                return 'duplicate'
+            db.execute('INSERT INTO bus_pending(seq, message_id, body, contents, arrived) '
+                       'VALUES (?, ?, ?, ?, ?)', (seq, str(msg.id), body if
+                                                  isinstance(body, str) else repr(body),
+                                                  json.dumps([content_to_json(c) for c in
+                                                              contents]), time.time()))
+            self.drain()
+            db.execute('COMMIT')
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        self.taken += 1
+        log.debug('stored seq %d (%s)', seq, msg.id)
+        return 'stored'
+
+    def store_instance(self, instance):
+        """The first instance seen is the archive's; None: no instance said."""
+        if instance is None:
+            return None
+        have = self.store.meta('bus_instance')
+        if have is None:
+            self.store.db.execute('INSERT OR IGNORE INTO meta(key, value) VALUES '
+                                  "('bus_instance', ?)", (str(instance),))
+            have = self.store.meta('bus_instance')
+        return have == str(instance)
+
+    def stored(self, seq):
+        db = self.store.db
+        return db.execute('SELECT 1 FROM events WHERE seq=? UNION ALL SELECT 1 FROM '
+                          'bus_pending WHERE seq=?', (seq, seq)).fetchone() is not None
+
+    def content(self, seq, e):
+        if not isinstance(e, dict):
+            return Content(reason='bad content entry', detail=repr(e)[:200])
+        c = Content(uid=_int(e.get('uid')), part=e.get('part') or 'full',
+                    internaldate=e.get('internaldate'), flags=e.get('flags'),
+                    size=_int(e.get('size')), attempts=_int(e.get('attempts')))
+        if e.get('error'):
+            c.reason = str(e['error'])
+            c.detail = 'content error from the service'
+            return c
+        if e.get('data') is None:
+            c.reason = 'not on the bus'
+            c.detail = str(e.get('omitted') or 'no data')
+            return c
+        try:
+            data = base64.b64decode(''.join(str(e['data']).split()), validate=True)
+        except (binascii.Error, ValueError) as err:
+            c.reason, c.detail = 'bad base64', str(err)
+            return c
+        return store_content(self.store, c, data, str(e.get('sha256') or '').lower(),
+                             'message')
+
+    # ---- in journal order, inside the caller's transaction
+    def drain(self):
+        db = self.store.db
+        while True:
+            last = self.store.last_seq
+            row = db.execute('SELECT * FROM bus_pending WHERE seq <= ? ORDER BY seq '
+                             'LIMIT 1', (last + 1,)).fetchone()
+            if row is None:
+                return
+            self.apply_pending(row)
+
+    def apply_pending(self, row):
+        db = self.store.db
+        seq = row['seq']
+        db.execute('DELETE FROM bus_pending WHERE seq=?', (seq,))
+        if seq <= self.store.last_seq:
+            log.warning('seq %d arrived after its gap was recorded: applied late', seq)
+        contents = [Content(**c) for c in json.loads(row['contents'] or '[]')]
+        try:
+            payload = bus_payload(json.loads(row['body']))
+            db.execute('SAVEPOINT item')
+            try:
+                Apply(self.store, seq, payload, contents).run()
+                db.execute('RELEASE item')
+            except BaseException:
+                db.execute('ROLLBACK TO item')
+                db.execute('RELEASE item')
+                raise
+        except Exception as e:
+            log.error('bus message %s (seq %d) could not be applied: %s',
+                      row['message_id'], seq, e)
+            self.store.record_error(seq, '%s: %s' % (type(e).__name__, e),
+                                    (row['body'] or '')[:100000])
+            db.execute('INSERT OR REPLACE INTO events(seq, received, t, type, note) '
+                       'VALUES (?, ?, ?, ?, ?)', (seq, now_iso(), time.time(), '?',
+                                                  'error: %s' % e))
+        if seq > self.store.last_seq:
+            self.store.set_meta('last_seq', seq)
+        self.applied += 1
+
+    def check_gaps(self):
+        """A seq that stays missing while later ones wait (never published,
+        or before the archive began) is recorded as lost after
+        --gap-timeout seconds; the later ones are applied."""
+        db = self.store.db
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            last = self.store.last_seq
+            row = db.execute('SELECT seq, arrived FROM bus_pending ORDER BY seq '
+                             'LIMIT 1').fetchone()
+            if row is not None and row['seq'] > last + 1 and \
+                    time.time() - row['arrived'] > self.args.gap_timeout:
+                self.store.record_gap(last + 1, row['seq'] - 1, 'lost',
+                                      'not on the bus within %d s' % self.args.gap_timeout)
+                self.store.set_meta('last_seq', row['seq'] - 1)
+                self.drain()
+            db.execute('COMMIT')
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+
+    # ---- AMQP
+    def run(self):
+        from proton.handlers import MessagingHandler
+        from proton.reactor import Container
+        worker = self
+        a = self.args
+
+        class Handler(MessagingHandler):
+            def __init__(self):
+                super().__init__(prefetch=a.prefetch, auto_accept=False)
+
+            def on_start(self, event):
+                worker.container = event.container
+                opts = dict(sasl_enabled=bool(a.user), allow_insecure_mechs=bool(a.user))
+                if a.user:
+                    opts.update(user=a.user, password=a.password, allowed_mechs='PLAIN')
+                conn = event.container.connect(urls=a.url, **opts)
+                worker.receiver = event.container.create_receiver(
+                    conn, a.address, options=DurableSource() if a.durable else None)
+                event.container.schedule(0.5, self)
+                log.info('consuming %s from %s', a.address, ', '.join(a.url))
+
+            def on_timer_task(self, event):
+                if worker.stopping:
+                    log.info('stopping')
+                    if worker.receiver is not None:
+                        worker.receiver.connection.close()
+                    event.container.stop()
+                    return
+                try:
+                    worker.check_gaps()
+                except sqlite3.OperationalError as e:
+                    log.warning('gap check: %s', e)
+                event.container.schedule(0.5, self)
+
+            def on_message(self, event):
+                try:
+                    what = worker.take(event.message)
+                except ValueError as e:
+                    log.error('rejected: %s', e)
+                    self.reject(event.delivery)
+                    return
+                except (sqlite3.OperationalError, OSError) as e:
+                    # not stored: the broker gives it to us or another worker again
+                    log.error('not stored (%s): released', e)
+                    self.release(event.delivery, delivered=True)
+                    return
+                if what == 'duplicate':
+                    worker.duplicates += 1
+                self.accept(event.delivery)
+
+            def on_link_error(self, event):
+                cond = event.link.remote_condition
+                log.error('link error: %s', cond)
+
+            def on_transport_error(self, event):
+                cond = event.transport.condition
+                log.warning('connection: %s (reconnecting)', cond)
+
+        class DurableSource:
+            """RabbitMQ declares a /queue/Q address durable only when the
+            source terminus says so (and refuses a mismatch)."""
+            def apply(self, link):
+                from proton import Terminus
+                link.source.durability = Terminus.DELIVERIES
+
+            def test(self, link):
+                return link.is_receiver
+
+        def stop(*_):
+            worker.stopping = True
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        Container(Handler()).run()
+        log.info('stopped at seq %d (%d messages stored this run, %d applied, '
+                 '%d duplicates)', self.store.last_seq, self.taken, self.applied,
+                 self.duplicates)
+        return 0
 
 
 # --------------------------------------------------------------------------
@@ -1452,6 +1810,25 @@ def main(argv=None):
     t.add_argument('--at-seq', type=int, help='the state after this journal seq')
     s.add_argument('--into', help='ACCOUNT/NODE to restore into')
 
+    b = sub.add_parser('bus', help='archive from a message bus (AMQP 1.0)')
+    b.add_argument('--url', action='append', required=True,
+                   help='amqp://host:port (repeat for failover)')
+    b.add_argument('--address', required=True,
+                   help='the queue, e.g. /queue/archive (RabbitMQ) or archive')
+    b.add_argument('--user', help='SASL PLAIN user (else ANONYMOUS)')
+    b.add_argument('--password', default=os.environ.get('MPSARCHIVE_BUS_PASSWORD'),
+                   help='or $MPSARCHIVE_BUS_PASSWORD')
+    b.add_argument('--no-durable', dest='durable', action='store_false',
+                   help='a non-durable source terminus')
+    b.add_argument('--db', required=True)
+    b.add_argument('--store', required=True)
+    b.add_argument('--content', choices=('full', 'headers', 'none'), default='full',
+                   help="what mailpubsubd's [bus] content is")
+    b.add_argument('--prefetch', type=int, default=10, help='credit window')
+    b.add_argument('--gap-timeout', type=int, default=30,
+                   help='seconds a missing seq may stay missing')
+    b.add_argument('--no-fsync', action='store_true')
+
     st = sub.add_parser('stats', help='counts and gaps')
     st.add_argument('--db', required=True)
     st.add_argument('--store')
@@ -1469,6 +1846,8 @@ def main(argv=None):
         if not args.password:
             ap.error('--password or $MPSARCHIVE_PASSWORD is required')
         return asyncio.run(Archiver(args).main())
+    if args.cmd == 'bus':
+        return BusArchiver(args).run()
     if args.cmd == 'restore':
         if not args.password:
             ap.error('--password or $MPSARCHIVE_IMAP_PASSWORD is required')

@@ -14,6 +14,8 @@ struct authz {
 	const struct config *config;
 	struct store *store;
 	struct imap_client *imap;
+	/* [backends]: the IMAP server of each account; NULL: imap for all */
+	const struct imap_backends *backends;
 	/* bumped by every invalidation: an answer that was asked for before
 	 * may describe the old ACL and is asked again instead of cached */
 	unsigned long long generation;
@@ -78,6 +80,11 @@ void authz_free(struct authz **authz)
 {
 	free(*authz);
 	*authz = NULL;
+}
+
+void authz_set_backends(struct authz *authz, const struct imap_backends *backends)
+{
+	authz->backends = backends;
 }
 
 const struct authz_stats *authz_stats(const struct authz *authz)
@@ -256,6 +263,12 @@ static bool logged_before(const struct waiter *logged, const struct waiter *w)
 	return false;
 }
 
+/* The server holding account's mailboxes: only it knows their ACLs. */
+static struct imap_client *client_for(const struct authz *authz, const char *account)
+{
+	return imap_backends_pick(authz->backends, account, authz->imap);
+}
+
 static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 {
 	struct pending *p = ctx;
@@ -280,7 +293,8 @@ static void rights_answered(void *ctx, enum imap_result r, const char *rights)
 	} else {
 		acl_cache_drop(authz->store, p->identity, p->account, p->node);
 		rights = NULL;
-		snprintf(how, sizeof(how), "imap: %s", imap_client_last_error(authz->imap));
+		snprintf(how, sizeof(how), "imap: %s",
+			 imap_client_last_error(client_for(authz, p->account)));
 	}
 	/* off the in-flight list first: a callback may ask again */
 	for (struct pending **q = &authz->inflight; *q != NULL; q = &(*q)->next) {
@@ -309,8 +323,8 @@ static void ask_store(struct pending *p)
 {
 	p->generation = p->authz->generation;
 	p->started_us = mono_us();
-	imap_client_myrights(p->authz->imap, p->identity, p->account, p->node,
-			     rights_answered, p);
+	imap_client_myrights(client_for(p->authz, p->account), p->identity, p->account,
+			     p->node, rights_answered, p);
 }
 
 /* The same question, asked since the ACL last changed, still unanswered. */

@@ -11,6 +11,9 @@
  * them at once. When the store cannot be asked the answer is
  * AUTHZ_TEMPFAIL: never a grant.
  *
+ * With [backends], the rights on an account's mailboxes are asked of the
+ * server that holds the account (a front instance fed by the bus).
+ *
  * Without [imap] host, the identity may read its own account only. */
 #ifndef MAILPUBSUB_AUTHZ_H
 #define MAILPUBSUB_AUTHZ_H
@@ -18,6 +21,7 @@
 #include <stdbool.h>
 
 #include "base/config.h"
+#include "imap/imap_backends.h"
 #include "imap/imap_client.h"
 #include "base/stats.h"
 #include "store/store.h"
@@ -47,6 +51,11 @@ int authz_new(const struct config *config, struct store *store,
 	      const char **error_r);
 void authz_free(struct authz **authz);
 const struct authz_stats *authz_stats(const struct authz *authz);
+/* [backends] (several mail servers behind one service): rights on an
+ * account's mailboxes are asked of the server imap_backends_pick names
+ * for it, the imap client given to authz_new for accounts it does not
+ * map. Borrowed; NULL: that client for every account. */
+void authz_set_backends(struct authz *authz, const struct imap_backends *backends);
 
 /* The IMAP identity a JID maps to (newly allocated), or NULL if unmapped. */
 char *authz_identity(const struct authz *authz, const char *jid);

@@ -157,6 +157,14 @@ static const struct config_option options[] = {
 	    "Mailboxes (node names, space separated, e.g. INBOX INBOX/Lists) each watched with IDLE on a connection of its own per account: changes there are seen as soon as the server reports them. Every other mailbox the account LISTs is polled."),
 	OPT("imap_source", "poll_interval", CONFIG_UINT, imap_source_poll_interval, "30",
 	    "Seconds between polls of the other mailboxes and LISTs of the account (MailboxCreate/Delete/Rename are found then)."),
+	OPT("bus", "consume", CONFIG_STRING, bus_consume, "",
+	    "The bus source: an AMQP 1.0 address to take events from (RabbitMQ: /queue/NAME), put there by the [bus] producers of other instances; through the [bus] broker connection. Empty: none."),
+	OPT("bus", "consume_durable", CONFIG_BOOL, bus_consume_durable, "yes",
+	    "The consumer's source terminus is durable (RabbitMQ declares /queue/NAME durable then, and refuses a link whose durability differs from the queue's)."),
+	OPT("bus", "consume_credit", CONFIG_UINT, bus_consume_credit, "100",
+	    "Messages taken before any is settled; one journal commit covers what arrived together."),
+	OPT("bus", "consume_max_body", CONFIG_UINT, bus_consume_max_body, "1048576",
+	    "Bytes: a message body larger than this is rejected (the broker dead-letters or drops it)."),
 	OPT("accounts", "jid_domains", CONFIG_STRING, jid_domains, "",
 	    "JID domains whose users map to the IMAP account of the same localpart (space separated): as written, 1-64 of a-z 0-9 . _ - and not admin_user; others only through [account_map]."),
 	OPT("accounts", "identity_domain", CONFIG_STRING, identity_domain, "",
@@ -172,6 +180,26 @@ static const struct config_option options[] = {
 	    "Group whose members may ask too (the socket is then mode 0660, else 0600)."),
 	OPT("metrics", "listen", CONFIG_STRING, metrics_listen, "",
 	    "host:port (e.g. 127.0.0.1:9498) serving Prometheus metrics on /metrics, unauthenticated: keep it on loopback or a trusted network. Empty: none."),
+	OPT("bus", "urls", CONFIG_STRING, bus_urls, "",
+	    "AMQP 1.0 brokers every journaled event is sent to (the message bus, README \"Message bus\"): amqp://host[:port] or amqps://host[:port] (certificate and host name verified), space separated, tried in turn when one fails. Empty: no bus."),
+	OPT("bus", "credentials_file", CONFIG_STRING, bus_credentials_file, "",
+	    "File holding the broker user name (first line) and password (second line) for SASL PLAIN; keep it mode 0600. Empty: SASL ANONYMOUS."),
+	OPT("bus", "address", CONFIG_STRING, bus_address, "/queue/mailpubsub",
+	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME)."),
+	OPT("bus", "durable", CONFIG_BOOL, bus_durable, "yes",
+	    "Ask for a durable target (RabbitMQ then declares a durable queue; it refuses a link whose durability differs from an existing queue's). Messages are always sent durable."),
+	OPT("bus", "instance", CONFIG_STRING, bus_instance, "",
+	    "This mailpubsubd's name on the bus: message-ids are <instance>:<seq> and the instance property says it. Keep it unique and stable among the instances on one broker. Empty: [component] domain."),
+	LIVE("bus", "content", CONFIG_STRING, bus_content, "none",
+	    "Message content in the messages of MessageNew, MessageAppend and of copies and moves naming one message: none, headers or full, retrieved over IMAP once (shared with the firehose) with [firehose] fetch_attempts retries."),
+	LIVE("bus", "content_max", CONFIG_UINT, bus_content_max, "1048576",
+	    "Bytes of content a message carries at most; a larger message's content is left out and the message says its size and how to fetch it over IMAP."),
+	OPT("bus", "window", CONFIG_UINT, bus_window, "1000",
+	    "Messages sent and not yet accepted by the broker at most (at least 1)."),
+	OPT("bus", "ca_file", CONFIG_STRING, bus_ca_file, "",
+	    "PEM file of the CAs trusted for amqps:// brokers; empty: the system's."),
+	OPT("bus", "reconnect_max", CONFIG_UINT, bus_reconnect_max, "30",
+	    "Seconds between reconnection attempts at most (they start at 0.2 s and double, each broker URL in turn)."),
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -289,10 +317,77 @@ static int add_account_map(struct config *config, const char *jid,
 	return 0;
 }
 
+/* "host", "host:port" or "[v6]:port" -> host and port (0: none given). */
+static int parse_host_port(const char *value, char **host_r, unsigned *port_r)
+{
+	const char *colon = strrchr(value, ':');
+	const char *host = value, *end = value + strlen(value);
+	char *stop;
+	unsigned long port = 0;
+
+	if (*value == '[') {
+		const char *close = strchr(value, ']');
+
+		if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+			return -1;
+		colon = close[1] == ':' ? close + 1 : NULL;
+		host = value + 1;
+		end = close;
+	} else if (colon != NULL && strchr(value, ':') != colon) {
+		colon = NULL;       /* a bare IPv6 address */
+	} else if (colon != NULL) {
+		end = colon;
+	}
+	if (colon != NULL) {
+		errno = 0;
+		port = strtoul(colon + 1, &stop, 10);
+		if (errno != 0 || stop == colon + 1 || *stop != '\0' || port == 0 ||
+		    port > 65535)
+			return -1;
+	}
+	if (end == host || strpbrk(value, " \t") != NULL)
+		return -1;
+	*host_r = strndup(host, (size_t)(end - host));
+	*port_r = (unsigned)port;
+	return *host_r == NULL ? -1 : 0;
+}
+
+static int add_backend(struct config *config, const char *pattern, const char *value)
+{
+	struct config_backend *list =
+		realloc(config->backends, (config->backend_count + 1) * sizeof(*list));
+	struct config_backend *b;
+
+	if (list == NULL)
+		return -1;
+	config->backends = list;
+	b = &list[config->backend_count];
+	if (parse_host_port(value, &b->host, &b->port) < 0)
+		return -1;
+	b->pattern = strdup(pattern);
+	if (b->pattern == NULL) {
+		free(b->host);
+		return -1;
+	}
+	config->backend_count++;
+	return 0;
+}
+
 static int config_ini_line(void *user, const char *section, const char *name,
 		       const char *value)
 {
 	struct load_state *st = user;
+
+	/* [backends] holds one "account-pattern = host[:port]" per line */
+	if (strcmp(section, "backends") == 0) {
+		if (*name == '\0' || add_backend(st->config, name, value) < 0) {
+			snprintf(st->error, sizeof(st->error),
+				 "[backends] %s: expected account-pattern = host[:port],"
+				 " got '%s'", name, value);
+			return 0;
+		}
+		return 1;
+	}
 
 	/* [account_map] holds one "bare-jid = imap-account" per line; a bare
 	 * domain is a component's JID */
@@ -340,8 +435,64 @@ static int read_secret_file(const char *path, char **value, char *error,
 	return 0;
 }
 
+/* [bus] credentials_file: the user on its first line, the password on its
+ * second. */
+static int read_credentials_file(struct config *config, char *error, size_t error_size)
+{
+	char user[512], password[512];
+	FILE *f = fopen(config->bus_credentials_file, "r");
+
+	if (f == NULL) {
+		snprintf(error, error_size, "cannot read %s: %s",
+			 config->bus_credentials_file, strerror(errno));
+		return -1;
+	}
+	if (fgets(user, sizeof(user), f) == NULL)
+		user[0] = '\0';
+	if (fgets(password, sizeof(password), f) == NULL)
+		password[0] = '\0';
+	fclose(f);
+	user[strcspn(user, "\r\n")] = '\0';
+	password[strcspn(password, "\r\n")] = '\0';
+	if (user[0] == '\0') {
+		snprintf(error, error_size, "%s: the first line must be the broker user name",
+			 config->bus_credentials_file);
+		return -1;
+	}
+	free(config->bus_user);
+	free(config->bus_password);
+	config->bus_user = strdup(user);
+	config->bus_password = strdup(password);
+	return 0;
+}
+
+static int check_bus(struct config *config, char *error, size_t error_size)
+{
+	const char *reason = NULL;
+
+	if (*config->bus_urls == '\0')
+		return 0;
+	if (*config->bus_credentials_file != '\0' &&
+	    read_credentials_file(config, error, error_size) < 0)
+		return -1;
+	if (strcmp(config->bus_content, "none") != 0 &&
+	    strcmp(config->bus_content, "headers") != 0 &&
+	    strcmp(config->bus_content, "full") != 0)
+		reason = "[bus] content must be none, headers or full";
+	else if (config->bus_window == 0 || *config->bus_address == '\0')
+		reason = "[bus] window must be at least 1 and address set";
+	else if (config->bus_reconnect_max == 0)
+		reason = "[bus] reconnect_max must be at least 1";
+	if (reason == NULL)
+		return 0;
+	snprintf(error, error_size, "%s", reason);
+	return -1;
+}
+
 static int read_secret_files(struct config *config, char *error, size_t error_size)
 {
+	if (check_bus(config, error, error_size) < 0)
+		return -1;
 	if (*config->component_secret_file != '\0' &&
 	    read_secret_file(config->component_secret_file,
 			     &config->component_secret, error, error_size) < 0)
@@ -380,6 +531,20 @@ static int check_values(struct config *config, const char **error_r)
 	}
 	if (*config->imap_source_accounts != '\0' && *config->imap_host == '\0') {
 		*error_r = "[imap_source] accounts needs [imap] host";
+		return -1;
+	}
+	if (*config->bus_consume != '\0' && *config->bus_urls == '\0') {
+		*error_r = "[bus] consume needs [bus] urls";
+		return -1;
+	}
+	if (*config->bus_consume != '\0' && strcmp(config->bus_consume, config->bus_address) == 0) {
+		/* every event consumed would be published there again */
+		*error_r = "[bus] consume must differ from [bus] address";
+		return -1;
+	}
+	if (config->backend_count > 0 && *config->imap_host == '\0') {
+		/* its credentials, and the server of accounts no line maps */
+		*error_r = "[backends] needs [imap] host";
 		return -1;
 	}
 	if (config->imap_source_poll_interval == 0) {
@@ -497,6 +662,13 @@ void config_free(struct config **configp)
 		free(config->account_map[i].account);
 	}
 	free(config->account_map);
+	for (unsigned i = 0; i < config->backend_count; i++) {
+		free(config->backends[i].pattern);
+		free(config->backends[i].host);
+	}
+	free(config->backends);
+	free(config->bus_user);
+	free(config->bus_password);
 	free(config);
 	*configp = NULL;
 }
@@ -559,6 +731,19 @@ static bool same_account_map(const struct config *a, const struct config *b)
 	return true;
 }
 
+static bool same_backends(const struct config *a, const struct config *b)
+{
+	if (a->backend_count != b->backend_count)
+		return false;
+	for (unsigned i = 0; i < a->backend_count; i++) {
+		if (strcmp(a->backends[i].pattern, b->backends[i].pattern) != 0 ||
+		    strcmp(a->backends[i].host, b->backends[i].host) != 0 ||
+		    a->backends[i].port != b->backends[i].port)
+			return false;
+	}
+	return true;
+}
+
 /* Swaps opt's field between the two configurations: strings change owner
  * without a copy, so the old value is freed with fresh. */
 static void swap_value(struct config *a, struct config *b,
@@ -596,6 +781,8 @@ unsigned config_apply_reload(struct config *live, struct config *fresh,
 	}
 	if (!same_account_map(live, fresh) && cb != NULL)
 		cb(context, "account_map", "*", "", "", false);
+	if (!same_backends(live, fresh) && cb != NULL)
+		cb(context, "backends", "*", "", "", false);
 	return applied;
 }
 
@@ -663,6 +850,19 @@ void config_dump(const struct config *config, FILE *out)
 		for (size_t j = i; j < NOPTIONS; j++)
 			if (strcmp(options[j].section, options[i].section) == 0)
 				dump_option(config, &options[j], out);
+	}
+	fprintf(out, "\n[backends]\n# account-pattern = host[:port], one per line: the IMAP\n"
+		"# server holding the accounts (first match; others: [imap] host).\n"
+		"# A change needs a restart.\n");
+	for (unsigned i = 0; i < config->backend_count; i++) {
+		const struct config_backend *b = &config->backends[i];
+		bool v6 = strchr(b->host, ':') != NULL;
+
+		if (b->port != 0)
+			fprintf(out, "%s = %s%s%s:%u\n", b->pattern, v6 ? "[" : "", b->host,
+				v6 ? "]" : "", b->port);
+		else
+			fprintf(out, "%s = %s\n", b->pattern, b->host);
 	}
 	fprintf(out, "\n[account_map]\n# bare-jid = imap-account, one per line\n"
 		"# A change needs a restart.\n");

@@ -13,6 +13,13 @@ struct config_account_map {
 	char *account;   /* IMAP identity */
 };
 
+/* [backends]: one "account-pattern = host[:port]" per line, in order. */
+struct config_backend {
+	char *pattern;   /* fnmatch(3) pattern on the account name */
+	char *host;
+	unsigned port;   /* 0: [imap] port */
+};
+
 struct config {
 	/* [component] */
 	char *component_host;
@@ -88,12 +95,20 @@ struct config {
 	char *imap_source_accounts;  /* space separated; empty: source off */
 	char *imap_source_mailboxes; /* IDLEd on, space separated node names */
 	unsigned imap_source_poll_interval; /* seconds */
+	/* [bus], the consuming side (ingest/bus_in) */
+	char *bus_consume;          /* AMQP address; empty: no bus source */
+	bool bus_consume_durable;
+	unsigned bus_consume_credit;
+	unsigned bus_consume_max_body; /* bytes */
 	/* [accounts] */
 	char *jid_domains;          /* space separated: JIDs here map by localpart */
 	char *identity_domain;      /* appended to mapped localparts: user@domain */
 	char *reserved_identities;  /* space separated: never a mapped localpart */
 	struct config_account_map *account_map;
 	unsigned account_map_count;
+	/* [backends] */
+	struct config_backend *backends;
+	unsigned backend_count;
 	/* [log] */
 	char *log_level;
 	/* [control] */
@@ -101,6 +116,19 @@ struct config {
 	char *control_group;        /* may ask too (mode 0660); empty: 0600 */
 	/* [metrics] */
 	char *metrics_listen;       /* host:port of the Prometheus endpoint */
+	/* [bus] */
+	char *bus_urls;             /* space separated amqp(s):// URLs; empty: off */
+	char *bus_credentials_file; /* user and password lines; empty: ANONYMOUS */
+	char *bus_user;             /* from credentials_file; NULL without */
+	char *bus_password;
+	char *bus_address;          /* AMQP target address */
+	bool bus_durable;           /* durable target terminus */
+	char *bus_instance;         /* message-id prefix; empty: component domain */
+	char *bus_content;          /* none, headers, full */
+	unsigned bus_content_max;   /* bytes of content in a message */
+	unsigned bus_window;        /* unsettled deliveries */
+	char *bus_ca_file;
+	unsigned bus_reconnect_max; /* seconds */
 };
 
 /* Room for any error message of the functions below. */
@@ -125,7 +153,7 @@ void config_dump(const struct config *config, FILE *out);
 /* One option that differs between the running configuration and a
  * reloaded file: was and now as the file spells them (secrets masked),
  * valid during the call; applied: SIGHUP changed it, else it waits for a
- * restart. [account_map] differences come as name "*". */
+ * restart. [account_map] and [backends] differences come as name "*". */
 typedef void config_change_cb(void *context, const char *section, const char *name,
 			      const char *was, const char *now, bool applied);
 /* Moves the options SIGHUP may change from fresh into live where they

@@ -23,6 +23,8 @@
 #include "publish/delivery.h"
 #include "ingest/discovery.h"
 #include "xmpp/expat_stream.h"
+#include "downstream/bus_out.h"
+#include "ingest/bus_in.h"
 #include "downstream/firehose.h"
 #include "imap/imap_client.h"
 #include "ingest/ingest_cyrus.h"
@@ -51,9 +53,12 @@ struct daemon_state {
 	struct ingest_json *ingest_json;
 	struct ingest_imap *ingest_imap;
 	struct imap_client *imap;
+	struct imap_backends *backends;   /* [backends]; NULL without */
 	struct changelog_retention *retention;
 	struct control *control;
 	struct metrics *metrics;
+	struct bus_out *bus;
+	struct bus_in *bus_in;             /* [bus] consume; NULL without */
 	uv_signal_t sigterm, sigint, sigusr1, sighup;
 	const char *pidfile;
 	char *config_path;        /* absolute: SIGHUP reads it again after daemon() */
@@ -127,6 +132,16 @@ static void imap_closed(void *context)
 	component_close(&st->publish.component, component_closed, st);
 }
 
+static void backends_closed(void *context)
+{
+	struct daemon_state *st = context;
+
+	if (st->imap != NULL)
+		imap_client_close(&st->imap, imap_closed, st);
+	else
+		imap_closed(st);
+}
+
 /* `mailpubsubctl status` and the Prometheus endpoint, when configured. */
 static int start_observers(struct daemon_state *st, const char **error_r)
 {
@@ -149,13 +164,24 @@ static void stop_observers(struct daemon_state *st)
 
 /* Every producer reaches every listener the same way: through the sink,
  * after each commit. */
+/* The bus reads the journal after its own watermark: a commit only tells
+ * it there is more (bus_out.h). Merge glue until bus_out is a listener. */
+static void bus_committed(void *context, const struct sink_event *events, size_t count)
+{
+	(void)events;
+	(void)count;
+	bus_out_kick(context);
+}
+
 static int register_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+	const struct sink_listener bus = { bus_committed, st->bus };
 
 	if (sink_listener_register(st->publish.sink, &publisher) < 0 ||
-	    sink_listener_register(st->publish.sink, &firehose) < 0)
+	    sink_listener_register(st->publish.sink, &firehose) < 0 ||
+	    (st->bus != NULL && sink_listener_register(st->publish.sink, &bus) < 0))
 		return -1;
 	return 0;
 }
@@ -164,9 +190,11 @@ static void unregister_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
+	const struct sink_listener bus = { bus_committed, st->bus };
 
 	sink_listener_unregister(st->publish.sink, &publisher);
 	sink_listener_unregister(st->publish.sink, &firehose);
+	sink_listener_unregister(st->publish.sink, &bus);
 }
 
 static void shutdown_daemon(struct daemon_state *st)
@@ -182,6 +210,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
+	bus_in_close(&st->bus_in);
 	/* before the IMAP client: its sessions come from it */
 	ingest_imap_close(&st->ingest_imap);
 	if (st->taps != NULL)
@@ -189,15 +218,13 @@ static void shutdown_daemon(struct daemon_state *st)
 	tap_relay_close(&st->taps);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
+	bus_out_close(&st->bus);
 	changelog_retention_close(&st->retention);
 	st->publish.publisher = NULL;
 	counts_close(&st->publish.counts);
 	discovery_close(&st->service.discovery);
 	log_stats(&st->publish.stats);
-	if (st->imap != NULL)
-		imap_client_close(&st->imap, imap_closed, st);
-	else
-		imap_closed(st);
+	imap_backends_close(&st->backends, backends_closed, st);
 }
 
 static void reload(struct daemon_state *st)
@@ -286,7 +313,10 @@ static int start_imap(struct daemon_state *st, const char **error_r)
 	};
 
 	size_threadpool(c);
-	return imap_client_new(st->loop, &set, &st->imap, error_r);
+	if (imap_client_new(st->loop, &set, &st->imap, error_r) < 0)
+		return -1;
+	return imap_backends_new(st->loop, &set, c->backends, c->backend_count,
+				 &st->backends, error_r);
 }
 
 static int start(struct daemon_state *st, const char **error_r)
@@ -312,6 +342,7 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	if (authz_new(c, st->publish.store, st->imap, &st->publish.authz, error_r) < 0)
 		return -1;
+	authz_set_backends(st->publish.authz, st->backends);
 	if (delivery_new(&st->publish, &st->publish.delivery, error_r) < 0 ||
 	    delegate_new(&st->publish, &st->publish.delegate, error_r) < 0)
 		return -1;
@@ -322,6 +353,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	st->publish.publisher = st->publisher;
 	if (firehose_new(st->loop, &st->publish, st->imap, &st->service.firehose,
 			 error_r) < 0)
+		return -1;
+	if (bus_out_new(st->loop, st->publish.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
 	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
 		return -1;
@@ -338,10 +371,13 @@ static int start(struct daemon_state *st, const char **error_r)
 	}
 	if (counts_new(st->loop, &st->publish, st->imap, &st->publish.counts, error_r) < 0)
 		return -1;
+	counts_set_backends(st->publish.counts, st->backends);
 	if (st->imap != NULL &&
 	    discovery_new(st->loop, c, st->publish.store, st->publish.sink, st->imap,
 			  &st->service.discovery, error_r) < 0)
 		return -1;
+	if (st->service.discovery != NULL)
+		discovery_set_backends(st->service.discovery, st->backends);
 	if (*c->notify_socket != '\0' &&
 	    ingest_cyrus_new(st->loop, c, st->publish.sink, &st->publish.stats,
 			     &st->ingest, error_r) < 0)
@@ -351,6 +387,9 @@ static int start(struct daemon_state *st, const char **error_r)
 			    &st->ingest_json, error_r) < 0)
 		return -1;
 	st->service.ingest_json = st->ingest_json;
+	if (*c->bus_consume != '\0' &&
+	    bus_in_new(st->loop, c, st->publish.sink, &st->bus_in, error_r) < 0)
+		return -1;
 	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, &st->publish, st->imap, NULL, NULL,
@@ -467,6 +506,7 @@ int main(int argc, char **argv)
 	warn_if_readable("[component] secret_file", st.config->component_secret_file);
 	warn_if_readable("[imap] password_file", st.config->imap_password_file);
 	warn_if_readable("[json] secret_file", st.config->json_secret_file);
+	warn_if_readable("[bus] credentials_file", st.config->bus_credentials_file);
 	if (*st.config->component_secret_file == '\0')
 		log_info("the component secret is in the configuration file: prefer secret_file");
 	if (st.pidfile != NULL && write_pidfile(st.pidfile) < 0)

@@ -48,6 +48,7 @@ struct discovery {
 	struct store *store;
 	struct sink *sink;
 	struct imap_client *imap;
+	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	uv_timer_t timer;
 	struct listing *in_flight;
 	/* The sweep under way: the [account_map] accounts first, then the
@@ -64,6 +65,11 @@ struct discovery {
 };
 
 static void discovery_tick(uv_timer_t *timer);
+
+void discovery_set_backends(struct discovery *d, const struct imap_backends *backends)
+{
+	d->backends = backends;
+}
 
 int discovery_new(uv_loop_t *loop, const struct config *config,
 		  struct store *store, struct sink *sink,
@@ -342,7 +348,8 @@ static void listed_cb(void *ctx, enum imap_result r, char **nodes, size_t n)
 		apply_listing(d, l, nodes, n);
 	} else if (r != IMAP_OK) {
 		log_debug("discovery: LIST %s failed: %s", l->account,
-			  r == IMAP_NO ? "NO" : imap_client_last_error(d->imap));
+			  r == IMAP_NO ? "NO" : imap_client_last_error(
+				  imap_backends_pick(d->backends, l->account, d->imap)));
 		if (sweep)
 			d->totals.failed++;
 	}
@@ -401,10 +408,13 @@ static void listing_send(struct listing *l)
 {
 	struct discovery *d = l->discovery;
 
+	/* [backends]: only the account's own server lists its mailboxes */
+	struct imap_client *imap = imap_backends_pick(d->backends, l->account, d->imap);
+
 	if (l->sweep)
-		imap_client_list_background(d->imap, l->account, listed_cb, l);
+		imap_client_list_background(imap, l->account, listed_cb, l);
 	else
-		imap_client_list(d->imap, l->account, listed_cb, l);
+		imap_client_list(imap, l->account, listed_cb, l);
 }
 
 /* Starts a LIST of account unless one is under way; false if not started. */

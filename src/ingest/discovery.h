@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "imap/imap_backends.h"
 #include "imap/imap_client.h"
 #include "ingest/sink.h"
 #include "store/store.h"
@@ -30,6 +31,11 @@ int discovery_new(uv_loop_t *loop, const struct config *config,
 		  struct imap_client *imap, struct discovery **discovery_r,
 		  const char **error_r);
 void discovery_close(struct discovery **discovery);
+/* [backends]: each account is LISTed on its own server (imap for the
+ * accounts no line maps); a LIST elsewhere would find it empty and delete
+ * its nodes. Borrowed. */
+void discovery_set_backends(struct discovery *discovery,
+			    const struct imap_backends *backends);
 /* [imap] list_interval changed (SIGHUP): the next LIST is one new
  * interval from now (0: no more LISTs until a restart). */
 void discovery_reschedule(struct discovery *discovery);

@@ -27,6 +27,7 @@ struct refresh {
 struct counts {
 	struct publish_service *service;
 	struct imap_client *imap;
+	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	uv_timer_t heartbeat;
 	struct refresh *in_flight;   /* one STATUS per node at a time */
 	bool closing;
@@ -55,6 +56,11 @@ int counts_new(uv_loop_t *loop, struct publish_service *service,
 			       interval * 1000ULL);
 	*counts_r = c;
 	return 0;
+}
+
+void counts_set_backends(struct counts *c, const struct imap_backends *backends)
+{
+	c->backends = backends;
 }
 
 void counts_reschedule(struct counts *c)
@@ -218,7 +224,8 @@ static void status_answered(void *ctx, enum imap_result r, const struct imap_sta
 		}
 	} else if (r != IMAP_OK) {
 		log_info("counts: STATUS %s/%s failed: %s", rf->account, rf->node,
-			 r == IMAP_NO ? "NO" : imap_client_last_error(c->imap));
+			 r == IMAP_NO ? "NO" : imap_client_last_error(
+				 imap_backends_pick(c->backends, rf->account, c->imap)));
 	}
 	refresh_free(rf);
 }
@@ -243,7 +250,9 @@ void counts_refresh(struct counts *c, const char *account, const char *node,
 	r->reason = reason;
 	r->next = c->in_flight;
 	c->in_flight = r;
-	imap_client_status(c->imap, account, node, status_answered, r);
+	/* [backends]: the account's own server has its counters */
+	imap_client_status(imap_backends_pick(c->backends, account, c->imap), account, node,
+			   status_answered, r);
 }
 
 /* ---- heartbeat ---- */

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "model/event.h"
+#include "imap/imap_backends.h"
 #include "imap/imap_client.h"
 #include "store/node_tree.h"
 
@@ -30,6 +31,8 @@ int counts_new(uv_loop_t *loop, struct publish_service *service,
 	       struct imap_client *imap, struct counts **counts_r,
 	       const char **error_r);
 void counts_close(struct counts **counts);
+/* [backends]: STATUS of an account's mailbox on its own server. Borrowed. */
+void counts_set_backends(struct counts *counts, const struct imap_backends *backends);
 /* [pubsub] heartbeat_interval changed (SIGHUP): the next heartbeat is one
  * new interval from now. */
 void counts_reschedule(struct counts *counts);

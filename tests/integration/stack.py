@@ -38,6 +38,13 @@ def daemon_binary():
 CYRUS_SETUPS = ('admins', 'proxyservers')
 
 
+def assert_sanitizer_clean(log, name='mailpubsubd'):
+    """Under --enable-sanitizers a report fails the test that caused it."""
+    for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
+                   'runtime error:'):
+        assert marker not in log, 'sanitizer report in %s log' % name
+
+
 class Stack:
     def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
                  config=None, wrapper=None, xmpp_server=None,
@@ -145,10 +152,7 @@ level = debug
         status = self.daemon.stop()
         log = self.daemon.log()
         self.daemon = None
-        # under --enable-sanitizers a report fails the test that caused it
-        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer',
-                       'runtime error:'):
-            assert marker not in log, 'sanitizer report in mailpubsubd log'
+        assert_sanitizer_clean(log)
         return status
 
     def client(self, user):

@@ -10,8 +10,8 @@ import subprocess
 from stack import daemon_binary
 
 SECTIONS = ['component', 'cyrus', 'json', 'delegate', 'firehose', 'changelog',
-            'taps', 'store', 'pubsub', 'imap', 'imap_source', 'accounts', 'log',
-            'control', 'metrics', 'account_map']
+            'taps', 'store', 'pubsub', 'imap', 'imap_source', 'bus', 'accounts', 'log',
+            'control', 'metrics', 'backends', 'account_map']
 
 
 def dump(*args):

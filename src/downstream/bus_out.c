@@ -1,0 +1,788 @@
+#include "downstream/bus_out.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amqp/amqp.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/timefmt.h"
+#include "downstream/content.h"
+#include "model/event.h"
+#include "publish/item.h"
+#include "store/bus_mark.h"
+#include "store/journal.h"
+#include "store/node_tree.h"
+
+/* journal records sent per loop iteration: the loop stays responsive */
+#define BUS_BATCH 256
+/* the watermark is written at most this often (a crash resends at most
+ * what was accepted since: duplicates, never a loss) */
+#define MARK_SAVE_MS 200
+#define REFUSAL_MIN_MS 500
+#define REFUSAL_MAX_MS 30000
+#define FETCH_HOPS_MAX 8
+
+/* A delivery without an outcome yet (or accepted beyond a gap). */
+struct inflight {
+	long long seq;
+	bool accepted;
+};
+
+struct bus_out {
+	uv_loop_t *loop;
+	struct store *store;
+	const struct config *config;
+	struct imap_client *imap;
+	struct amqp_connection *amqp;
+	struct amqp_sender *sender;
+	char *instance;
+	long long mark;           /* accepted through here, contiguously */
+	long long mark_saved;     /* what the store holds */
+	long long next;           /* last seq handed to the sender */
+	struct inflight *ring;    /* in send order; ring_cap = the window */
+	size_t ring_cap, ring_head, ring_count;
+	bool paused;              /* backing off after a refusal */
+	unsigned refusals;        /* in a row, for the back-off */
+	bool fetching, fetch_waiting;
+	unsigned fetch_attempts;  /* failed retrievals of the blocked event */
+	bool closing;
+	unsigned handles;
+	uv_idle_t idle;
+	uv_timer_t retry;         /* refusal back-off */
+	uv_timer_t fetch_timer;   /* content retrieval back-off */
+	uv_timer_t save;
+	unsigned outstanding;     /* deliveries without an outcome */
+	bool backoff_over;        /* the refusal back-off has run out */
+	struct bus_out_status counts;
+};
+
+/* ---- the in-flight ring ---------------------------------------------- */
+
+static struct inflight *ring_at(struct bus_out *b, size_t i)
+{
+	return &b->ring[(b->ring_head + i) % b->ring_cap];
+}
+
+static void ring_clear(struct bus_out *b)
+{
+	b->ring_head = 0;
+	b->ring_count = 0;
+}
+
+/* Marks seq accepted and moves the watermark over the accepted head. */
+static void ring_accept(struct bus_out *b, long long seq)
+{
+	for (size_t i = 0; i < b->ring_count; i++) {
+		struct inflight *f = ring_at(b, i);
+
+		if (f->seq == seq) {
+			f->accepted = true;
+			break;
+		}
+	}
+	while (b->ring_count > 0 && ring_at(b, 0)->accepted) {
+		b->mark = ring_at(b, 0)->seq;
+		b->ring_head = (b->ring_head + 1) % b->ring_cap;
+		b->ring_count--;
+	}
+}
+
+/* ---- watermark ------------------------------------------------------- */
+
+static void save_mark(struct bus_out *b)
+{
+	if (b->mark == b->mark_saved)
+		return;
+	if (bus_mark_set(b->store, b->mark) == 0)
+		b->mark_saved = b->mark;
+}
+
+static void on_save(uv_timer_t *timer)
+{
+	save_mark(timer->data);
+}
+
+static void schedule_save(struct bus_out *b)
+{
+	if (!uv_is_active((uv_handle_t *)&b->save))
+		uv_timer_start(&b->save, on_save, MARK_SAVE_MS, 0);
+}
+
+/* Everything after the watermark goes again (same message-ids). */
+static void go_back(struct bus_out *b)
+{
+	if (b->next > b->mark)
+		b->counts.resent += (unsigned long long)(b->next - b->mark);
+	b->next = b->mark;
+	ring_clear(b);
+}
+
+/* ---- the message ----------------------------------------------------- */
+
+/* The UID of the one message ev names: the URI's, or a uidset of one UID
+ * (Cyrus's copies and moves name the new message so); 0 if none. */
+static uint32_t message_uid(const struct event *ev)
+{
+	char buf[32], *end;
+	const char *set;
+	unsigned long uid;
+
+	if (ev->mailbox.uid != 0)
+		return ev->mailbox.uid;
+	set = event_param_string(ev, "uidset", buf, sizeof(buf));
+	if (set == NULL || *set < '1' || *set > '9')
+		return 0;
+	uid = strtoul(set, &end, 10);
+	return *end == '\0' && uid <= UINT32_MAX ? (uint32_t)uid : 0;
+}
+
+/* Events naming one message whose bytes a consumer may want: new ones,
+ * and the new message of a copy or move. */
+static bool carries_message(const struct event *ev)
+{
+	return (ev->type == EVENT_MESSAGE_NEW || ev->type == EVENT_MESSAGE_APPEND ||
+		ev->type == EVENT_MESSAGE_COPY || ev->type == EVENT_MESSAGE_MOVE) &&
+	       ev->mailbox.account != NULL && ev->mailbox.node != NULL &&
+	       message_uid(ev) != 0;
+}
+
+static const char *content_policy(const struct bus_out *b)
+{
+	const char *p = b->config->bus_content;
+
+	return strcmp(p, "full") == 0 || strcmp(p, "headers") == 0 ? p : NULL;
+}
+
+/* How a consumer gets bytes the message leaves out. */
+static json_t *fetch_hint(const struct event *ev, long long seq, const char *part)
+{
+	char command[96];
+
+	snprintf(command, sizeof(command), "UID FETCH %u BODY.PEEK[%s]",
+		 (unsigned)message_uid(ev), strcmp(part, "full") == 0 ? "" : "HEADER");
+	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:I}",
+			 "protocol", "imap", "account", ev->mailbox.account,
+			 "mailbox", ev->mailbox.imap_name, "uidvalidity",
+			 (json_int_t)ev->mailbox.uidvalidity, "uid",
+			 (json_int_t)message_uid(ev), "command", command,
+			 "firehose_item", (json_int_t)seq);
+}
+
+static json_t *content_omitted(const struct event *ev, long long seq,
+			       const char *part, size_t size, size_t max)
+{
+	char why[96];
+
+	snprintf(why, sizeof(why), "larger than [bus] content_max (%zu bytes)", max);
+	return json_pack("{s:s, s:I, s:s, s:o}", "part", part, "size", (json_int_t)size,
+			 "omitted", why, "fetch", fetch_hint(ev, seq, part));
+}
+
+/* The content object of seq for part, from what the store has (cr). */
+static json_t *content_json(struct bus_out *b, const struct event *ev,
+			    const struct content_record *cr, const char *part)
+{
+	bool headers_of_full = strcmp(part, "headers") == 0 && strcmp(cr->part, "full") == 0;
+	size_t size = headers_of_full ? cr->header_size : cr->size;
+	size_t max = b->config->bus_content_max;
+	char *data = NULL, *b64;
+	size_t got = 0;
+	json_t *obj;
+
+	if (cr->error != NULL)
+		return json_pack("{s:s, s:s, s:o}", "part", part, "error", cr->error,
+				 "fetch", fetch_hint(ev, cr->seq, part));
+	if (size > max)
+		return content_omitted(ev, cr->seq, part, size, max);
+	if (content_read(b->store, cr->seq, 0, size, &data, &got) < 0 || got != size) {
+		free(data);
+		return json_pack("{s:s, s:s}", "part", part, "error", "unavailable");
+	}
+	b64 = content_base64(data, got);
+	free(data);
+	obj = json_pack("{s:s, s:I, s:s?, s:s?, s:s?, s:s, s:s}", "part", part,
+			"size", (json_int_t)got, "sha256", headers_of_full ? NULL : cr->sha256,
+			"internaldate", cr->internaldate, "flags", cr->flags,
+			"encoding", "base64", "data", b64 != NULL ? b64 : "");
+	free(b64);
+	return obj;
+}
+
+static void add_received(json_t *body, long long received_us)
+{
+	char when[64];
+
+	timefmt_iso8601_ms(received_us, when, sizeof(when));
+	json_object_set_new(body, "received", json_string(when));
+}
+
+/* The body: the event's RFC 5423 parameters as received, plus where it
+ * belongs and where it sits in the journal. */
+static char *body_build(struct bus_out *b, const struct journal_record *rec,
+			const struct event *ev, json_t *content, size_t *len_r)
+{
+	json_t *body = ev != NULL ? json_copy(ev->json) : json_object();
+	char *text;
+
+	if (body == NULL) {
+		json_decref(content);
+		return NULL;
+	}
+	if (ev != NULL && ev->mailbox.account != NULL)
+		json_object_set_new(body, "account", json_string(ev->mailbox.account));
+	else if (ev != NULL && ev->acting_user != NULL)
+		json_object_set_new(body, "account", json_string(ev->acting_user));
+	if (ev != NULL && ev->mailbox.node != NULL)
+		json_object_set_new(body, "node", json_string(ev->mailbox.node));
+	if (ev != NULL && ev->mailbox.uidvalidity != 0)
+		json_object_set_new(body, "uidvalidity",
+				    json_integer(ev->mailbox.uidvalidity));
+	if (ev == NULL)
+		json_object_set_new(body, "journaled", json_stringn(rec->json, rec->json_len));
+	json_object_set_new(body, "seq", json_integer(rec->seq));
+	add_received(body, rec->received_us);
+	json_object_set_new(body, "source", json_string(rec->source));
+	json_object_set_new(body, "instance", json_string(b->instance));
+	if (content != NULL)
+		json_object_set_new(body, "content", content);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	*len_r = text != NULL ? strlen(text) : 0;
+	return text;
+}
+
+static int send_record(struct bus_out *b, const struct journal_record *rec,
+		       const struct event *ev, json_t *content)
+{
+	const char *name = ev != NULL ? event_type_info(ev->type)->name : "";
+	const char *account = ev == NULL ? NULL :
+			      ev->mailbox.account != NULL ? ev->mailbox.account :
+			      ev->acting_user;
+	char id[320];
+	size_t len;
+	char *body = body_build(b, rec, ev, content, &len);
+	struct amqp_property props[] = {
+		{ "event", AMQP_PROPERTY_STRING, name, 0 },
+		{ "account", AMQP_PROPERTY_STRING, account, 0 },
+		{ "node", AMQP_PROPERTY_STRING, ev != NULL ? ev->mailbox.node : NULL, 0 },
+		{ "source", AMQP_PROPERTY_STRING, rec->source, 0 },
+		{ "instance", AMQP_PROPERTY_STRING, b->instance, 0 },
+		{ "seq", AMQP_PROPERTY_LONG, NULL, rec->seq },
+	};
+	struct amqp_message_out msg = {
+		.message_id = id, .content_type = "application/json", .subject = name,
+		.durable = true, .properties = props,
+		.property_count = sizeof(props) / sizeof(props[0]),
+	};
+	const char *error;
+	int ret;
+
+	if (body == NULL)
+		return -1;
+	snprintf(id, sizeof(id), "%s:%lld", b->instance, rec->seq);
+	msg.body = body;
+	msg.body_len = len;
+	ret = amqp_sender_send(b->sender, &msg, (uint64_t)rec->seq, &error);
+	free(body);
+	if (ret < 0) {
+		log_warn("bus: #%lld: %s", rec->seq, error);
+		return -1;
+	}
+	b->ring[(b->ring_head + b->ring_count) % b->ring_cap] =
+		(struct inflight){ rec->seq, false };
+	b->ring_count++;
+	b->next = rec->seq;
+	b->outstanding++;
+	b->counts.sent++;
+	b->counts.sent_seq = rec->seq;
+	return 0;
+}
+
+/* ---- content retrieval ------------------------------------------------ */
+
+struct fetch_ctx {
+	struct bus_out *bus;
+	long long seq;
+	char part[8];
+	char *account, *node, *mailbox_id;
+	uint32_t uidvalidity, uid;
+	unsigned hops;            /* renames followed */
+};
+
+static void start_idle(struct bus_out *b);
+static void maybe_free(struct bus_out *b);
+
+static void fetch_ctx_free(struct fetch_ctx *fc)
+{
+	free(fc->account);
+	free(fc->node);
+	free(fc->mailbox_id);
+	free(fc);
+}
+
+static void fetch_issue(struct fetch_ctx *fc);
+
+static void on_fetch_retry(uv_timer_t *timer)
+{
+	struct bus_out *b = timer->data;
+
+	b->fetch_waiting = false;
+	start_idle(b);
+}
+
+/* The firehose's rules: a message gone is final; other failures are
+ * retried [firehose] fetch_attempts times, 1, 2, 4... s apart, then
+ * recorded as unavailable. The result goes in the content table, shared
+ * with the firehose: each message is retrieved once. */
+static void fetched(void *context, enum imap_result r, const struct imap_message *msg)
+{
+	struct fetch_ctx *fc = context;
+	struct bus_out *b = fc->bus;
+	long long now = clock_now_us();
+
+	b->fetching = false;
+	if (b->closing) {
+		fetch_ctx_free(fc);
+		maybe_free(b);
+		return;
+	}
+	if (r == IMAP_NO && fc->hops < FETCH_HOPS_MAX) {
+		char *moved = node_tree_find_moved(b->store, fc->account, fc->node,
+						   fc->mailbox_id, fc->uidvalidity);
+
+		if (moved != NULL) {
+			free(fc->node);
+			fc->node = moved;
+			fc->hops++;
+			fetch_issue(fc);
+			return;
+		}
+	}
+	if (r == IMAP_OK) {
+		content_put(b->store, fc->seq, fc->part, msg, now);
+		b->fetch_attempts = 0;
+	} else if (r == IMAP_NO) {
+		content_put_error(b->store, fc->seq, "expunged", b->fetch_attempts + 1, now);
+		log_info("bus: #%lld: message gone before its retrieval", fc->seq);
+		b->fetch_attempts = 0;
+	} else if (++b->fetch_attempts >= b->config->firehose_fetch_attempts) {
+		content_put_error(b->store, fc->seq, "unavailable", b->fetch_attempts, now);
+		log_warn("bus: #%lld: content unavailable after %u attempts", fc->seq,
+			 b->fetch_attempts);
+		b->fetch_attempts = 0;
+	} else {
+		unsigned shift = b->fetch_attempts - 1 < 5 ? b->fetch_attempts - 1 : 5;
+
+		log_info("bus: #%lld: retrieval failed (attempt %u), retrying in %u ms",
+			 fc->seq, b->fetch_attempts, 1000u << shift);
+		b->fetch_waiting = true;
+		fetch_ctx_free(fc);
+		uv_timer_start(&b->fetch_timer, on_fetch_retry, 1000u << shift, 0);
+		return;
+	}
+	fetch_ctx_free(fc);
+	start_idle(b);
+}
+
+static void fetch_issue(struct fetch_ctx *fc)
+{
+	fc->bus->fetching = true;
+	imap_client_fetch(fc->bus->imap, fc->account, fc->node, fc->uidvalidity, fc->uid,
+			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
+			  fetched, fc);
+}
+
+static int start_fetch(struct bus_out *b, const struct event *ev, long long seq,
+		       const char *part)
+{
+	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
+	const char *mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
+
+	if (fc == NULL)
+		return -1;
+	fc->bus = b;
+	fc->seq = seq;
+	snprintf(fc->part, sizeof(fc->part), "%s", part);
+	fc->account = strdup(ev->mailbox.account);
+	fc->node = strdup(ev->mailbox.node);
+	fc->mailbox_id = mailbox_id != NULL ? strdup(mailbox_id) : NULL;
+	fc->uidvalidity = ev->mailbox.uidvalidity;
+	fc->uid = message_uid(ev);
+	if (fc->account == NULL || fc->node == NULL) {
+		fetch_ctx_free(fc);
+		return -1;
+	}
+	fetch_issue(fc);
+	return 0;
+}
+
+/* ---- the pump ----------------------------------------------------------- */
+
+struct step_ctx {
+	struct bus_out *bus;
+	bool blocked;
+};
+
+/* The content object for ev, or NULL with *blocked_r when it must be
+ * retrieved first. Without a content policy or a message: NULL. */
+static json_t *content_for(struct bus_out *b, const struct journal_record *rec,
+			   const struct event *ev, bool *blocked_r)
+{
+	const char *part = content_policy(b);
+	struct content_record cr;
+	uint64_t size = 0;
+	json_t *obj;
+	int known;
+
+	*blocked_r = false;
+	if (part == NULL || !carries_message(ev))
+		return NULL;
+	/* the event tells the size: no retrieval for bytes that stay out */
+	if (strcmp(part, "full") == 0 && event_param_u64(ev, "messageSize", &size) == 0 &&
+	    size > b->config->bus_content_max)
+		return content_omitted(ev, rec->seq, part, (size_t)size,
+				       b->config->bus_content_max);
+	known = content_get(b->store, rec->seq, &cr);
+	if (known > 0 && cr.error == NULL && strcmp(part, "full") == 0 &&
+	    strcmp(cr.part, "full") != 0)
+		known = 0;   /* the firehose kept headers: the bus wants more */
+	if (known <= 0 && b->imap != NULL) {
+		content_record_clear(&cr);
+		if (start_fetch(b, ev, rec->seq, part) == 0) {
+			*blocked_r = true;
+			return NULL;
+		}
+		return json_pack("{s:s, s:s}", "part", part, "error", "unavailable");
+	}
+	if (known <= 0) {
+		content_record_clear(&cr);
+		return json_pack("{s:s, s:s}", "part", part, "error", "unavailable");
+	}
+	obj = content_json(b, ev, &cr, part);
+	content_record_clear(&cr);
+	return obj;
+}
+
+static int step_record(void *context, const struct journal_record *rec)
+{
+	struct step_ctx *sc = context;
+	struct bus_out *b = sc->bus;
+	struct event *ev = NULL;
+	json_t *content = NULL;
+	const char *error;
+
+	if (event_decode(rec->json, rec->json_len, b->config->hierarchy_separator[0],
+			 &ev, &error) < 0) {
+		/* still sent: every journaled event reaches the bus */
+		log_error("bus: journaled event %lld no longer decodes: %s", rec->seq, error);
+		ev = NULL;
+	} else {
+		content = content_for(b, rec, ev, &sc->blocked);
+		if (sc->blocked) {
+			event_free(&ev);
+			return 1;
+		}
+	}
+	if (send_record(b, rec, ev, content) < 0) {
+		event_free(&ev);
+		sc->blocked = true;
+		return 1;
+	}
+	event_free(&ev);
+	return 0;
+}
+
+static bool can_send(const struct bus_out *b)
+{
+	return !b->closing && !b->paused && !b->fetching && !b->fetch_waiting &&
+	       b->ring_count < b->ring_cap;
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+	struct bus_out *b = idle->data;
+	struct step_ctx sc = { b, false };
+	size_t room = can_send(b) ? amqp_sender_room(b->sender) : 0;
+	unsigned limit, count = 0;
+
+	if (room > b->ring_cap - b->ring_count)
+		room = b->ring_cap - b->ring_count;
+	if (room == 0) {
+		uv_idle_stop(idle);
+		return;
+	}
+	limit = room < BUS_BATCH ? (unsigned)room : BUS_BATCH;
+	if (journal_read_after(b->store, b->next, limit, step_record, &sc, &count) < 0 ||
+	    sc.blocked || count < limit)
+		uv_idle_stop(idle);
+}
+
+static void start_idle(struct bus_out *b)
+{
+	if (!b->closing && !uv_is_active((uv_handle_t *)&b->idle))
+		uv_idle_start(&b->idle, on_idle);
+}
+
+void bus_out_kick(struct bus_out *b)
+{
+	if (b != NULL)
+		start_idle(b);
+}
+
+/* ---- AMQP callbacks ------------------------------------------------------ */
+
+/* After a refusal the broker may hold any of what we sent after the
+ * watermark, or not: once the back-off is over and every delivery still
+ * out has its outcome, all of it goes again, in order. */
+static void maybe_resume(struct bus_out *b)
+{
+	if (!b->paused || !b->backoff_over || b->outstanding > 0)
+		return;
+	b->paused = false;
+	go_back(b);
+	start_idle(b);
+}
+
+static void on_refusal_over(uv_timer_t *timer)
+{
+	struct bus_out *b = timer->data;
+
+	b->backoff_over = true;
+	maybe_resume(b);
+}
+
+static void refused(struct bus_out *b, long long seq, enum amqp_outcome outcome,
+		    const char *detail)
+{
+	unsigned delay = REFUSAL_MIN_MS;
+
+	b->counts.refused++;
+	log_warn("bus: #%lld %s by the broker%s%s", seq, amqp_outcome_name(outcome),
+		 detail != NULL ? ": " : "", detail != NULL ? detail : "");
+	if (b->paused)
+		return;
+	for (unsigned i = 0; i < b->refusals && delay < REFUSAL_MAX_MS; i++)
+		delay *= 2;
+	if (delay > REFUSAL_MAX_MS)
+		delay = REFUSAL_MAX_MS;
+	b->refusals++;
+	log_warn("bus: sending again from #%lld in %u ms", b->mark + 1, delay);
+	b->paused = true;
+	b->backoff_over = false;
+	uv_timer_start(&b->retry, on_refusal_over, delay, 0);
+}
+
+static void on_outcome(void *context, uint64_t tag, enum amqp_outcome outcome,
+		       const char *detail)
+{
+	struct bus_out *b = context;
+	long long seq = (long long)tag;
+
+	if (b->outstanding > 0)
+		b->outstanding--;
+	if (outcome == AMQP_OUTCOME_ACCEPTED) {
+		b->counts.accepted++;
+		b->refusals = 0;
+		ring_accept(b, seq);
+		schedule_save(b);
+	} else if (outcome != AMQP_OUTCOME_LOST) {
+		refused(b, seq, outcome, detail);
+	}
+	maybe_resume(b);
+}
+
+static void on_writable(void *context)
+{
+	start_idle(context);
+}
+
+static void on_state(void *context, bool up, const char *error)
+{
+	struct bus_out *b = context;
+
+	b->counts.connected = up;
+	/* outcomes of what was out came (as lost) before this */
+	b->outstanding = 0;
+	if (!up) {
+		log_debug("bus: broker connection down: %s", error);
+		go_back(b);
+		save_mark(b);
+		maybe_resume(b);
+		return;
+	}
+	go_back(b);
+	start_idle(b);
+}
+
+/* ---- life ----------------------------------------------------------------- */
+
+static int bus_urls(const char *list, const char ***urls_r, size_t *count_r,
+		    char **copy_r)
+{
+	char *copy = strdup(list), *save = NULL;
+	const char **urls = NULL;
+	size_t n = 0;
+
+	if (copy == NULL)
+		return -1;
+	for (char *t = strtok_r(copy, " \t,", &save); t != NULL;
+	     t = strtok_r(NULL, " \t,", &save)) {
+		const char **grown = realloc(urls, (n + 1) * sizeof(*urls));
+
+		if (grown == NULL) {
+			free(urls);
+			free(copy);
+			return -1;
+		}
+		urls = grown;
+		urls[n++] = t;
+	}
+	*urls_r = urls;
+	*count_r = n;
+	*copy_r = copy;
+	return 0;
+}
+
+static int start_amqp(struct bus_out *b, const char **error_r)
+{
+	const struct config *c = b->config;
+	const char **urls = NULL;
+	char *copy = NULL;
+	size_t count = 0;
+	struct amqp_settings set = {
+		.user = c->bus_user, .password = c->bus_password,
+		.ca_file = c->bus_ca_file, .container_id = b->instance,
+		.reconnect_min_ms = 200, .reconnect_max_ms = c->bus_reconnect_max * 1000,
+	};
+	struct amqp_sender_settings snd = {
+		.address = c->bus_address, .durable_terminus = c->bus_durable,
+		.window = (unsigned)b->ring_cap,
+	};
+	int rc;
+
+	if (bus_urls(c->bus_urls, &urls, &count, &copy) < 0) {
+		*error_r = "out of memory";
+		return -1;
+	}
+	set.urls = urls;
+	set.url_count = count;
+	rc = amqp_connection_new(b->loop, &set, on_state, b, &b->amqp, error_r);
+	free(urls);
+	free(copy);
+	if (rc < 0)
+		return -1;
+	if (amqp_sender_new(b->amqp, &snd, on_outcome, on_writable, b, &b->sender,
+			    error_r) < 0)
+		return -1;
+	amqp_connection_start(b->amqp);
+	return 0;
+}
+
+static void handle_closed(uv_handle_t *handle)
+{
+	struct bus_out *b = handle->data;
+
+	b->handles--;
+	maybe_free(b);
+}
+
+static void bus_free(struct bus_out *b)
+{
+	free(b->ring);
+	free(b->instance);
+	free(b);
+}
+
+static void maybe_free(struct bus_out *b)
+{
+	if (b->closing && b->handles == 0 && !b->fetching)
+		bus_free(b);
+}
+
+static void amqp_closed(void *context)
+{
+	struct bus_out *b = context;
+
+	b->handles--;
+	maybe_free(b);
+}
+
+int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *config,
+		struct imap_client *imap, struct bus_out **bus_r, const char **error_r)
+{
+	struct bus_out *b;
+
+	*bus_r = NULL;
+	if (*config->bus_urls == '\0')
+		return 0;
+	if (content_init(store, error_r) < 0)
+		return -1;
+	b = calloc(1, sizeof(*b));
+	if (b == NULL || (b->instance = strdup(*config->bus_instance != '\0' ?
+					       config->bus_instance :
+					       config->component_domain)) == NULL) {
+		free(b);
+		*error_r = "out of memory";
+		return -1;
+	}
+	b->loop = loop;
+	b->store = store;
+	b->config = config;
+	b->imap = imap;
+	b->ring_cap = config->bus_window != 0 ? config->bus_window : 1000;
+	b->ring = calloc(b->ring_cap, sizeof(*b->ring));
+	b->mark = b->mark_saved = b->next = bus_mark_get(store);
+	b->counts.mark = b->mark;
+	if (b->ring == NULL) {
+		bus_free(b);
+		*error_r = "out of memory";
+		return -1;
+	}
+	uv_idle_init(loop, &b->idle);
+	uv_timer_init(loop, &b->retry);
+	uv_timer_init(loop, &b->save);
+	uv_timer_init(loop, &b->fetch_timer);
+	b->idle.data = b->retry.data = b->save.data = b->fetch_timer.data = b;
+	b->handles = 4;
+	if (start_amqp(b, error_r) < 0) {
+		bus_out_close(&b);
+		return -1;
+	}
+	log_info("bus: sending to %s on %s from journal #%lld (instance %s)",
+		 config->bus_address, config->bus_urls, b->mark + 1, b->instance);
+	*bus_r = b;
+	return 0;
+}
+
+void bus_out_get_status(const struct bus_out *b, struct bus_out_status *status)
+{
+	*status = b->counts;
+	status->mark = b->mark;
+	status->connected = b->amqp != NULL && amqp_connection_is_up(b->amqp);
+}
+
+void bus_out_close(struct bus_out **bp)
+{
+	struct bus_out *b = *bp;
+
+	if (b == NULL)
+		return;
+	*bp = NULL;
+	b->closing = true;
+	log_info("bus: stopping at #%lld (accepted %llu, sent %llu, refused %llu)",
+		 b->mark, b->counts.accepted, b->counts.sent, b->counts.refused);
+	uv_close((uv_handle_t *)&b->idle, handle_closed);
+	uv_close((uv_handle_t *)&b->retry, handle_closed);
+	uv_close((uv_handle_t *)&b->save, handle_closed);
+	uv_close((uv_handle_t *)&b->fetch_timer, handle_closed);
+	save_mark(b);
+	if (b->amqp != NULL) {
+		/* outcomes still coming are lost; the watermark says what goes again */
+		b->handles++;
+		b->sender = NULL;
+		amqp_connection_close(&b->amqp, amqp_closed, b);
+	}
+}

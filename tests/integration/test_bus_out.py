@@ -1,0 +1,405 @@
+"""The message bus, out (issue 17): every journaled event as one AMQP 1.0
+message on a private RabbitMQ 3.10 (examples/rabbitmq/), in journal order,
+at least once with a stable message-id, content per [bus] content; through
+kill -9 of mailpubsubd, kill -9 of the broker, a broker down at start and
+wrong credentials, nothing is lost."""
+import base64
+import json
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from harness import make_message, wait_until
+from rabbitmq import USER, Consumer, RabbitMQ, wait_ready
+from stack import Stack, event_items, service_jid, subscribe_iq, iq_type
+
+QUEUE = 'mailpubsub'
+ADDRESS = '/queue/' + QUEUE
+INSTANCE = 'it-bus'
+
+
+def write_credentials(workdir, password, user=USER):
+    path = os.path.join(workdir, 'bus.credentials')
+    with open(path, 'w') as f:
+        f.write('%s\n%s\n' % (user, password))
+    os.chmod(path, 0o600)
+    return path
+
+
+def bus_stack(workdir, broker, password=None, json_source=False, **bus):
+    conf = {'urls': broker.url,
+            'credentials_file': write_credentials(workdir, password or broker.password),
+            'address': ADDRESS, 'instance': INSTANCE, 'reconnect_max': '2'}
+    conf.update(bus)
+    config = {'bus': conf, 'firehose': {'fetch_attempts': '3'}}
+    if json_source:
+        config['json'] = {'socket': os.path.join(workdir, 'events.sock'),
+                          'socket_group': ''}
+    return Stack(workdir, config=config)
+
+
+@pytest.fixture
+def broker(workdir):
+    b = RabbitMQ(workdir)
+    try:
+        b.start()
+        wait_ready(b)
+        yield b
+    finally:
+        b.stop()
+
+
+def journal(stack):
+    """[(seq, type)] of the journal, in order."""
+    db = sqlite3.connect('file:%s?mode=ro' % stack.db, uri=True, timeout=10)
+    try:
+        return [(int(s), t) for s, t in
+                db.execute('SELECT seq, type FROM journal ORDER BY seq')]
+    finally:
+        db.close()
+
+
+def props(m):
+    return m.properties or {}
+
+
+def seqs_of(messages):
+    return [props(m)['seq'] for m in messages]
+
+
+def quiet_journal(stack, quiet=1.5, timeout=60):
+    """The journal once nothing was added to it for quiet seconds (Cyrus
+    sends a Logout or a modseq bump a little after a session)."""
+    last = [journal(stack), time.monotonic()]
+
+    def settled():
+        now = journal(stack)
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet
+    wait_until(settled, timeout=timeout, interval=0.2, what='a quiet journal')
+    return last[0]
+
+
+def check_bus_against_journal(stack, messages):
+    """Every journaled event (of a quiet journal) is on the bus with its
+    message-id; duplicates are identical; first occurrences come in journal
+    order. Returns (journaled, on the bus, duplicates)."""
+    jr = quiet_journal(stack)
+    first = {}
+    order = []
+    duplicates = 0
+    for m in messages:
+        seq = props(m)['seq']
+        assert m.id == '%s:%d' % (INSTANCE, seq)
+        assert m.durable
+        body = m.body if isinstance(m.body, bytes) else bytes(m.body)
+        if seq in first:
+            duplicates += 1
+            assert first[seq] == body, 'a duplicate differs from the first copy'
+            continue
+        first[seq] = body
+        order.append(seq)
+    assert order == sorted(order), 'first copies out of journal order'
+    missing = [s for s, _ in jr if s not in first]
+    assert not missing, 'journaled, never on the bus: %r' % missing[:20]
+    for s, t in jr:
+        assert props_of_seq(messages, s)['event'] == t
+    return len(jr), len(first), duplicates
+
+
+def props_of_seq(messages, seq):
+    for m in messages:
+        if props(m).get('seq') == seq:
+            return props(m)
+    raise KeyError(seq)
+
+
+def body_json(m):
+    body = m.body if isinstance(m.body, bytes) else bytes(m.body)
+    return json.loads(body)
+
+
+def imap_bytes(stack, user, uid, mailbox='INBOX'):
+    m = stack.cyrus.imap(user)
+    try:
+        m.select(mailbox, readonly=True)
+        typ, data = m.uid('FETCH', str(uid), '(BODY.PEEK[])')
+        assert typ == 'OK' and data[0] is not None, data
+        return data[0][1]
+    finally:
+        m.logout()
+
+
+def wait_bus_caught_up(stack, consumer, timeout=60):
+    """Until every journaled event is on the bus (and the journal quiet)."""
+    jr = quiet_journal(stack)
+
+    def done():
+        have = set(seqs_of(consumer.snapshot()))
+        return all(s in have for s, _ in jr)
+    wait_until(done, timeout=timeout, interval=0.3, what='bus caught up with the journal')
+
+
+def test_scripted_session_in_order_with_content(workdir, broker):
+    """deliver, read, flag, move, rename, expunge: every event on the bus in
+    journal order, with properties, JSON body and content byte-identical to
+    IMAP (full)."""
+    s = bus_stack(workdir, broker, content='full')
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        s.cyrus.deliver('alice', make_message(subject='first', body='one\r\n' * 50))
+        s.cyrus.deliver('alice', make_message(subject='second', body='two\r\n'))
+        raw = {uid: imap_bytes(s, 'alice', uid) for uid in (1, 2)}
+        m = s.cyrus.imap('alice')
+        m.select('INBOX')
+        m.uid('STORE', '1', '+FLAGS', '(\\Seen)')
+        m.uid('STORE', '2', '+FLAGS', '(\\Flagged)')
+        m.create('INBOX/Work')
+        m.uid('MOVE', '2', 'INBOX/Work')
+        m.rename('INBOX/Work', 'INBOX/Done')
+        m.uid('STORE', '1', '+FLAGS', '(\\Deleted)')
+        m.expunge()
+        m.logout()
+        wanted = {'MessageNew', 'MessageRead', 'FlagsSet', 'MailboxCreate',
+                  'vnd.cmu.MessageMove', 'MailboxRename', 'MessageExpunge'}
+        wait_until(lambda: wanted <= {t for _, t in journal(s)}, timeout=30,
+                   what='the session journaled')
+        wait_bus_caught_up(s, consumer)
+        msgs = consumer.snapshot()
+        journaled, on_bus, dups = check_bus_against_journal(s, msgs)
+        assert dups == 0 and on_bus == journaled
+        assert seqs_of(msgs) == [seq for seq, _ in journal(s)][:len(msgs)]
+        news = [m for m in msgs if props(m)['event'] == 'MessageNew']
+        assert len(news) == 2
+        for m in news:
+            p = props(m)
+            assert p['account'] == 'alice' and p['node'] == 'INBOX'
+            assert p['source'] == 'cyrus' and p['instance'] == INSTANCE
+            assert m.content_type == 'application/json'
+            b = body_json(m)
+            assert b['event'] == 'MessageNew' and b['seq'] == p['seq']
+            assert b['account'] == 'alice' and b['node'] == 'INBOX'
+            assert b['uidvalidity'] > 0 and 'received' in b and 'uri' in b
+            c = b['content']
+            assert c['part'] == 'full' and c['encoding'] == 'base64'
+            uid = int(b['uri'].rsplit('UID=', 1)[1])
+            assert base64.b64decode(c['data']) == raw[uid]
+            assert c['size'] == len(raw[uid])
+        # the moved message carries its bytes too (retrieved in INBOX/Work,
+        # or where the rename took it)
+        move = [body_json(m) for m in msgs if props(m)['event'] == 'vnd.cmu.MessageMove']
+        assert len(move) == 1 and base64.b64decode(move[0]['content']['data']) == raw[2]
+        rename = [m for m in msgs if props(m)['event'] == 'MailboxRename']
+        assert props(rename[0])['node'] == 'INBOX/Done'
+    finally:
+        consumer.close()
+        s.stop()
+
+
+def test_over_the_limit_says_so(workdir, broker):
+    """A message bigger than [bus] content_max: its content stays out, the
+    bus message says its size and how to fetch it; a small one is inline."""
+    s = bus_stack(workdir, broker, content='full', content_max='2000')
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        s.cyrus.deliver('alice', make_message(subject='small', body='x' * 70 + '\r\n'))
+        s.cyrus.deliver('alice', make_message(subject='huge', body=('z' * 78 + '\r\n') * 100))
+        wait_until(lambda: sum(1 for _, t in journal(s) if t == 'MessageNew') == 2,
+                   timeout=30, what='two deliveries journaled')
+        wait_bus_caught_up(s, consumer)
+        news = [body_json(m) for m in consumer.snapshot()
+                if props(m)['event'] == 'MessageNew']
+        small, big = news
+        assert base64.b64decode(small['content']['data']) == imap_bytes(s, 'alice', 1)
+        c = big['content']
+        raw = imap_bytes(s, 'alice', 2)
+        assert 'data' not in c and c['size'] == len(raw) > 2000
+        assert 'content_max' in c['omitted']
+        assert c['fetch']['uid'] == 2 and c['fetch']['account'] == 'alice'
+        assert c['fetch']['command'] == 'UID FETCH 2 BODY.PEEK[]'
+    finally:
+        consumer.close()
+        s.stop()
+
+
+def json_event(i):
+    return {'event': 'MessageNew', 'user': 'alice',
+            'uri': 'imap://alice@localhost/INBOX;UIDVALIDITY=42/;UID=%d' % (i + 1),
+            'messages': i + 1, 'timestamp': '2026-11-23T10:00:00.000+00:00'}
+
+
+class Feeder:
+    """Sends generic-source events at about rate per second from a thread,
+    counting what mailpubsubd acknowledged (journaled); reconnects when the
+    daemon goes away."""
+
+    def __init__(self, path, rate=2000, total=None):
+        import socket
+        self.socket_mod = socket
+        self.path = path
+        self.rate = rate
+        self.total = total
+        self.acked = 0
+        self.sent = 0
+        self.stop_flag = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def connect(self):
+        s = self.socket_mod.socket(self.socket_mod.AF_UNIX, self.socket_mod.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(self.path)
+        return s, s.makefile('rb')
+
+    def run(self):
+        batch = 20
+        i = 0
+        conn = None
+        while not self.stop_flag and (self.total is None or i < self.total):
+            t0 = time.monotonic()
+            try:
+                if conn is None:
+                    conn = self.connect()
+                sock, rfile = conn
+                lines = b''.join(json.dumps(json_event(i + k)).encode() + b'\n'
+                                 for k in range(batch))
+                sock.sendall(lines)
+                self.sent += batch
+                for _ in range(batch):
+                    ack = json.loads(rfile.readline())
+                    assert ack['ok']
+                    self.acked += 1
+                i += batch
+            except (OSError, ValueError):
+                conn = None     # the daemon went: what was not acked is resent
+                time.sleep(0.1)
+                continue
+            spent = time.monotonic() - t0
+            if spent < batch / self.rate:
+                time.sleep(batch / self.rate - spent)
+
+    def stop(self):
+        self.stop_flag = True
+        self.thread.join(timeout=30)
+
+
+def report(name, feeder, journaled, on_bus, duplicates):
+    print('\n%s: events sent %d, acknowledged %d, journaled %d, on the bus %d,'
+          ' duplicates %d' % (name, feeder.sent, feeder.acked, journaled, on_bus,
+                              duplicates))
+
+
+def test_kill9_of_the_daemon_at_2k_per_second(workdir, broker):
+    """kill -9 of mailpubsubd while events come at ~2k/s: after its restart
+    every journaled event reaches the bus; duplicates carry the same
+    message-id (and body)."""
+    s = bus_stack(workdir, broker, json_source=True)
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        feeder = Feeder(os.path.join(workdir, 'events.sock'), rate=2000)
+        wait_until(lambda: feeder.acked >= 3000, timeout=60, what='3000 events acked')
+        wait_until(lambda: consumer.count() >= 1000, timeout=60, what='bus flowing')
+        s.daemon.kill(9)
+        s.daemon.wait()
+        s.daemon = None
+        s.start_daemon()
+        wait_until(lambda: feeder.acked >= 6000, timeout=60, what='6000 events acked')
+        feeder.stop()
+        wait_bus_caught_up(s, consumer, timeout=120)
+        journaled, on_bus, dups = check_bus_against_journal(s, consumer.snapshot())
+        report('daemon kill -9', feeder, journaled, on_bus, dups)
+        assert journaled >= feeder.acked
+    finally:
+        consumer.close()
+        s.stop()
+
+
+def test_kill9_of_the_broker_and_restart(workdir, broker):
+    """kill -9 of RabbitMQ mid-stream, restarted: nothing lost, the first
+    copies in journal order."""
+    s = bus_stack(workdir, broker, json_source=True)
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        feeder = Feeder(os.path.join(workdir, 'events.sock'), rate=1000)
+        wait_until(lambda: consumer.count() >= 1000, timeout=60, what='bus flowing')
+        broker.kill9()
+        s.daemon.wait_log(r'amqp: .*retrying', timeout=30)
+        time.sleep(1)
+        broker.start()
+        wait_ready(broker)
+        wait_until(lambda: feeder.acked >= 5000, timeout=90, what='5000 events acked')
+        feeder.stop()
+        wait_bus_caught_up(s, consumer, timeout=120)
+        journaled, on_bus, dups = check_bus_against_journal(s, consumer.snapshot())
+        report('broker kill -9', feeder, journaled, on_bus, dups)
+        assert journaled >= feeder.acked
+    finally:
+        consumer.close()
+        s.stop()
+
+
+def subscribe_inbox(stack, user):
+    c = stack.client(user)
+    reply = c.iq(subscribe_iq(service_jid(user), 'INBOX', '%s@localhost' % user))
+    assert iq_type(reply) == 'result'
+    return c
+
+
+def test_broker_down_at_start(workdir):
+    """No broker when mailpubsubd starts: XMPP subscribers are served as
+    ever, the journal keeps the backlog, and the bus gets all of it in order
+    once the broker is there."""
+    broker = RabbitMQ(workdir)
+    s = bus_stack(workdir, broker)
+    consumer = None
+    try:
+        s.start()
+        alice = subscribe_inbox(s, 'alice')
+        for i in range(3):
+            s.cyrus.deliver('alice', make_message(subject='while down %d' % i))
+            alice.wait_message(lambda m: any(p.get('type') == 'MessageNew'
+                                             for _, p in (event_items(m) or (None, []))[1]), 15)
+        s.daemon.wait_log(r'amqp: amqp://127\.0\.0\.1:%d: .*refused.*retrying' % broker.port,
+                          timeout=30)
+        broker.start()
+        wait_ready(broker)
+        consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+        wait_bus_caught_up(s, consumer)
+        journaled, on_bus, dups = check_bus_against_journal(s, consumer.snapshot())
+        assert on_bus == journaled and dups == 0
+        assert seqs_of(consumer.snapshot()) == [q for q, _ in journal(s)][:on_bus]
+    finally:
+        if consumer is not None:
+            consumer.close()
+        s.stop()
+        broker.stop()
+
+
+def test_wrong_credentials(workdir, broker):
+    """A wrong password: a clear error in the log, retries, nothing lost once
+    the broker takes it."""
+    s = bus_stack(workdir, broker, password='not-the-password')
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        s.cyrus.deliver('alice', make_message(subject='held back'))
+        s.daemon.wait_log(r'amqp: .*amqp:unauthorized-access.*retrying', timeout=30)
+        s.daemon.wait_log(r'amqp: .*amqp:unauthorized-access.*retrying', timeout=30)
+        assert consumer.count() == 0
+        # the administrator sets the broker to the password mailpubsubd has
+        broker.ctl('change_password', USER, 'not-the-password')
+        wait_bus_caught_up(s, consumer)
+        journaled, on_bus, dups = check_bus_against_journal(s, consumer.snapshot())
+        assert on_bus == journaled and dups == 0
+        assert 'MessageNew' in [props(m)['event'] for m in consumer.snapshot()]
+    finally:
+        consumer.close()
+        s.stop()
