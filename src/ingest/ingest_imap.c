@@ -15,6 +15,7 @@
 #include "base/config.h"
 #include "model/event.h"
 #include "imap/imap_client.h"
+#include "imap/imap_command.h"
 #include "imap/imap_name.h"
 #include "store/journal.h"
 #include "base/log.h"
