@@ -17,6 +17,7 @@
 #include "imap/imap_client.h"
 #include "imap/imap_command.h"
 #include "imap/imap_name.h"
+#include "store/imap_source_state.h"
 #include "store/journal.h"
 #include "base/log.h"
 #include "store/node_tree.h"
@@ -826,106 +827,43 @@ static int batch_box(struct batch *b, const char *node, const struct ingest_imap
 
 /* ---- loop thread: the store -------------------------------------------- */
 
+/* Messages first forgotten (reset), then the header, then the delta. */
+static int apply_box(struct store *store, const char *account, const struct rec *r)
+{
+	/* a baseline publishes nothing, but its mailboxes are nodes
+	 * subscribers may ask for at once (as after discovery's LIST) */
+	if (r->reset && node_tree_touch(store, account, r->node, NULL,
+					r->uidvalidity, clock_now_us()) < 0)
+		return -1;
+	if (r->reset && imap_source_state_messages_forget(store, account, r->node) < 0)
+		return -1;
+	if (imap_source_state_mailbox_put(store, account, r->node, r->uidvalidity,
+					  r->uidnext, r->modseq) < 0)
+		return -1;
+	for (size_t i = 0; i < r->delta.n_put; i++) {
+		if (imap_source_state_message_put(store, account, r->node, r->delta.put[i].uid,
+						  r->delta.put[i].flags) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < r->delta.n_gone; i++) {
+		if (imap_source_state_message_forget(store, account, r->node,
+						     r->delta.gone[i]) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int apply_rec(struct store *store, const char *account, const struct rec *r)
 {
-	static const char sql_account[] =
-		"INSERT INTO imap_source_accounts (account, listed_us) VALUES (?, ?) "
-		"ON CONFLICT (account) DO UPDATE SET listed_us = excluded.listed_us";
-	static const char sql_box[] =
-		"INSERT INTO imap_source_mailboxes (account, node, uidvalidity, uidnext, "
-		"highestmodseq) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, node) DO "
-		"UPDATE SET uidvalidity = excluded.uidvalidity, uidnext = excluded.uidnext, "
-		"highestmodseq = excluded.highestmodseq";
-	static const char sql_msgs_clear[] =
-		"DELETE FROM imap_source_messages WHERE account = ? AND node = ?";
-	static const char sql_msg_put[] =
-		"INSERT INTO imap_source_messages (account, node, uid, flags) "
-		"VALUES (?, ?, ?, ?) ON CONFLICT (account, node, uid) DO UPDATE "
-		"SET flags = excluded.flags";
-	static const char sql_msg_del[] =
-		"DELETE FROM imap_source_messages WHERE account = ? AND node = ? AND uid = ?";
-	static const char sql_box_del[] =
-		"DELETE FROM imap_source_mailboxes WHERE account = ? AND node = ?";
-	static const char sql_box_ren[] =
-		"UPDATE imap_source_mailboxes SET node = ? WHERE account = ? AND node = ?";
-	static const char sql_msgs_ren[] =
-		"UPDATE imap_source_messages SET node = ? WHERE account = ? AND node = ?";
-	sqlite3_stmt *st;
-
 	switch (r->kind) {
 	case REC_ACCOUNT:
-		if ((st = store_stmt(store, sql_account)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, clock_now_us());
-		return store_exec_stmt(store, st);
+		return imap_source_state_account_listed(store, account, clock_now_us());
 	case REC_BOX:
-		/* a baseline publishes nothing, but its mailboxes are nodes
-		 * subscribers may ask for at once (as after discovery's LIST) */
-		if (r->reset && node_tree_touch(store, account, r->node, NULL,
-						r->uidvalidity, clock_now_us()) < 0)
-			return -1;
-		if (r->reset) {
-			if ((st = store_stmt(store, sql_msgs_clear)) == NULL)
-				return -1;
-			sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-			if (store_exec_stmt(store, st) < 0)
-				return -1;
-		}
-		if ((st = store_stmt(store, sql_box)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, r->uidvalidity);
-		sqlite3_bind_int64(st, 4, r->uidnext);
-		sqlite3_bind_int64(st, 5, (sqlite3_int64)r->modseq);
-		if (store_exec_stmt(store, st) < 0)
-			return -1;
-		for (size_t i = 0; i < r->delta.n_put; i++) {
-			if ((st = store_stmt(store, sql_msg_put)) == NULL)
-				return -1;
-			sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, r->delta.put[i].uid);
-			sqlite3_bind_text(st, 4, r->delta.put[i].flags, -1, SQLITE_STATIC);
-			if (store_exec_stmt(store, st) < 0)
-				return -1;
-		}
-		for (size_t i = 0; i < r->delta.n_gone; i++) {
-			if ((st = store_stmt(store, sql_msg_del)) == NULL)
-				return -1;
-			sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-			sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 3, r->delta.gone[i]);
-			if (store_exec_stmt(store, st) < 0)
-				return -1;
-		}
-		return 0;
+		return apply_box(store, account, r);
 	case REC_BOX_DELETE:
-		if ((st = store_stmt(store, sql_msgs_clear)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-		if (store_exec_stmt(store, st) < 0 ||
-		    (st = store_stmt(store, sql_box_del)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, r->node, -1, SQLITE_STATIC);
-		return store_exec_stmt(store, st);
+		return imap_source_state_mailbox_delete(store, account, r->node);
 	case REC_BOX_RENAME:
-		if ((st = store_stmt(store, sql_box_ren)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, r->new_node, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, r->node, -1, SQLITE_STATIC);
-		if (store_exec_stmt(store, st) < 0 ||
-		    (st = store_stmt(store, sql_msgs_ren)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, r->new_node, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, r->node, -1, SQLITE_STATIC);
-		return store_exec_stmt(store, st);
+		return imap_source_state_mailbox_rename(store, account, r->node, r->new_node);
 	}
 	return -1;
 }
@@ -1141,74 +1079,57 @@ static bool owns(const struct watcher *w, const char *node)
 	return w->poller && !skipped(w, node);
 }
 
+/* A stored mailbox: the watcher's if it owns it. */
+static int load_box(void *context, const char *node, uint32_t uidvalidity,
+		    uint32_t uidnext, uint64_t modseq)
+{
+	struct watcher *w = context;
+	struct wbox *b;
+
+	if (!owns(w, node))
+		return 0;
+	if ((b = wbox_add(w, node)) == NULL)
+		return -1;
+	b->box.uidvalidity = uidvalidity;
+	b->box.uidnext = uidnext;
+	b->box.modseq = modseq;
+	return 0;
+}
+
+static int load_msg(void *context, uint32_t uid, const char *flags)
+{
+	struct ingest_imap_box *box = context;
+
+	if (box->n == box->cap) {
+		size_t cap = box->cap * 2 + 64;
+		struct ingest_imap_msg *bigger = realloc(box->msgs, cap * sizeof(*bigger));
+
+		if (bigger == NULL)
+			return -1;
+		box->msgs = bigger;
+		box->cap = cap;
+	}
+	box->msgs[box->n].uid = uid;
+	box->msgs[box->n].flags = strdup(flags);
+	if (box->msgs[box->n].flags == NULL)
+		return -1;
+	box->n++;
+	return 0;
+}
+
 /* Loop thread (at start, or while the thread waits for a batch): the
  * watcher's boxes as the store has them. */
 static int load_state(struct ingest_imap *in, struct watcher *w)
 {
-	static const char sql_acct[] =
-		"SELECT 1 FROM imap_source_accounts WHERE account = ?";
-	static const char sql_boxes[] =
-		"SELECT node, uidvalidity, uidnext, highestmodseq "
-		"FROM imap_source_mailboxes WHERE account = ? ORDER BY node";
-	static const char sql_msgs[] =
-		"SELECT uid, flags FROM imap_source_messages "
-		"WHERE account = ? AND node = ? ORDER BY uid";
 	struct store *store = in->service->store;
-	sqlite3_stmt *st;
-	int rc;
 
 	wboxes_free(w);
-	if ((st = store_stmt(store, sql_acct)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, w->account, -1, SQLITE_STATIC);
-	w->account_known = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_reset(st);
-	if ((st = store_stmt(store, sql_boxes)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, w->account, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *node = (const char *)sqlite3_column_text(st, 0);
-		struct wbox *b;
-
-		if (node == NULL || !owns(w, node))
-			continue;
-		if ((b = wbox_add(w, node)) == NULL)
-			break;
-		b->box.uidvalidity = (uint32_t)sqlite3_column_int64(st, 1);
-		b->box.uidnext = (uint32_t)sqlite3_column_int64(st, 2);
-		b->box.modseq = (uint64_t)sqlite3_column_int64(st, 3);
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
+	if (imap_source_state_account_known(store, w->account, &w->account_known) < 0 ||
+	    imap_source_state_mailboxes(store, w->account, load_box, w) < 0)
 		return -1;
 	for (size_t i = 0; i < w->n_boxes; i++) {
-		struct ingest_imap_box *box = &w->boxes[i].box;
-
-		if ((st = store_stmt(store, sql_msgs)) == NULL)
-			return -1;
-		sqlite3_bind_text(st, 1, w->account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, w->boxes[i].node, -1, SQLITE_STATIC);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *flags = (const char *)sqlite3_column_text(st, 1);
-
-			if (box->n == box->cap) {
-				size_t cap = box->cap * 2 + 64;
-				struct ingest_imap_msg *bigger =
-					realloc(box->msgs, cap * sizeof(*bigger));
-
-				if (bigger == NULL)
-					break;
-				box->msgs = bigger;
-				box->cap = cap;
-			}
-			box->msgs[box->n].uid = (uint32_t)sqlite3_column_int64(st, 0);
-			box->msgs[box->n].flags = strdup(flags != NULL ? flags : "");
-			if (box->msgs[box->n].flags == NULL)
-				break;
-			box->n++;
-		}
-		sqlite3_reset(st);
-		if (rc != SQLITE_DONE)
+		if (imap_source_state_messages(store, w->account, w->boxes[i].node, load_msg,
+					       &w->boxes[i].box) < 0)
 			return -1;
 	}
 	return 0;
