@@ -1,5 +1,5 @@
 /* Unit tests for the pure part of the IMAP client source
- * (src/ingest/ingest_imap.c): flag normalization, UID sets, URLs, and the diff of
+ * (src/ingest/ingest_imap_{flags,uri,box,diff}.c): flag normalization, UID sets, URLs, and the diff of
  * what the server says against what was known into RFC 5423 events. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "model/event.h"
-#include "ingest/ingest_imap.h"
+#include "ingest/ingest_imap_diff.h"
+#include "ingest/ingest_imap_flags.h"
+#include "ingest/ingest_imap_uri.h"
 #include "model/mailbox_uri.h"
 
 static void test_flags_normalize(void **state)

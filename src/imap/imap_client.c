@@ -714,8 +714,9 @@ void imap_client_close(struct imap_client **client, void (*done)(void *),
 		uv_timer_start(&c->done_timer, on_done_timer, 0, 0);
 }
 
-static struct op *op_new(struct imap_client *c, enum imap_command_kind kind, const char *key,
-			 const char *account, const char *node, void *ctx)
+static struct op *op_new(struct imap_client *c, enum imap_command_kind kind,
+			 const char *key, const char *account, const char *node,
+			 void *ctx)
 {
 	struct op *op = calloc(1, sizeof(*op));
 
@@ -842,7 +843,6 @@ const char *imap_client_last_error(const struct imap_client *c)
 {
 	return c->last_error;
 }
-
 
 /* ---- dedicated sessions (imap_session_*) --------------------------------
  *

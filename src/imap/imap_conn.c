@@ -143,7 +143,8 @@ static int conn_namespaces(struct imap_conn *s, char *err, size_t errlen)
 	s->ns.personal.prefix = strdup("");
 	return 0;
 broken:
-	imap_error_set(err, errlen, "NAMESPACE failed: %s", s->stream->error[0] ? s->stream->error : "protocol error");
+	imap_error_set(err, errlen, "NAMESPACE failed: %s",
+		       s->stream->error[0] ? s->stream->error : "protocol error");
 	return -1;
 }
 
