@@ -140,7 +140,7 @@ int ingest_imap_session_fetch_flags(struct ingest_imap_session *s, uint64_t sinc
 		r = mailimap_uid_fetch(wimap(s), set, ft, &result);
 	if (r != MAILIMAP_NO_ERROR) {
 		/* libetpan frees the list itself on a NO but leaves the
-		 * pointer (see imap_client.c run_fetch) */
+		 * pointer (see imap_command.c run_fetch) */
 		result = NULL;
 		van = NULL;
 		if (!atomic_load(s->stop))
