@@ -21,7 +21,7 @@
  * Passwords are never logged; each command is logged at debug level with
  * its duration.
  *
- * Behind it, top down: the pool (imap_client.c), the commands
+ * Behind it, top down: the pool (imap_pool.h), the commands
  * (imap_command.h, also the libetpan helpers the IMAP client source
  * shares), one connection's login and state (imap_conn.h), its bytes
  * (imap_stream.h); and the names (imap_name.h) and per-identity backoff

@@ -3,7 +3,7 @@
  * STATUS and UID FETCH. Builds the commands from (account, node) through
  * the connection's namespaces (imap_name.h) and parses the answers into
  * the command's result fields. Runs on the worker thread that holds the
- * connection; the pool (imap_client.c) queues commands and hands the
+ * connection; the pool (imap_pool.c) queues commands and hands the
  * results to the callers.
  *
  * Also the libetpan helpers the IMAP client source shares (it runs its

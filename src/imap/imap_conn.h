@@ -2,9 +2,9 @@
  * (IMAPS or STARTTLS), SASL AUTHENTICATE as admin_user with an
  * authorization identity (proxy authorization: Cyrus's `proxyservers` or
  * `admins`, Dovecot's master user), capabilities and namespaces. Blocking
- * (libetpan's mailimap API): run on a worker thread, the pool's or the
- * caller's own for a dedicated session (imap_session_open); both are in
- * imap_client.c, and every pooled or dedicated session is one of these.
+ * (libetpan's mailimap API): run on a worker thread, the pool's
+ * (imap_pool.c) or the caller's own for a dedicated session
+ * (imap_session_open, imap_client.c); every session is one of these.
  *
  * Threads: a connection belongs to the one thread running its command; the
  * only cross-thread parts are the stream's fd (under peer->fd_lock) and
