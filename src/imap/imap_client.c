@@ -317,15 +317,7 @@ void imap_client_status(struct imap_client *c, const char *account,
 
 void imap_client_stats(const struct imap_client *c, struct imap_client_stats *stats)
 {
-	struct imap_pool_stats ps;
-
-	imap_pool_stats(c->pool, &ps);
-	stats->sessions = ps.sessions;
-	stats->busy = ps.busy;
-	stats->idle = ps.idle;
-	stats->commands = ps.commands;
-	stats->errors = ps.errors;
-	stats->connect_failures = ps.connect_failures;
+	imap_pool_stats(c->pool, stats);
 }
 
 const char *imap_client_last_error(const struct imap_client *c)

@@ -120,14 +120,6 @@ void imap_client_status(struct imap_client *c, const char *account,
 			void *ctx);
 
 /* The pool and what went wrong, for status and metrics. */
-struct imap_client_stats {
-	unsigned sessions;               /* pooled sessions */
-	unsigned busy;                   /* of them running a command */
-	unsigned idle;                   /* of them logged in, waiting */
-	unsigned long long commands;     /* calls answered */
-	unsigned long long errors;       /* answered IMAP_TEMPFAIL */
-	unsigned long long connect_failures; /* logins or connections failed */
-};
 void imap_client_stats(const struct imap_client *c, struct imap_client_stats *stats);
 
 /* Why the most recent IMAP_TEMPFAIL happened ("" if none yet): for logs

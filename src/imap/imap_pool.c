@@ -548,7 +548,7 @@ void imap_pool_close(struct imap_pool **pool, void (*done)(void *), void *contex
 		uv_timer_start(&p->done_timer, on_done_timer, 0, 0);
 }
 
-void imap_pool_stats(const struct imap_pool *p, struct imap_pool_stats *stats)
+void imap_pool_stats(const struct imap_pool *p, struct imap_client_stats *stats)
 {
 	memset(stats, 0, sizeof(*stats));
 	stats->commands = p->commands;

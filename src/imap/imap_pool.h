@@ -19,6 +19,7 @@
 
 #include "imap/imap_command.h"
 #include "imap/imap_conn.h"
+#include "imap/imap_types.h"
 
 struct imap_pool;
 struct imap_pool_slot;
@@ -57,15 +58,7 @@ void imap_pool_submit(struct imap_pool *pool, struct imap_pool_op *op);
  * before done. */
 void imap_pool_close(struct imap_pool **pool, void (*done)(void *), void *context);
 
-struct imap_pool_stats {
-	unsigned sessions;               /* pooled sessions */
-	unsigned busy;                   /* of them running a command */
-	unsigned idle;                   /* of them logged in, waiting */
-	unsigned long long commands;     /* ops completed */
-	unsigned long long errors;       /* completed IMAP_TEMPFAIL */
-	unsigned long long connect_failures; /* logins or connections failed */
-};
-void imap_pool_stats(const struct imap_pool *pool, struct imap_pool_stats *stats);
+void imap_pool_stats(const struct imap_pool *pool, struct imap_client_stats *stats);
 /* Why the most recent IMAP_TEMPFAIL happened ("" if none yet), valid
  * until the next call into the pool. */
 const char *imap_pool_last_error(const struct imap_pool *pool);

@@ -37,4 +37,14 @@ enum imap_fetch_part {
 	IMAP_FETCH_HEADERS,        /* BODY.PEEK[HEADER] */
 };
 
+/* The pool and what went wrong, for status and metrics. */
+struct imap_client_stats {
+	unsigned sessions;               /* pooled sessions */
+	unsigned busy;                   /* of them running a command */
+	unsigned idle;                   /* of them logged in, waiting */
+	unsigned long long commands;     /* calls answered */
+	unsigned long long errors;       /* answered IMAP_TEMPFAIL */
+	unsigned long long connect_failures; /* logins or connections failed */
+};
+
 #endif
