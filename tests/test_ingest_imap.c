@@ -1,5 +1,5 @@
 /* Unit tests for the pure part of the IMAP client source
- * (src/ingest/ingest_imap.c): flag normalization, UID sets, URLs, and the diff of
+ * (src/ingest/ingest_imap_{flags,uri,box,diff}.c): flag normalization, UID sets, URLs, and the diff of
  * what the server says against what was known into RFC 5423 events. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "model/event.h"
-#include "ingest/ingest_imap.h"
+#include "ingest/ingest_imap_diff.h"
+#include "ingest/ingest_imap_flags.h"
+#include "ingest/ingest_imap_uri.h"
 #include "model/mailbox_uri.h"
 
 static void test_flags_normalize(void **state)
@@ -332,6 +334,227 @@ static void test_diff_mark_unread(void **state)
 	ingest_imap_box_clear(&box);
 }
 
+/* ---- the phases of the diff, one by one ---- */
+
+static void test_flags_compare(void **state)
+{
+	(void)state;
+	struct ingest_imap_flag_change fc;
+
+	assert_int_equal(ingest_imap_flags_compare("$A \\Seen", "$B \\Deleted \\seen", &fc), 0);
+	assert_false(fc.seen);          /* \Seen stayed, whatever its case */
+	assert_true(fc.deleted);
+	assert_string_equal(fc.added, "$B");
+	assert_string_equal(fc.removed, "$A");
+	ingest_imap_flag_change_clear(&fc);
+	assert_int_equal(ingest_imap_flags_compare("\\Seen", "", &fc), 0);
+	assert_false(fc.seen);
+	assert_null(fc.added);
+	assert_string_equal(fc.removed, "\\Seen");   /* mark unread */
+	ingest_imap_flag_change_clear(&fc);
+	assert_int_equal(ingest_imap_flags_compare("", "\\Seen", &fc), 0);
+	assert_true(fc.seen);
+	assert_null(fc.added);
+	assert_null(fc.removed);
+	ingest_imap_flag_change_clear(&fc);
+}
+
+static void test_phase_unique(void **state)
+{
+	(void)state;
+	static const char *const f[] = { "5:\\Seen", "3:", "5:\\Seen", "1:$A", "3:" };
+	struct ingest_imap_msg *m = msgs(f, 5);
+	struct ingest_imap_changes ch = { .fetched = m, .n_fetched = 5 };
+	struct ingest_imap_diff_work w = { 0 };
+
+	ingest_imap_diff_unique(&ch, &w);
+	assert_int_equal(w.n_fetched, 3);
+	assert_int_equal(ch.n_fetched, 5);   /* the duplicates stay the caller's */
+	assert_int_equal(m[0].uid, 1);
+	assert_string_equal(m[0].flags, "$A");
+	assert_int_equal(m[1].uid, 3);
+	assert_int_equal(m[2].uid, 5);
+	assert_string_equal(m[2].flags, "\\Seen");
+	ingest_imap_diff_work_clear(&w);
+	msgs_free(m, 5);
+}
+
+static void test_phase_adds_up(void **state)
+{
+	(void)state;
+	static const char *const known[] = { "1:", "2:", "3:" };
+	static const char *const f[] = { "3:\\Seen", "4:" };
+	static const struct ingest_imap_range van[] = { { 2, 2 } };
+	struct ingest_imap_box box;
+	struct ingest_imap_msg *m = msgs(f, 2);
+	struct ingest_imap_changes ch = { .fetched = m, .n_fetched = 2, .vanished = van,
+					  .n_vanished = 1, .exists = 3 };
+	struct ingest_imap_diff_work w = { 0 };
+
+	load(&box, known, 3);
+	ingest_imap_diff_unique(&ch, &w);
+	/* 3 known, 2 vanished, 4 new: 3 */
+	assert_true(ingest_imap_diff_adds_up(&box, &ch, &w));
+	/* an expunge not reported */
+	ch.exists = 2;
+	assert_false(ingest_imap_diff_adds_up(&box, &ch, &w));
+	/* a vanished UID listed again is not gone */
+	m[0].uid = 2;
+	ch.exists = 4;
+	assert_true(ingest_imap_diff_adds_up(&box, &ch, &w));
+	ingest_imap_diff_work_clear(&w);
+	msgs_free(m, 2);
+	ingest_imap_box_clear(&box);
+}
+
+static void test_phase_changed(void **state)
+{
+	(void)state;
+	static const char *const known[] = { "1:", "2:\\Seen", "3:$A", "4:$A" };
+	static const char *const f[] = { "1:\\Seen", "2:\\Seen", "3:$B", "4:$B", "9:\\Seen" };
+	struct ingest_imap_box box;
+	struct ingest_imap_msg *m = msgs(f, 5);
+	struct ingest_imap_changes ch = { .fetched = m, .n_fetched = 5, .complete = true };
+	struct ingest_imap_diff_work w = { 0 };
+	struct ingest_imap_delta delta = { 0 };
+
+	load(&box, known, 4);
+	ingest_imap_diff_unique(&ch, &w);
+	assert_int_equal(ingest_imap_diff_changed(&box, &ch, &w, &delta), 0);
+	/* new: MessageNew only, whatever its flags */
+	assert_int_equal(w.n_new, 1);
+	assert_int_equal(w.new_uids[0], 9);
+	/* 1 read; 3 and 4 share both their FlagsSet and their FlagsClear */
+	assert_int_equal(w.n_groups, 3);
+	assert_ptr_equal(w.groups[0].type, INGEST_IMAP_EVENT_READ);
+	assert_int_equal(w.groups[0].n, 1);
+	assert_int_equal(w.groups[0].uids[0], 1);
+	assert_ptr_equal(w.groups[1].type, INGEST_IMAP_EVENT_SET);
+	assert_string_equal(w.groups[1].flags, "$B");
+	assert_int_equal(w.groups[1].n, 2);
+	assert_ptr_equal(w.groups[2].type, INGEST_IMAP_EVENT_CLEAR);
+	assert_string_equal(w.groups[2].flags, "$A");
+	assert_int_equal(w.groups[2].uids[1], 4);
+	/* unchanged 2 is not written again */
+	assert_int_equal(delta.n_put, 4);
+	assert_int_equal(delta.put[0].uid, 1);
+	assert_string_equal(delta.put[0].flags, "\\Seen");
+	assert_int_equal(delta.put[3].uid, 9);
+	/* nothing applied yet */
+	assert_int_equal(box.n, 4);
+	assert_string_equal(box.msgs[0].flags, "");
+	ingest_imap_delta_clear(&delta);
+	ingest_imap_diff_work_clear(&w);
+	msgs_free(m, 5);
+	ingest_imap_box_clear(&box);
+}
+
+static void test_phase_expunged(void **state)
+{
+	(void)state;
+	static const char *const known[] = { "1:", "2:", "3:", "7:" };
+	static const char *const f[] = { "3:\\Seen" };
+	static const struct ingest_imap_range van[] = { { 2, 3 }, { 7, 9 } };
+	struct ingest_imap_box box;
+	struct ingest_imap_msg *m = msgs(f, 1);
+	struct ingest_imap_changes ch = { .fetched = m, .n_fetched = 1, .vanished = van,
+					  .n_vanished = 2 };
+	struct ingest_imap_diff_work w = { 0 };
+
+	load(&box, known, 4);
+	ingest_imap_diff_unique(&ch, &w);
+	/* incomplete: only what VANISHED named and FETCH did not list */
+	assert_int_equal(ingest_imap_diff_expunged(&box, &ch, &w), 0);
+	assert_int_equal(w.n_gone, 2);
+	assert_int_equal(w.gone[0], 2);
+	assert_int_equal(w.gone[1], 7);
+	ingest_imap_diff_work_clear(&w);
+	/* complete: whatever is not listed */
+	ch.complete = true;
+	ingest_imap_diff_unique(&ch, &w);
+	assert_int_equal(ingest_imap_diff_expunged(&box, &ch, &w), 0);
+	assert_int_equal(w.n_gone, 3);
+	assert_int_equal(w.gone[0], 1);
+	assert_int_equal(w.gone[2], 7);
+	ingest_imap_diff_work_clear(&w);
+	msgs_free(m, 1);
+	ingest_imap_box_clear(&box);
+}
+
+static void test_phase_apply(void **state)
+{
+	(void)state;
+	static const char *const known[] = { "1:", "2:", "3:$A" };
+	static const char *const f[] = { "3:$B", "8:" };
+	static const uint32_t gone[] = { 2 };
+	struct ingest_imap_box box;
+	struct ingest_imap_msg *m = msgs(f, 2);
+	struct ingest_imap_changes ch = { .fetched = m, .n_fetched = 2, .uidnext = 6,
+					  .modseq = 200 };
+	struct ingest_imap_diff_work w = { 0 };
+
+	load(&box, known, 3);
+	ingest_imap_diff_unique(&ch, &w);
+	w.gone = (uint32_t *)gone;
+	w.n_gone = 1;
+	assert_int_equal(ingest_imap_diff_apply(&box, &ch, &w), 0);
+	assert_int_equal(box.n, 3);
+	assert_int_equal(box.msgs[0].uid, 1);
+	assert_int_equal(box.msgs[1].uid, 3);
+	assert_string_equal(box.msgs[1].flags, "$B");
+	assert_int_equal(box.msgs[2].uid, 8);
+	/* the flags strings were taken from the answer */
+	assert_null(m[0].flags);
+	assert_null(m[1].flags);
+	/* a UID above the server's UIDNEXT moves it on */
+	assert_int_equal(box.uidnext, 9);
+	assert_int_equal(box.modseq, 200);
+	w.gone = NULL;
+	w.n_gone = 0;
+	ingest_imap_diff_work_clear(&w);
+	msgs_free(m, 2);
+	ingest_imap_box_clear(&box);
+}
+
+static void test_phase_events(void **state)
+{
+	(void)state;
+	static const char *const known[] = { "1:\\Seen", "4:" };
+	static uint32_t new_uids[] = { 4 };
+	static uint32_t read_uids[] = { 1 };
+	static uint32_t gone[] = { 2, 3 };
+	struct ingest_imap_group g = { INGEST_IMAP_EVENT_READ, NULL, read_uids, 1, 1 };
+	struct ingest_imap_diff_work w = {
+		.new_uids = new_uids, .n_new = 1, .groups = &g, .n_groups = 1,
+		.gone = gone, .n_gone = 2,
+	};
+	struct ingest_imap_diff_work none = { 0 };
+	struct ingest_imap_box box;
+	json_t *events = json_array();
+
+	load(&box, known, 2);
+	assert_int_equal(ingest_imap_diff_events(&box, URI, &none, events), 0);
+	assert_int_equal(json_array_size(events), 0);
+	assert_int_equal(ingest_imap_diff_events(&box, URI, &w, events), 0);
+	assert_int_equal(json_array_size(events), 3);
+	assert_string_equal(str(json_array_get(events, 0), "event"), "MessageNew");
+	assert_string_equal(str(json_array_get(events, 0), "uri"), URI "/;UID=4");
+	assert_string_equal(str(json_array_get(events, 1), "event"), "MessageRead");
+	assert_string_equal(str(json_array_get(events, 1), "uidset"), "1");
+	assert_string_equal(str(json_array_get(events, 2), "event"), "MessageExpunge");
+	assert_string_equal(str(json_array_get(events, 2), "uidset"), "2:3");
+	for (size_t i = 0; i < 3; i++) {
+		/* the box's counts as they are now, on every event */
+		assert_int_equal(num(json_array_get(events, i), "messages"), 2);
+		assert_int_equal(num(json_array_get(events, i), "vnd.cmu.unseenMessages"), 1);
+		assert_int_equal(num(json_array_get(events, i), "uidnext"), 5);
+		assert_int_equal(num(json_array_get(events, i), "modseq"), 100);
+	}
+	decodable(events);
+	json_decref(events);
+	ingest_imap_box_clear(&box);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +566,13 @@ int main(void)
 		cmocka_unit_test(test_diff_vanished),
 		cmocka_unit_test(test_diff_nothing_and_repeat),
 		cmocka_unit_test(test_diff_mark_unread),
+		cmocka_unit_test(test_flags_compare),
+		cmocka_unit_test(test_phase_unique),
+		cmocka_unit_test(test_phase_adds_up),
+		cmocka_unit_test(test_phase_changed),
+		cmocka_unit_test(test_phase_expunged),
+		cmocka_unit_test(test_phase_apply),
+		cmocka_unit_test(test_phase_events),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

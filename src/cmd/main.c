@@ -392,8 +392,8 @@ static int start(struct daemon_state *st, const char **error_r)
 		return -1;
 	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
-	    ingest_imap_new(st->loop, &st->publish, st->imap, NULL, NULL,
-			    &st->ingest_imap, error_r) < 0)
+	    ingest_imap_new(st->loop, c, st->publish.store, st->publish.sink,
+			    &st->publish.stats, st->imap, &st->ingest_imap, error_r) < 0)
 		return -1;
 	st->service.ingest_imap = st->ingest_imap;
 	if (start_observers(st, error_r) < 0)

@@ -19,7 +19,13 @@
  * TLS is OpenSSL on our own libetpan stream driver (libetpan's GnuTLS code
  * does not verify certificates); verification is on unless verify is false.
  * Passwords are never logged; each command is logged at debug level with
- * its duration. */
+ * its duration.
+ *
+ * Behind it, top down: the pool (imap_pool.h), the commands
+ * (imap_command.h, also the libetpan helpers the IMAP client source
+ * shares), one connection's login and state (imap_conn.h), its bytes
+ * (imap_stream.h); and the names (imap_name.h) and per-identity backoff
+ * (imap_backoff.h) they use. */
 #ifndef MAILPUBSUB_IMAP_CLIENT_H
 #define MAILPUBSUB_IMAP_CLIENT_H
 
@@ -30,11 +36,7 @@
 
 #include <uv.h>
 
-enum imap_tls {
-	IMAP_TLS_NONE,     /* plain text (trusted networks, tests) */
-	IMAP_TLS_STARTTLS, /* plain connect, STARTTLS before authenticating */
-	IMAP_TLS_IMAPS,    /* TLS from the first byte (port 993) */
-};
+#include "imap/imap_types.h"
 
 struct imap_settings {
 	const char *host;          /* name or address; also checked against the certificate */
@@ -53,39 +55,7 @@ struct imap_settings {
 	                            * user cannot log in as itself) */
 };
 
-enum imap_result {
-	IMAP_OK,
-	IMAP_NO,       /* server said NO: e.g. no such mailbox, or no rights to see it */
-	IMAP_TEMPFAIL, /* could not ask: connection, timeout, auth, TLS */
-};
-
-struct imap_status {
-	uint32_t messages, unseen, uidnext, uidvalidity;
-	uint64_t highestmodseq; /* 0 unless the server has CONDSTORE */
-};
-
-/* A message as UID FETCH returned it; valid during the callback only. */
-struct imap_message {
-	const char *data;          /* the raw bytes (RFC 5322), not terminated */
-	size_t len;
-	const char *flags;         /* space separated, e.g. "\\Seen $Label1" */
-	const char *internaldate;  /* RFC 3501 date-time, "23-Nov-2026 10:00:00 +0000" */
-};
-
-enum imap_fetch_part {
-	IMAP_FETCH_FULL,           /* BODY.PEEK[] */
-	IMAP_FETCH_HEADERS,        /* BODY.PEEK[HEADER] */
-};
-
 struct imap_client;
-struct mailimap_flag;
-struct mailimap_mailbox_list;
-
-/* libetpan helpers shared with the IMAP client source (ingest_imap.c). */
-/* Appends a flag's name to the space separated *flags (NULL: empty). */
-void imap_flag_append(char **flags, const struct mailimap_flag *f);
-/* False for \Noselect and \NonExistent LIST entries. */
-bool imap_mailbox_selectable(const struct mailimap_mailbox_list *mb);
 
 /* Copies the settings (strings included). Fails for bad settings or an
  * unreadable ca_file; connects lazily on the first call. */
@@ -150,14 +120,6 @@ void imap_client_status(struct imap_client *c, const char *account,
 			void *ctx);
 
 /* The pool and what went wrong, for status and metrics. */
-struct imap_client_stats {
-	unsigned sessions;               /* pooled sessions */
-	unsigned busy;                   /* of them running a command */
-	unsigned idle;                   /* of them logged in, waiting */
-	unsigned long long commands;     /* calls answered */
-	unsigned long long errors;       /* answered IMAP_TEMPFAIL */
-	unsigned long long connect_failures; /* logins or connections failed */
-};
 void imap_client_stats(const struct imap_client *c, struct imap_client_stats *stats);
 
 /* Why the most recent IMAP_TEMPFAIL happened ("" if none yet): for logs

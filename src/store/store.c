@@ -82,7 +82,7 @@ static int exec_sql(sqlite3 *db, const char *sql, const char **error_r)
  * version i + 1 to i + 2. Each runs once, in its own transaction with the
  * schema_version bump, so a database is always at one exact version. */
 static const char *const migrations[] = {
-	/* 2: the IMAP client source's sync state (src/ingest/ingest_imap.c): what
+	/* 2: the IMAP client source's sync state (src/store/imap_source_state.c): what
 	 * it last saw of each watched mailbox, so a restart resynchronises
 	 * from there (CHANGEDSINCE / VANISHED) instead of replaying. */
 	"CREATE TABLE IF NOT EXISTS imap_source_accounts ("
