@@ -27,6 +27,9 @@ if [ -z "${MAILPUBSUB_FRESH_ROOT:-}" ]; then
 	fresh=$!
 fi
 
+echo "== the dependency rule of src/ (README \"Architecture\"): no upward include, no include cycle, no sqlite3_ outside src/store/"
+count layers /usr/bin/python3 scripts/check-layers.py
+
 echo "== unit tests"
 count unit make -s -C build check
 
