@@ -4,7 +4,7 @@
 set -eu
 
 PACKAGES="
-autoconf automake libtool make gcc pkg-config
+autoconf automake libtool make gcc pkg-config build-essential
 clang libclang-rt-14-dev
 libstrophe-dev libuv1-dev libexpat1-dev libjansson-dev libsqlite3-dev
 libinih-dev libsasl2-dev libsasl2-modules libssl-dev libetpan-dev libcmocka-dev
