@@ -104,9 +104,10 @@ def test_subscribe_answered_while_the_sweep_runs(stack):
     sweep_lines = [m.start() for m in re.finditer(r'\(sweep\)$', log, re.M)]
     assert len(sweep_lines) + failed == ACCOUNTS + len(stack.users)
     assert sweep_lines[0] < granted < sweep_lines[-1]
-    # per-account lines at debug, the summary at info
+    # per-account lines at debug, the summary at info (a warning when
+    # LISTs failed, as they may on a loaded machine)
     assert not re.search(r'\[info\]: discovery: \S+: \d+ mailboxes listed', log)
-    assert re.search(r'\[info\]: discovery: swept ', log)
+    assert re.search(r'\[%s\]: discovery: swept ' % ('warning' if failed else 'info'), log)
 
 
 def test_first_contact_without_a_start_sweep(workdir):
