@@ -354,10 +354,12 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (firehose_new(st->loop, &st->publish, st->imap, &st->service.firehose,
 			 error_r) < 0)
 		return -1;
+	firehose_set_backends(st->service.firehose, st->backends);
 	if (bus_out_new(st->loop, st->publish.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
 	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
 		return -1;
+	tap_relay_set_backends(st->taps, st->backends);
 	if (publisher_listener_register(st->publisher, tap_relay_listener(st->taps)) < 0) {
 		*error_r = "out of memory";
 		return -1;
