@@ -180,6 +180,24 @@ static void render_bus_in(FILE *f, const struct status_snapshot *snap)
 		{ "journaled", b->appended }, { "duplicate", b->duplicates },
 		{ "rejected", b->rejected }, { "released", b->released },
 	};
+	const struct { const char *name, *type, *help; double value; } one[] = {
+		{ "mailpubsub_bus_in_commits_total", "counter",
+		  "Journal commits of consumed bus messages (one per batch).",
+		  (double)b->batches },
+		{ "mailpubsub_bus_in_connected", "gauge",
+		  "1 while the consumer's link to the broker is up.", b->connected },
+		{ "mailpubsub_bus_in_last_change_timestamp_seconds", "gauge",
+		  "When the consumer last connected or disconnected (or started).",
+		  (double)b->changed_us / 1e6 },
+		{ "mailpubsub_bus_in_connections_total", "counter",
+		  "Consumer connections to the broker that came up.", (double)b->connects },
+		{ "mailpubsub_bus_in_disconnects_total", "counter",
+		  "Consumer connections lost after coming up (reconnects follow).",
+		  (double)b->disconnects },
+		{ "mailpubsub_bus_in_connect_failures_total", "counter",
+		  "Consumer connection attempts that failed before coming up.",
+		  (double)b->failures },
+	};
 
 	if (!snap->have_bus)
 		return;
@@ -190,22 +208,8 @@ static void render_bus_in(FILE *f, const struct status_snapshot *snap)
 	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
 		fprintf(f, "mailpubsub_bus_in_messages_total{outcome=\"%s\"} %llu\n",
 			outcomes[i].outcome, outcomes[i].n);
-	sample(f, "mailpubsub_bus_in_commits_total", "counter",
-	       "Journal commits of consumed bus messages (one per batch).",
-	       (double)b->batches);
-	sample(f, "mailpubsub_bus_in_connected", "gauge",
-	       "1 while the consumer's link to the broker is up.", b->connected);
-	sample(f, "mailpubsub_bus_in_last_change_timestamp_seconds", "gauge",
-	       "When the consumer last connected or disconnected (or started).",
-	       (double)b->changed_us / 1e6);
-	sample(f, "mailpubsub_bus_in_connections_total", "counter",
-	       "Consumer connections to the broker that came up.", (double)b->connects);
-	sample(f, "mailpubsub_bus_in_disconnects_total", "counter",
-	       "Consumer connections lost after coming up (reconnects follow).",
-	       (double)b->disconnects);
-	sample(f, "mailpubsub_bus_in_connect_failures_total", "counter",
-	       "Consumer connection attempts that failed before coming up.",
-	       (double)b->failures);
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		sample(f, one[i].name, one[i].type, one[i].help, one[i].value);
 }
 
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
