@@ -173,6 +173,13 @@ def test_bus_counters_in_status_and_metrics(front):
     assert after['state'] == 'connected' and after['commits'] >= 1
     assert m == {'journaled': journaled, 'duplicate': 1, 'rejected': 1,
                  'released': 0, 'received': journaled + 2, 'connected': 1}
+    text = scrape(front.metrics_port)[2]
+    lint = subprocess.run(['promtool', 'check', 'metrics'], input=text,
+                          capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert value(text, 'mailpubsub_events_journaled_total', source='bus') == journaled
+    assert value(text, 'mailpubsub_bus_in_commits_total') == after['commits']
+    assert value(text, 'mailpubsub_bus_in_connections_total') == 1
 
     # the text form says it too
     proc = subprocess.run([ctl_path(), '-c', front.front_conf, 'status'],
