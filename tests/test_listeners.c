@@ -4,6 +4,9 @@
  * library): live, they take the events the sink decoded, in journal order;
  * behind (the component down), they read the journal from their
  * watermark; the publisher's watermark moves only on the server's word.
+ * On a front ([backends]) the firehose and the taps fetch a message from
+ * the server holding its account (an IMAP stand-in, tests/fake_fetch.c,
+ * records which).
  * The same path through real Prosody and Cyrus: tests/integration/
  * test_reliability.py and test_firehose.py. */
 #include <setjmp.h>
@@ -11,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,8 @@
 #include "base/config.h"
 #include "downstream/firehose.h"
 #include "downstream/tap.h"
+#include "fake_fetch.h"
+#include "imap/imap_backends.h"
 #include "ingest/sink.h"
 #include "listener_component.h"
 #include "model/subopts.h"
@@ -35,6 +41,9 @@
 #define MSG(uid) \
 	"{\"event\":\"MessageNew\",\"uri\":\"imap://localhost/user/alice;" \
 	"UIDVALIDITY=9/;UID=" #uid "\"}"
+#define MSG_OF(account) \
+	"{\"event\":\"MessageNew\",\"uri\":\"imap://localhost/user/" account ";" \
+	"UIDVALIDITY=9/;UID=1\"}"
 
 struct fixture {
 	char dir[64], db[96], conf[96];
@@ -45,6 +54,7 @@ struct fixture {
 	struct publisher *publisher;
 	struct firehose *firehose;
 	struct tap_relay *taps;
+	struct imap_client *imap;    /* the [imap] host: a stand-in, or NULL */
 };
 
 static void write_conf(const char *path)
@@ -70,7 +80,7 @@ static void register_listeners(struct fixture *f)
 
 /* What main's start() does, with the component the test drives and no
  * IMAP server (rights: the owner's only). */
-static int setup(void **state)
+static int setup_with(void **state, struct imap_client *imap)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct publish_service *s = &f->service;
@@ -96,12 +106,27 @@ static int setup(void **state)
 	assert_int_equal(delegate_new(s, &s->delegate, &err), 0);
 	assert_int_equal(publisher_new(&f->loop, s, &f->publisher, &err), 0);
 	s->publisher = f->publisher;
-	assert_int_equal(firehose_new(&f->loop, s, NULL, &f->firehose, &err), 0);
-	assert_int_equal(tap_relay_new(&f->loop, s, NULL, &f->taps, &err), 0);
+	f->imap = imap;
+	assert_int_equal(firehose_new(&f->loop, s, imap, &f->firehose, &err), 0);
+	assert_int_equal(tap_relay_new(&f->loop, s, imap, &f->taps, &err), 0);
 	assert_int_equal(counts_new(&f->loop, s, NULL, &s->counts, &err), 0);
 	register_listeners(f);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_with(state, NULL);
+}
+
+/* Any address stands for a client: the stand-in only records it. */
+static int b1_client, b2_client, imap_host;
+
+static int setup_imap(void **state)
+{
+	memset(&fake_fetch, 0, sizeof(fake_fetch));
+	return setup_with(state, (struct imap_client *)&imap_host);
 }
 
 static int teardown(void **state)
@@ -142,14 +167,20 @@ static void subscribe(struct fixture *f, const char *account, const char *node,
 					  subid, &created), 0);
 }
 
-static void firehose_subscribe(struct fixture *f, const char *jid)
+static void firehose_subscribe_content(struct fixture *f, const char *jid,
+				       const char *content)
 {
 	char sql[256];
 
 	snprintf(sql, sizeof(sql), "INSERT INTO firehose_subs (jid, subid, content,"
-		 " created_us) VALUES ('%s', 'sub1', 'none', 1)", jid);
+		 " created_us) VALUES ('%s', 'sub1', '%s', 1)", jid, content);
 	assert_int_equal(sqlite3_exec(store_db(f->service.store), sql, NULL, NULL, NULL),
 			 SQLITE_OK);
+}
+
+static void firehose_subscribe(struct fixture *f, const char *jid)
+{
+	firehose_subscribe_content(f, jid, "none");
 }
 
 /* Submits the JSON texts as one batch; their seqs go to seqs. */
@@ -329,6 +360,60 @@ static void test_firehose_behind_reads_journal(void **state)
 		assert_int_equal(ids[i], seqs[i]);
 }
 
+/* [backends]: alice on b1, bob on b2, anyone else on the [imap] host. */
+static struct imap_backend front_list[] = {
+	{ "alice", (struct imap_client *)&b1_client },
+	{ "bob", (struct imap_client *)&b2_client },
+};
+static const struct imap_backends front_backends = { .list = front_list, .count = 2 };
+
+static void test_firehose_content_from_the_accounts_server(void **state)
+{
+	struct fixture *f = *state;
+	const char *const json[] = { MSG_OF("bob"), MSG_OF("alice"), MSG_OF("carol") };
+	long long seqs[3], ids[8];
+
+	firehose_set_backends(f->firehose, &front_backends);
+	firehose_subscribe_content(f, "archive@localhost", "full");
+	journal_batch(f, json, 3, seqs);
+	/* one retrieval at a time, in journal order, each of its own server */
+	for (int i = 0; i < 3; i++) {
+		run_loop(f);
+		fake_fetch_answer_all();
+	}
+	run_loop(f);
+	assert_int_equal(fake_fetch.count, 3);
+	assert_string_equal(fake_fetch.calls[0].account, "bob");
+	assert_ptr_equal(fake_fetch.calls[0].client, &b2_client);
+	assert_string_equal(fake_fetch.calls[1].account, "alice");
+	assert_ptr_equal(fake_fetch.calls[1].client, &b1_client);
+	assert_string_equal(fake_fetch.calls[2].account, "carol");
+	assert_ptr_equal(fake_fetch.calls[2].client, &imap_host);
+	assert_int_equal(items_sent(f, FIREHOSE_NODE, ids, 8), 3);
+}
+
+static void test_tap_content_from_the_accounts_server(void **state)
+{
+	struct fixture *f = *state;
+	struct tap t = { .target = "bob", .authorities = "police@localhost",
+			 .not_before_us = 0, .not_after_us = LLONG_MAX / 2,
+			 .reference = "W-1" };
+	struct journal_record rec = { .seq = 1, .received_us = 1, .source = "bus",
+				      .json = MSG_OF("bob"), .json_len = strlen(MSG_OF("bob")) };
+	struct event *ev;
+	long long id;
+	const char *err;
+
+	tap_relay_set_backends(f->taps, &front_backends);
+	assert_int_equal(taps_insert(f->service.store, &t, "boss@localhost", 1, &id), 0);
+	assert_int_equal(event_decode(rec.json, rec.json_len, '/', &ev, &err), 0);
+	tap_relay_event(f->taps, &rec, ev);
+	event_free(&ev);
+	assert_int_equal(fake_fetch.count, 1);
+	assert_ptr_equal(fake_fetch.calls[0].client, &b2_client);
+	fake_fetch_answer_all();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +423,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publisher_resends_unconfirmed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firehose_live, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firehose_behind_reads_journal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firehose_content_from_the_accounts_server,
+						setup_imap, teardown),
+		cmocka_unit_test_setup_teardown(test_tap_content_from_the_accounts_server,
+						setup_imap, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -424,6 +424,22 @@ static void print_status_imap(const json_t *imap)
 	       jint(authz, "granted"), jint(authz, "denied"), jint(authz, "errors"));
 }
 
+/* The bus source: its own words for its own counters. */
+static void print_status_bus(const json_t *item)
+{
+	printf(" (%s, %lld connections, %lld disconnects, %lld failed attempts, since %s)",
+	       jstr(item, "address"), jint(item, "connections"), jint(item, "disconnects"),
+	       jint(item, "failures"), jstr(item, "since"));
+	printf(": %lld received, %lld journaled, %.2f/s over the last minute\n",
+	       jint(item, "received"), jint(item, "journaled"),
+	       json_number_value(json_object_get(item, "rate_per_second")));
+	printf("         %lld duplicates skipped, %lld rejected, %lld released for "
+	       "redelivery, %lld commits\n", jint(item, "duplicates"), jint(item, "rejected"),
+	       jint(item, "released"), jint(item, "commits"));
+	if (json_is_string(json_object_get(item, "last_error")))
+		printf("         last error: %s\n", jstr(item, "last_error"));
+}
+
 static void print_status(const json_t *st)
 {
 	const json_t *comp = json_object_get(st, "component");
@@ -446,6 +462,10 @@ static void print_status(const json_t *st)
 		printf("  %-6s %s", jstr(item, "name"), jstr(item, "state"));
 		if (strcmp(jstr(item, "state"), "off") == 0) {
 			putchar('\n');
+			continue;
+		}
+		if (json_object_get(item, "duplicates") != NULL) {
+			print_status_bus(item);
 			continue;
 		}
 		if (json_object_get(item, "watchers") != NULL)

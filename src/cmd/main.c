@@ -207,6 +207,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	unregister_listeners(st);
 	/* ingest first: what was received gets journaled before we stop */
 	st->service.ingest_json = NULL;
+	st->service.bus_in = NULL;
 	st->service.ingest_imap = NULL;
 	ingest_cyrus_close(&st->ingest);
 	ingest_json_close(&st->ingest_json);
@@ -354,10 +355,12 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (firehose_new(st->loop, &st->publish, st->imap, &st->service.firehose,
 			 error_r) < 0)
 		return -1;
+	firehose_set_backends(st->service.firehose, st->backends);
 	if (bus_out_new(st->loop, st->publish.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
 	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
 		return -1;
+	tap_relay_set_backends(st->taps, st->backends);
 	if (publisher_listener_register(st->publisher, tap_relay_listener(st->taps)) < 0) {
 		*error_r = "out of memory";
 		return -1;
@@ -390,6 +393,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (*c->bus_consume != '\0' &&
 	    bus_in_new(st->loop, c, st->publish.sink, &st->bus_in, error_r) < 0)
 		return -1;
+	st->service.bus_in = st->bus_in;
 	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, c, st->publish.store, st->publish.sink,

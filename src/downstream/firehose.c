@@ -30,6 +30,7 @@
 struct firehose {
 	struct publish_service *service;
 	struct imap_client *imap;
+	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	uv_idle_t idle;
 	uv_timer_t retry;
 	long long seq;            /* last record handed to subscribers */
@@ -306,6 +307,12 @@ static bool renamed_later(struct store *store, const char *account, long long se
 
 static void maybe_free(struct firehose *fh);
 
+/* [backends]: the message is on the account's own server */
+static struct imap_client *client_for(const struct firehose *fh, const char *account)
+{
+	return imap_backends_pick(fh->backends, account, fh->imap);
+}
+
 static void fetched(void *context, enum imap_result r, const struct imap_message *msg)
 {
 	struct fetch_ctx *fc = context;
@@ -347,7 +354,7 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 		/* gone before we came: that is final */
 		content_put_error(service->store, fc->seq, "expunged", fh->attempts + 1, now);
 		log_info("firehose: #%lld: message gone: %s", fc->seq,
-			 imap_client_last_error(fh->imap));
+			 imap_client_last_error(client_for(fh, fc->account)));
 		fh->attempts = 0;
 	} else if (++fh->attempts >= service->config->firehose_fetch_attempts) {
 		content_put_error(service->store, fc->seq, "unavailable", fh->attempts, now);
@@ -371,7 +378,8 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 static void fetch_issue(struct fetch_ctx *fc)
 {
 	fc->fh->fetching = true;
-	imap_client_fetch(fc->fh->imap, fc->account, fc->node, fc->uidvalidity, fc->uid,
+	imap_client_fetch(client_for(fc->fh, fc->account), fc->account, fc->node,
+			  fc->uidvalidity, fc->uid,
 			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
 			  fetched, fc);
 }
@@ -609,6 +617,11 @@ int firehose_new(uv_loop_t *loop, struct publish_service *service,
 	log_info("firehose: node %s on %s from #%lld", FIREHOSE_NODE,
 		 service->config->component_domain, fh->seq);
 	return 0;
+}
+
+void firehose_set_backends(struct firehose *fh, const struct imap_backends *backends)
+{
+	fh->backends = backends;
 }
 
 static void maybe_free(struct firehose *fh)

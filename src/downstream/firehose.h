@@ -14,6 +14,7 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "imap/imap_backends.h"
 #include "ingest/sink.h"
 #include "model/event.h"
 #include "store/journal.h"
@@ -29,6 +30,11 @@ struct imap_client;
 int firehose_new(uv_loop_t *loop, struct publish_service *service,
 		 struct imap_client *imap, struct firehose **firehose_r,
 		 const char **error_r);
+/* [backends] (a front serving several mail servers): each message is
+ * retrieved from the server imap_backends_pick names for its account, imap
+ * being the fallback. Borrowed; NULL: imap for all. */
+void firehose_set_backends(struct firehose *firehose,
+			   const struct imap_backends *backends);
 /* Freed once a retrieval in flight has answered. Clears *firehose. */
 void firehose_close(struct firehose **firehose);
 

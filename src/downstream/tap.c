@@ -28,6 +28,7 @@
 struct tap_relay {
 	struct publish_service *service;
 	struct imap_client *imap;
+	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	struct publisher_listener listener; /* main registers it */
 	uv_timer_t expiry;
 	unsigned pending;         /* retrievals in flight */
@@ -513,7 +514,9 @@ void tap_relay_event(struct tap_relay *r, const struct journal_record *rec,
 			cc->n = n;
 			memcpy(cc->taps, m, n * sizeof(m[0]));
 			r->pending++;
-			imap_client_fetch(r->imap, ev->mailbox.account, ev->mailbox.node,
+			imap_client_fetch(imap_backends_pick(r->backends, ev->mailbox.account,
+							     r->imap),
+					  ev->mailbox.account, ev->mailbox.node,
 					  ev->mailbox.uidvalidity, ev->mailbox.uid,
 					  IMAP_FETCH_FULL, fetched, cc);
 			return;
@@ -567,6 +570,11 @@ int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 	uv_timer_start(&r->expiry, on_expiry, 0, EXPIRY_INTERVAL_MS);
 	*relay_r = r;
 	return 0;
+}
+
+void tap_relay_set_backends(struct tap_relay *r, const struct imap_backends *backends)
+{
+	r->backends = backends;
 }
 
 const struct publisher_listener *tap_relay_listener(struct tap_relay *r)

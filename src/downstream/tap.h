@@ -15,6 +15,7 @@
 #include <strophe.h>
 #include <uv.h>
 
+#include "imap/imap_backends.h"
 #include "model/event.h"
 #include "store/journal.h"
 #include "store/store.h"
@@ -48,6 +49,11 @@ long long tap_parse_time_us(const char *text);
 int tap_relay_new(uv_loop_t *loop, struct publish_service *service,
 		  struct imap_client *imap, struct tap_relay **relay_r,
 		  const char **error_r);
+/* [backends] (a front serving several mail servers): a tapped message is
+ * retrieved from the account's own server (imap_backends_pick), imap
+ * being the fallback. Borrowed; NULL: imap for all. */
+void tap_relay_set_backends(struct tap_relay *relay,
+			    const struct imap_backends *backends);
 /* Freed once retrievals in flight have answered (unregister its listener
  * first). Clears *relay. */
 void tap_relay_close(struct tap_relay **relay);

@@ -14,6 +14,7 @@
 #include "publish/publish_service.h"
 #include "xmpp/pubsub_error.h"
 
+struct bus_in;
 struct discovery;
 struct firehose;
 struct ingest_imap;
@@ -27,6 +28,7 @@ struct service {
 	/* not the handlers': ops/ (status, metrics, control) reports them */
 	struct ingest_json *ingest_json;   /* NULL without [json] socket or listen */
 	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
+	struct bus_in *bus_in;             /* NULL without [bus] consume */
 };
 
 /* Sends "<iq type='result'>" + body (serialized XML, may be "") in reply

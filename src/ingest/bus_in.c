@@ -1,6 +1,7 @@
 #include "ingest/bus_in.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -260,11 +261,24 @@ static void on_message(void *context, struct amqp_delivery *delivery,
 
 static void on_state(void *context, bool up, const char *error)
 {
-	(void)context;
-	if (up)
+	struct bus_in_stats *st = &((struct bus_in *)context)->stats;
+
+	if (up) {
 		log_info("bus in: connected");
-	else
+		st->connects++;
+		st->last_error[0] = '\0';
+	} else {
 		log_warn("bus in: %s", error != NULL ? error : "disconnected");
+		if (st->connected)
+			st->disconnects++;
+		else
+			st->failures++;
+		snprintf(st->last_error, sizeof(st->last_error), "%s",
+			 error != NULL ? error : "disconnected");
+	}
+	if (st->connected != up)
+		st->changed_us = clock_now_us();
+	st->connected = up;
 }
 
 /* [bus] urls: space (or comma) separated. *copy_r owns the strings
@@ -354,6 +368,7 @@ int bus_in_new(uv_loop_t *loop, const struct config *config, struct sink *sink,
 		return -1;
 	}
 	bus->sink = sink;
+	bus->stats.changed_us = clock_now_us();
 	bus->credit = config->bus_consume_credit != 0 ? config->bus_consume_credit :
 		      DEFAULT_CREDIT;
 	bus->max_body = config->bus_consume_max_body != 0 ?
@@ -396,5 +411,5 @@ void bus_in_close(struct bus_in **busp)
 
 const struct bus_in_stats *bus_in_stats(const struct bus_in *bus)
 {
-	return &bus->stats;
+	return bus != NULL ? &bus->stats : NULL;
 }

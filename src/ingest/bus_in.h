@@ -32,7 +32,7 @@
 
 struct bus_in;
 
-/* Counters for status and metrics. */
+/* Counters and connection state for status and metrics (ops/). */
 struct bus_in_stats {
 	unsigned long long received;
 	unsigned long long appended;
@@ -40,6 +40,12 @@ struct bus_in_stats {
 	unsigned long long rejected;     /* not an event: settled REJECTED */
 	unsigned long long released;     /* not journaled (store error): MODIFIED */
 	unsigned long long batches;      /* sink commits */
+	bool connected;                  /* the receiving link is attached */
+	unsigned long long connects;     /* times it came up */
+	unsigned long long disconnects;  /* times it went down (retries follow) */
+	unsigned long long failures;     /* attempts that failed before it was up */
+	long long changed_us;            /* last change of connected, or the start */
+	char last_error[160];            /* why it last went down, or "" */
 };
 
 /* Starts consuming [bus] consume on the brokers of [bus] urls, with the
@@ -52,6 +58,7 @@ int bus_in_new(uv_loop_t *loop, const struct config *config, struct sink *sink,
 /* Commits and settles what is held, closes the connection, frees once its
  * handles are closed. Clears *bus. */
 void bus_in_close(struct bus_in **bus);
+/* Valid until bus_in_close; bus may be NULL (no [bus] consume): NULL. */
 const struct bus_in_stats *bus_in_stats(const struct bus_in *bus);
 
 /* The event of a bus message body: a newly allocated JSON text (*len_r

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "ingest/bus_in.h"
 #include "ingest/ingest_imap.h"
 #include "ingest/ingest_json.h"
 #include "base/listen.h"
@@ -28,9 +29,12 @@
 #define RATE_STEP_MS 5000
 #define RATE_SAMPLES 13
 
+/* the bus source's counters are its own, not in stats: the last slot */
+#define RATE_BUS STATS_NSOURCES
+
 struct rate_sample {
 	long long at_us;
-	unsigned long long journaled[STATS_NSOURCES];
+	unsigned long long journaled[STATS_NSOURCES + 1];
 };
 
 struct control_conn {
@@ -113,7 +117,9 @@ static json_t *iso_time(long long us)
 	return json_string(text);
 }
 
-static double source_rate(const struct control *c, enum stats_source src)
+/* journaled: the count of slot src now */
+static double source_rate(const struct control *c, unsigned src,
+			  unsigned long long journaled)
 {
 	const struct rate_sample *oldest;
 	long long now = clock_now_us();
@@ -125,8 +131,7 @@ static double source_rate(const struct control *c, enum stats_source src)
 	seconds = (double)(now - oldest->at_us) / 1e6;
 	if (seconds < 1)
 		return 0;
-	return (double)(c->service->publish->stats.sources[src].journaled - oldest->journaled[src]) /
-	       seconds;
+	return (double)(journaled - oldest->journaled[src]) / seconds;
 }
 
 static const char *source_address(const struct config *cf, enum stats_source src)
@@ -163,7 +168,38 @@ static json_t *source_state(const struct service *service, enum stats_source src
 			 "connected", (json_int_t)connected);
 }
 
-static json_t *sources_json(const struct control *c)
+/* [bus] consume, in the shape of the other sources (malformed: bodies
+ * that are no event, rejected; the bus drops nothing: what is not
+ * journaled goes back to the broker, released) plus what only it has. */
+static json_t *bus_source_json(const struct control *c, const struct status_snapshot *snap)
+{
+	const struct config *cf = c->service->publish->config;
+	const struct bus_in_stats *b = &snap->bus;
+
+	if (!snap->have_bus)
+		return json_pack("{s:s,s:s}", "name", "bus", "state", "off");
+	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,"
+			 "s:o,s:I,s:I,s:I,s:s?}",
+			 "name", "bus",
+			 "state", b->connected ? "connected" : "connecting",
+			 "address", cf->bus_consume,
+			 "received", (json_int_t)b->received,
+			 "journaled", (json_int_t)b->appended,
+			 "malformed", (json_int_t)b->rejected,
+			 "dropped", (json_int_t)0,
+			 "rate_per_second", source_rate(c, RATE_BUS, b->appended),
+			 "duplicates", (json_int_t)b->duplicates,
+			 "rejected", (json_int_t)b->rejected,
+			 "released", (json_int_t)b->released,
+			 "commits", (json_int_t)b->batches,
+			 "since", iso_time(b->changed_us),
+			 "connections", (json_int_t)b->connects,
+			 "disconnects", (json_int_t)b->disconnects,
+			 "failures", (json_int_t)b->failures,
+			 "last_error", *b->last_error != '\0' ? b->last_error : NULL);
+}
+
+static json_t *sources_json(const struct control *c, const struct status_snapshot *snap)
 {
 	const struct config *cf = c->service->publish->config;
 	json_t *arr = json_array();
@@ -182,9 +218,10 @@ static json_t *sources_json(const struct control *c)
 			"journaled", (json_int_t)s->journaled,
 			"malformed", (json_int_t)malformed,
 			"dropped", (json_int_t)s->dropped,
-			"rate_per_second", source_rate(c, src)));
+			"rate_per_second", source_rate(c, src, s->journaled)));
 		json_array_append_new(arr, obj);
 	}
+	json_array_append_new(arr, bus_source_json(c, snap));
 	return arr;
 }
 
@@ -274,7 +311,7 @@ json_t *control_status(struct control *c, bool privileged)
 			   "started", iso_time(snap.started_us),
 			   "uptime_seconds", (json_int_t)((snap.now_us - snap.started_us) / 1000000),
 			   "component", component_json(service, &snap),
-			   "sources", sources_json(c),
+			   "sources", sources_json(c, &snap),
 			   "journal", journal_json(&snap),
 			   "events_published", (json_int_t)s->published,
 			   "notifications_sent", (json_int_t)s->notifications,
@@ -295,6 +332,8 @@ static void on_sample(uv_timer_t *timer)
 	r->at_us = clock_now_us();
 	for (unsigned src = 0; src < STATS_NSOURCES; src++)
 		r->journaled[src] = c->service->publish->stats.sources[src].journaled;
+	r->journaled[RATE_BUS] = c->service->bus_in != NULL ?
+				 bus_in_stats(c->service->bus_in)->appended : 0;
 	c->next_sample = (c->next_sample + 1) % RATE_SAMPLES;
 	if (c->nsamples < RATE_SAMPLES)
 		c->nsamples++;

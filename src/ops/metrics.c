@@ -43,19 +43,26 @@ static void histogram(FILE *f, const char *name, const char *help,
 	fprintf(f, "%s_sum %.17g\n%s_count %llu\n", name, h->sum, name, h->count);
 }
 
-static void render_sources(FILE *f, const struct stats_counters *s)
+/* the bus source has no such counter: it never drops (see bus_in.h) */
+#define NO_BUS ((size_t)-1)
+
+static void render_sources(FILE *f, const struct stats_counters *s,
+			   const struct status_snapshot *snap)
 {
 	static const struct {
 		const char *name, *help;
 		size_t offset;
+		size_t bus_offset;   /* the bus source's counters are its own */
 	} per_source[] = {
 		{ "mailpubsub_events_received_total", "Events received from the mail store.",
-		  offsetof(struct stats_source_stats, received) },
+		  offsetof(struct stats_source_stats, received),
+		  offsetof(struct bus_in_stats, received) },
 		{ "mailpubsub_events_journaled_total", "Events written to the journal.",
-		  offsetof(struct stats_source_stats, journaled) },
+		  offsetof(struct stats_source_stats, journaled),
+		  offsetof(struct bus_in_stats, appended) },
 		{ "mailpubsub_events_dropped_total",
 		  "Events dropped because the ingest queue was full.",
-		  offsetof(struct stats_source_stats, dropped) },
+		  offsetof(struct stats_source_stats, dropped), NO_BUS },
 	};
 
 	for (size_t i = 0; i < sizeof(per_source) / sizeof(per_source[0]); i++) {
@@ -65,6 +72,10 @@ static void render_sources(FILE *f, const struct stats_counters *s)
 				stats_source_name(src),
 				*(const unsigned long long *)((const char *)&s->sources[src] +
 							      per_source[i].offset));
+		if (snap->have_bus && per_source[i].bus_offset != NO_BUS)
+			fprintf(f, "%s{source=\"bus\"} %llu\n", per_source[i].name,
+				*(const unsigned long long *)((const char *)&snap->bus +
+							      per_source[i].bus_offset));
 	}
 	family(f, "mailpubsub_events_malformed_total", "counter",
 	       "Events refused as malformed, by reason.");
@@ -160,14 +171,56 @@ static void render_source_state(FILE *f, struct service *service)
 	       "IMAP client source watchers with a session to the server now.", connected);
 }
 
+/* [bus] consume: what became of the messages taken from the broker, and
+ * the connection (absent without [bus] consume). */
+static void render_bus_in(FILE *f, const struct status_snapshot *snap)
+{
+	const struct bus_in_stats *b = &snap->bus;
+	const struct { const char *outcome; unsigned long long n; } outcomes[] = {
+		{ "journaled", b->appended }, { "duplicate", b->duplicates },
+		{ "rejected", b->rejected }, { "released", b->released },
+	};
+	const struct { const char *name, *type, *help; double value; } one[] = {
+		{ "mailpubsub_bus_in_commits_total", "counter",
+		  "Journal commits of consumed bus messages (one per batch).",
+		  (double)b->batches },
+		{ "mailpubsub_bus_in_connected", "gauge",
+		  "1 while the consumer's link to the broker is up.", b->connected },
+		{ "mailpubsub_bus_in_last_change_timestamp_seconds", "gauge",
+		  "When the consumer last connected or disconnected (or started).",
+		  (double)b->changed_us / 1e6 },
+		{ "mailpubsub_bus_in_connections_total", "counter",
+		  "Consumer connections to the broker that came up.", (double)b->connects },
+		{ "mailpubsub_bus_in_disconnects_total", "counter",
+		  "Consumer connections lost after coming up (reconnects follow).",
+		  (double)b->disconnects },
+		{ "mailpubsub_bus_in_connect_failures_total", "counter",
+		  "Consumer connection attempts that failed before coming up.",
+		  (double)b->failures },
+	};
+
+	if (!snap->have_bus)
+		return;
+	family(f, "mailpubsub_bus_in_messages_total", "counter",
+	       "Bus messages consumed, by outcome (duplicate: message-id already "
+	       "journaled, accepted and skipped; rejected: no event; released: not "
+	       "journaled, back to the broker).");
+	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		fprintf(f, "mailpubsub_bus_in_messages_total{outcome=\"%s\"} %llu\n",
+			outcomes[i].outcome, outcomes[i].n);
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		sample(f, one[i].name, one[i].type, one[i].help, one[i].value);
+}
+
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
 {
 	const struct stats_counters *s = &service->publish->stats;
 
 	family(f, "mailpubsub_build_info", "gauge", "The running version.");
 	fprintf(f, "mailpubsub_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
-	render_sources(f, s);
+	render_sources(f, s, snap);
 	render_source_state(f, service);
+	render_bus_in(f, snap);
 	sample(f, "mailpubsub_events_published_total", "counter",
 	       "Journaled events published as items.", (double)s->published);
 	sample(f, "mailpubsub_notifications_sent_total", "counter",

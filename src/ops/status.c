@@ -28,6 +28,8 @@ static long long rss_bytes(void)
 void status_snapshot_take(struct service *service, struct imap_client *imap,
 			  struct status_snapshot *snap)
 {
+	const struct bus_in_stats *bus;
+
 	memset(snap, 0, sizeof(*snap));
 	snap->now_us = clock_now_us();
 	snap->started_us = service->publish->stats.started_us;
@@ -43,5 +45,9 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 	if (imap != NULL)
 		imap_client_stats(imap, &snap->imap);
 	snap->authz = *authz_stats(service->publish->authz);
+	bus = bus_in_stats(service->bus_in);
+	snap->have_bus = bus != NULL;
+	if (bus != NULL)
+		snap->bus = *bus;
 	snap->rss_bytes = rss_bytes();
 }

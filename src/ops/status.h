@@ -11,6 +11,7 @@
 #include "authz/authz.h"
 #include "xmpp/component.h"
 #include "imap/imap_client.h"
+#include "ingest/bus_in.h"
 
 struct service;
 
@@ -27,6 +28,8 @@ struct status_snapshot {
 	bool have_imap;
 	struct imap_client_stats imap;
 	struct authz_stats authz;
+	bool have_bus;                         /* [bus] consume */
+	struct bus_in_stats bus;
 	long long rss_bytes;
 };
 
