@@ -341,7 +341,8 @@ static void set_condition_error(struct amqp_connection *conn, const char *what,
 {
 	if (cond == NULL || !pn_condition_is_set(cond))
 		return;
-	set_error(conn, "%s: %s: %s", what, pn_condition_get_name(cond),
+	set_error(conn, "%s%s%s: %s", what != NULL ? what : "", what != NULL ? ": " : "",
+		  pn_condition_get_name(cond),
 		  pn_condition_get_description(cond) != NULL ?
 		  pn_condition_get_description(cond) : "");
 }
@@ -736,7 +737,7 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 		handle_delivery(pn_event_delivery(e));
 		break;
 	case PN_TRANSPORT_ERROR:
-		set_condition_error(conn, "transport",
+		set_condition_error(conn, NULL,
 				    pn_transport_condition(pn_event_transport(e)));
 		break;
 	default:
@@ -759,6 +760,15 @@ static void attempt_process(struct attempt *a)
 	if (a->conn != NULL && a->tcp_open)
 		attempt_write(a);
 	a->processing = false;
+	if (a->conn != NULL && pn_connection_driver_write_closed(&a->driver) &&
+	    !pn_connection_driver_read_closed(&a->driver) &&
+	    pn_condition_is_set(pn_transport_condition(a->driver.transport))) {
+		/* Proton gave up (a SASL failure, a framing error) and sent its
+		 * end of stream: brokers may wait seconds before closing, and
+		 * nothing they say now changes the verdict */
+		set_condition_error(a->conn, NULL, pn_transport_condition(a->driver.transport));
+		pn_connection_driver_read_close(&a->driver);
+	}
 	if (a->conn == NULL)
 		return;
 	if (pn_connection_driver_finished(&a->driver)) {
@@ -784,6 +794,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (a->ended || a->conn == NULL)
 		return;
 	if (nread < 0) {
+		/* what Proton knows (a SASL outcome) says more than the socket */
+		set_condition_error(a->conn, NULL, pn_transport_condition(a->driver.transport));
 		set_error(a->conn, "%s", nread == UV_EOF ? "connection closed by peer" :
 			  uv_strerror((int)nread));
 		pn_connection_driver_read_close(&a->driver);
