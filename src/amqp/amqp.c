@@ -93,6 +93,8 @@ struct amqp_connection {
 	struct attempt *attempt;       /* NULL between attempts */
 	uv_timer_t retry_timer;
 	bool up, closing;
+	unsigned busy;                 /* calls under way that reach callbacks */
+	bool close_deferred;           /* amqp_connection_close from one of them */
 	char error[512];
 	void (*closed)(void *context);
 	void *closed_context;
@@ -125,6 +127,22 @@ static void attempt_process(struct attempt *a);
 static void attempt_end(struct attempt *a);
 static void connection_try(struct amqp_connection *conn);
 static void connection_maybe_closed(struct amqp_connection *conn);
+static void connection_close_now(struct amqp_connection *conn);
+
+/* A callback may close the connection: the close waits until the code that
+ * called it is done with the connection's senders and events. */
+static void busy_enter(struct amqp_connection *conn)
+{
+	conn->busy++;
+}
+
+static void busy_leave(struct amqp_connection *conn)
+{
+	if (--conn->busy > 0 || !conn->close_deferred)
+		return;
+	conn->close_deferred = false;
+	connection_close_now(conn);
+}
 
 const char *amqp_outcome_name(enum amqp_outcome outcome)
 {
@@ -568,7 +586,7 @@ static void handle_sender_delivery(struct amqp_sender *s, pn_delivery_t *d)
 	if (s->unsettled > 0)
 		s->unsettled--;
 	s->outcome_cb(s->context, tag, outcome, detail_p);
-	if (s->writable_cb != NULL && s->link != NULL)
+	if (s->writable_cb != NULL && s->link != NULL && !s->conn->close_deferred)
 		s->writable_cb(s->context);
 }
 
@@ -704,6 +722,7 @@ static void handle_remote_open(struct attempt *a)
 		conn->state_cb(conn->context, true, NULL);
 }
 
+
 static void handle_event(struct attempt *a, pn_event_t *e)
 {
 	struct amqp_connection *conn = a->conn;
@@ -747,14 +766,16 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 
 static void attempt_process(struct attempt *a)
 {
+	struct amqp_connection *conn = a->conn;
 	pn_event_t *e;
 
-	if (a->processing || a->ended || a->conn == NULL)
+	if (a->processing || a->ended || conn == NULL)
 		return;
+	busy_enter(conn);
 	a->processing = true;
 	while ((e = pn_connection_driver_next_event(&a->driver)) != NULL) {
 		handle_event(a, e);
-		if (a->conn == NULL)
+		if (a->conn == NULL || conn->close_deferred)
 			break;
 	}
 	if (a->conn != NULL && a->tcp_open)
@@ -769,13 +790,13 @@ static void attempt_process(struct attempt *a)
 		set_condition_error(a->conn, NULL, pn_transport_condition(a->driver.transport));
 		pn_connection_driver_read_close(&a->driver);
 	}
-	if (a->conn == NULL)
-		return;
-	if (pn_connection_driver_finished(&a->driver)) {
-		attempt_end(a);
-		return;
+	if (a->conn != NULL && !conn->close_deferred) {
+		if (pn_connection_driver_finished(&a->driver))
+			attempt_end(a);
+		else
+			attempt_arm_tick(a);
 	}
-	attempt_arm_tick(a);
+	busy_leave(conn);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -964,6 +985,7 @@ static void attempt_end(struct attempt *a)
 
 	if (a->ended)
 		return;
+	busy_enter(conn);
 	a->ended = true;
 	conn->attempt = NULL;
 	conn->up = false;
@@ -992,8 +1014,9 @@ static void attempt_end(struct attempt *a)
 		uv_cancel((uv_req_t *)&a->resolve);
 	}
 	attempt_close_handles(a);
-	if (conn->closing)
+	if (conn->closing && !conn->close_deferred)
 		connection_maybe_closed(conn);
+	busy_leave(conn);
 }
 
 /* ---- Closing ---- */
@@ -1030,7 +1053,6 @@ void amqp_connection_close(struct amqp_connection **connp,
 			   void (*closed)(void *context), void *context)
 {
 	struct amqp_connection *conn = *connp;
-	struct attempt *a;
 
 	if (conn == NULL)
 		return;
@@ -1039,7 +1061,17 @@ void amqp_connection_close(struct amqp_connection **connp,
 	conn->closed = closed;
 	conn->closed_context = context;
 	uv_timer_stop(&conn->retry_timer);
-	a = conn->attempt;
+	if (conn->busy > 0) {
+		conn->close_deferred = true;
+		return;
+	}
+	connection_close_now(conn);
+}
+
+static void connection_close_now(struct amqp_connection *conn)
+{
+	struct attempt *a = conn->attempt;
+
 	if (a == NULL) {
 		connection_maybe_closed(conn);
 		return;

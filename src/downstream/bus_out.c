@@ -359,6 +359,9 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 			fetch_issue(fc);
 			return;
 		}
+		/* a rename the tree does not show yet: worth another attempt */
+		if (bus_mark_renamed_after(b->store, fc->account, fc->seq))
+			r = IMAP_TEMPFAIL;
 	}
 	if (r == IMAP_OK) {
 		content_put(b->store, fc->seq, fc->part, msg, now);

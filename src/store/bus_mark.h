@@ -4,6 +4,8 @@
 #ifndef MAILPUBSUB_BUS_MARK_H
 #define MAILPUBSUB_BUS_MARK_H
 
+#include <stdbool.h>
+
 #include "store/store.h"
 
 /* 0 when the bus never had an event accepted (or on a read error: a
@@ -12,5 +14,10 @@ long long bus_mark_get(struct store *store);
 /* Records seq; 0 or -1 (logged by the store). Call inside a transaction
  * to batch it with other writes, or alone. */
 int bus_mark_set(struct store *store, long long seq);
+
+/* Whether the journal holds a MailboxRename of one of account's mailboxes
+ * after seq: a retrieval that found no mailbox may find it under the new
+ * name once the node tree shows the rename. */
+bool bus_mark_renamed_after(struct store *store, const char *account, long long seq);
 
 #endif
