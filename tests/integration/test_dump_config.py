@@ -11,7 +11,7 @@ from stack import daemon_binary
 
 SECTIONS = ['component', 'cyrus', 'json', 'delegate', 'firehose', 'changelog',
             'taps', 'store', 'pubsub', 'imap', 'imap_source', 'accounts', 'log',
-            'control', 'metrics', 'account_map']
+            'control', 'metrics', 'bus', 'account_map']
 
 
 def dump(*args):
