@@ -172,7 +172,7 @@ class Consumer:
     def __init__(self, url, source, user=USER, password=None, durable=True):
         import threading
         from proton.handlers import MessagingHandler
-        from proton.reactor import Container, DurableSubscription  # noqa: F401
+        from proton.reactor import Container
 
         self.messages = []
         self.lock = threading.Lock()
@@ -221,6 +221,18 @@ class Consumer:
     def close(self):
         self.container.stop()
         self.thread.join(timeout=10)
+
+
+def started(workdir):
+    """A started broker for a pytest fixture (yield from it): stopped after
+    the test whatever happened."""
+    b = RabbitMQ(workdir)
+    try:
+        b.start()
+        wait_ready(b)
+        yield b
+    finally:
+        b.stop()
 
 
 def wait_ready(broker, timeout=60.0):

@@ -8,8 +8,10 @@ import subprocess
 
 import pytest
 
+import rabbitmq
+
 from harness import free_port
-from rabbitmq import USER, RabbitMQ, wait_ready
+from rabbitmq import USER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.environ.get('AMQP_PROBE',
@@ -18,13 +20,7 @@ PROBE = os.environ.get('AMQP_PROBE',
 
 @pytest.fixture
 def broker(workdir):
-    b = RabbitMQ(workdir)
-    try:
-        b.start()
-        wait_ready(b)
-        yield b
-    finally:
-        b.stop()
+    yield from rabbitmq.started(workdir)
 
 
 def probe(broker, mode, address, count, urls, password=None, timeout=60, **env):

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import rabbitmq
+
 from harness import make_message, wait_until
 from rabbitmq import USER, Consumer, RabbitMQ, wait_ready
 from stack import Stack, event_items, service_jid, subscribe_iq, iq_type
@@ -43,13 +45,7 @@ def bus_stack(workdir, broker, password=None, json_source=False, **bus):
 
 @pytest.fixture
 def broker(workdir):
-    b = RabbitMQ(workdir)
-    try:
-        b.start()
-        wait_ready(b)
-        yield b
-    finally:
-        b.stop()
+    yield from rabbitmq.started(workdir)
 
 
 def journal(stack):
