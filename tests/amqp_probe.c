@@ -9,7 +9,8 @@
  *       source does after its journal commit); prints "message <id> <n>
  *       <body> <redelivered>" per message, then "done"
  *
- * Credentials from AMQP_PROBE_USER / AMQP_PROBE_PASSWORD (none: ANONYMOUS).
+ * Credentials from AMQP_PROBE_USER / AMQP_PROBE_PASSWORD (none: ANONYMOUS),
+ * the CAs for amqps:// from AMQP_PROBE_CA (none: the system's).
  * Connection changes are printed ("up", "down <why>"). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
 	set.url_count = (size_t)(argc - 4);
 	set.user = getenv("AMQP_PROBE_USER");
 	set.password = getenv("AMQP_PROBE_PASSWORD");
+	set.ca_file = getenv("AMQP_PROBE_CA");
 	set.reconnect_max_ms = 1000;
 	uv_idle_init(p.loop, &p.idle);
 	p.idle.data = &p;

@@ -77,3 +77,27 @@ def test_broker_errors_are_reported(broker):
         probe(broker, 'send', '/queue/probe', 1, [broker.url], password='wrong', timeout=15)
     out = text(e.value.stdout)
     assert 'amqp:unauthorized-access' in out and 'up\n' not in out
+
+
+def test_amqps_verifies_the_certificate(workdir):
+    """amqps://: the broker's certificate chain is checked against ca_file
+    and its name against the URL's host; a chain we do not trust, or a
+    name it was not issued for, never gets as far as SASL."""
+    gen = rabbitmq.started(workdir, tls=True)
+    broker = next(gen)
+    try:
+        ca = broker.tls[0]
+        url = 'amqps://localhost:%d' % broker.tls_port
+        rc, out, err = probe(broker, 'send', '/queue/tls', 20, [url], AMQP_PROBE_CA=ca)
+        assert rc == 0, err
+        assert len([line for line in out if line.startswith('accepted')]) == 20
+        for urls, env in (([url], {}),   # the system's CAs do not know ours
+                          (['amqps://127.0.0.1:%d' % broker.tls_port],
+                           {'AMQP_PROBE_CA': ca})):   # not its name
+            with pytest.raises(subprocess.TimeoutExpired) as e:
+                probe(broker, 'send', '/queue/tls', 1, urls, timeout=10, **env)
+            out = text(e.value.stdout)
+            assert 'down ' in out and 'up\n' not in out
+            assert 'certificate verify failed' in out, out
+    finally:
+        gen.close()
