@@ -399,3 +399,35 @@ def test_wrong_credentials(workdir, broker):
     finally:
         consumer.close()
         s.stop()
+
+
+def test_a_full_queue_loses_nothing(workdir, broker):
+    """A queue limited to 5 messages that refuses publishes beyond
+    (overflow reject-publish): RabbitMQ 3.10's AMQP 1.0 plugin does not
+    answer that with a rejected outcome, its session process crashes on the
+    nack (function_clause in rabbit_amqp1_0_session_process) and the
+    connection is reset. mailpubsubd reconnects with back-off and sends
+    again from the watermark; once the limit is lifted every event
+    arrives, first copies in journal order."""
+    broker.ctl('set_policy', '--apply-to', 'queues', 'limit', '^%s$' % QUEUE,
+               '{"max-length": 5, "overflow": "reject-publish"}')
+    s = bus_stack(workdir, broker, json_source=True)
+    consumer = None
+    try:
+        s.start()
+        feeder = Feeder(os.path.join(workdir, 'events.sock'), rate=500, total=100)
+        for _ in range(2):
+            s.daemon.wait_log(r'amqp: .*connection reset by peer \(was connected\);'
+                              r' retrying in \d+ ms', timeout=60)
+        feeder.thread.join(timeout=60)
+        assert broker.queue_length(QUEUE) == 5
+        broker.ctl('clear_policy', 'limit')
+        consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+        wait_bus_caught_up(s, consumer, timeout=120)
+        journaled, on_bus, dups = check_bus_against_journal(s, consumer.snapshot())
+        report('full queue', feeder, journaled, on_bus, dups)
+        assert journaled >= 100
+    finally:
+        if consumer is not None:
+            consumer.close()
+        s.stop()
