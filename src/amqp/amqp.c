@@ -26,6 +26,8 @@
 /* A connection that stayed up this long resets the back-off: a broker that
  * accepts and then closes at once must not be hammered. */
 #define STABLE_MS 5000
+/* how long our close waits for the broker's */
+#define CLOSE_WAIT_MS 2000
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 struct amqp_url {
@@ -106,6 +108,7 @@ struct attempt {
 	const struct amqp_url *url;
 	uv_getaddrinfo_t resolve;
 	uv_connect_t connect;
+	uv_shutdown_t shutdown;
 	uv_tcp_t tcp;
 	uv_timer_t timer;              /* connect timeout, then Proton's ticks */
 	uv_timer_t flush;              /* coalesces sends into one write */
@@ -478,12 +481,28 @@ static void attempt_handle_closed(uv_handle_t *handle)
 	attempt_release(handle->data);
 }
 
-static void attempt_close_handles(struct attempt *a)
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct attempt *a = req->data;
+
+	(void)status;
+	uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
+}
+
+/* graceful: our own close lets the last writes (dispositions of settled
+ * deliveries, the close frame) reach the broker before the socket goes;
+ * else the broker would hand those deliveries out again */
+static void attempt_close_handles(struct attempt *a, bool graceful)
 {
 	uv_close((uv_handle_t *)&a->timer, attempt_handle_closed);
 	uv_close((uv_handle_t *)&a->flush, attempt_handle_closed);
-	if (a->tcp_open)
-		uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
+	if (!a->tcp_open)
+		return;
+	a->shutdown.data = a;
+	if (graceful && uv_is_writable((uv_stream_t *)&a->tcp) &&
+	    uv_shutdown(&a->shutdown, (uv_stream_t *)&a->tcp, on_shutdown) == 0)
+		return;
+	uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
 }
 
 static void on_flush(uv_timer_t *timer)
@@ -548,8 +567,8 @@ static void attempt_arm_tick(struct attempt *a)
 	uint64_t now = uv_now(a->conn->loop);
 	int64_t next = pn_transport_tick(a->driver.transport, (int64_t)now);
 
-	if (!a->opened)
-		return;   /* the connect timeout runs on this timer until open */
+	if (!a->opened || a->conn->closing)
+		return;   /* the connect timeout, or the close wait, has the timer */
 	if (next > 0 && (uint64_t)next > now)
 		uv_timer_start(&a->timer, on_tick, (uint64_t)next - now, 0);
 }
@@ -1013,7 +1032,7 @@ static void attempt_end(struct attempt *a)
 		/* on_resolved frees it; the timers close now */
 		uv_cancel((uv_req_t *)&a->resolve);
 	}
-	attempt_close_handles(a);
+	attempt_close_handles(a, conn->closing);
 	if (conn->closing && !conn->close_deferred)
 		connection_maybe_closed(conn);
 	busy_leave(conn);
@@ -1068,6 +1087,19 @@ void amqp_connection_close(struct amqp_connection **connp,
 	connection_close_now(conn);
 }
 
+static void on_close_wait(uv_timer_t *timer)
+{
+	struct attempt *a = timer->data;
+
+	if (a->conn == NULL || a->ended)
+		return;
+	pn_connection_driver_read_close(&a->driver);
+	pn_connection_driver_write_close(&a->driver);
+	attempt_process(a);
+	if (a->conn != NULL && !a->ended)
+		attempt_end(a);
+}
+
 static void connection_close_now(struct amqp_connection *conn)
 {
 	struct attempt *a = conn->attempt;
@@ -1080,16 +1112,14 @@ static void connection_close_now(struct amqp_connection *conn)
 		attempt_end(a);
 		return;
 	}
-	/* the close frame goes out with the last write; the socket closes
-	 * after it whether the broker answers or not */
+	/* the close frame goes out with the last dispositions; the broker's
+	 * close (or CLOSE_WAIT_MS) ends it: a broker may drop dispositions
+	 * that came with a close it did not answer (RabbitMQ 3.10 hands such
+	 * deliveries out again) */
 	pn_connection_close(a->driver.connection);
 	attempt_process(a);
-	if (conn->attempt != NULL) {
-		attempt_write(a);
-		pn_connection_driver_read_close(&a->driver);
-		pn_connection_driver_write_close(&a->driver);
-		attempt_end(a);
-	}
+	if (conn->attempt == a && !a->ended)
+		uv_timer_start(&a->timer, on_close_wait, CLOSE_WAIT_MS, 0);
 }
 
 /* ---- Senders ---- */

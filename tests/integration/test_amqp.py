@@ -10,7 +10,7 @@ import pytest
 
 import rabbitmq
 
-from harness import free_port
+from harness import free_port, wait_until
 from rabbitmq import USER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,7 +62,8 @@ def test_failover_send_then_receive(broker):
         assert mid == 'probe:%s' % n and body == n
         if mid in released:
             assert redelivered == '1'
-    assert broker.queue_length('probe') == 0
+    wait_until(lambda: broker.queue_length('probe') == 0, timeout=10,
+               what='every delivery acknowledged')
 
 
 def test_broker_errors_are_reported(broker):
