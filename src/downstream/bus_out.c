@@ -23,6 +23,7 @@
 #define REFUSAL_MIN_MS 500
 #define REFUSAL_MAX_MS 30000
 #define FETCH_HOPS_MAX 8
+#define FETCH_NO_RETRY_MS 300
 
 /* A delivery without an outcome yet (or accepted beyond a gap). */
 struct inflight {
@@ -46,6 +47,7 @@ struct bus_out {
 	bool paused;              /* backing off after a refusal */
 	unsigned refusals;        /* in a row, for the back-off */
 	bool fetching, fetch_waiting;
+	bool fetch_no_retried;    /* the blocked event's NO was looked at twice */
 	unsigned fetch_attempts;  /* failed retrievals of the blocked event */
 	bool closing;
 	unsigned handles;
@@ -363,6 +365,16 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 		if (bus_mark_renamed_after(b->store, fc->account, fc->seq))
 			r = IMAP_TEMPFAIL;
 	}
+	if (r == IMAP_NO && !b->fetch_no_retried) {
+		/* the mailbox may be renamed under us with the event on its way
+		 * to the journal: one more look, soon, before calling it gone */
+		b->fetch_no_retried = true;
+		b->fetch_waiting = true;
+		fetch_ctx_free(fc);
+		uv_timer_start(&b->fetch_timer, on_fetch_retry, FETCH_NO_RETRY_MS, 0);
+		return;
+	}
+	b->fetch_no_retried = false;
 	if (r == IMAP_OK) {
 		content_put(b->store, fc->seq, fc->part, msg, now);
 		b->fetch_attempts = 0;
