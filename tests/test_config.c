@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -98,6 +99,64 @@ static void test_errors(void **state)
 		assert_int_equal(config_load("/nonexistent/x.conf", &c, err, sizeof(err)), -1);
 		assert_non_null(strstr(err, "cannot open"));
 	}
+}
+
+/* [bus]: off by default; credentials_file gives the user and password
+ * (two lines); bad values and a file without a user are refused. */
+static void test_bus(void **state)
+{
+	char creds[] = "/tmp/mps-creds-XXXXXX";
+	int fd = mkstemp(creds);
+	char text[512];
+	struct config *c;
+	char err[CONFIG_ERROR_MAX];
+	char *path;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "mailpubsub\npw word\n", 20), 20);
+	close(fd);
+	path = write_tmp("[component]\ndomain = d\nsecret = x\n");
+	assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
+	unlink(path);
+	assert_string_equal(c->bus_urls, "");
+	assert_string_equal(c->bus_content, "none");
+	assert_null(c->bus_user);
+	config_free(&c);
+	snprintf(text, sizeof(text), "[component]\ndomain = d\nsecret = x\n[bus]\n"
+		 "urls = amqp://a amqps://b:5671\ncredentials_file = %s\ncontent = full\n", creds);
+	path = write_tmp(text);
+	assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
+	unlink(path);
+	assert_string_equal(c->bus_user, "mailpubsub");
+	assert_string_equal(c->bus_password, "pw word");
+	assert_string_equal(c->bus_address, "/queue/mailpubsub");
+	assert_int_equal(c->bus_window, 1000);
+	assert_true(c->bus_durable);
+	config_free(&c);
+	static const char *const bad[] = {
+		"content = everything\n", "window = 0\n", "reconnect_max = 0\n",
+		"credentials_file = /nonexistent\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "[component]\ndomain = d\nsecret = x\n[bus]\n"
+			 "urls = amqp://a\n%s", bad[i]);
+		path = write_tmp(text);
+		if (config_load(path, &c, err, sizeof(err)) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		unlink(path);
+	}
+	/* a credentials file whose first line is empty names no user */
+	fd = open(creds, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "\npw\n", 4), 4);
+	close(fd);
+	snprintf(text, sizeof(text), "[component]\ndomain = d\nsecret = x\n[bus]\n"
+		 "urls = amqp://a\ncredentials_file = %s\n", creds);
+	path = write_tmp(text);
+	assert_int_equal(config_load(path, &c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "user name"));
+	unlink(path);
+	unlink(creds);
 }
 
 static char *dump_text(const struct config *c)
@@ -304,6 +363,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_bus),
 		cmocka_unit_test(test_dump_defaults),
 		cmocka_unit_test(test_dump_effective),
 		cmocka_unit_test(test_apply_reload),

@@ -26,6 +26,8 @@
 /* A connection that stayed up this long resets the back-off: a broker that
  * accepts and then closes at once must not be hammered. */
 #define STABLE_MS 5000
+/* how long our close waits for the broker's */
+#define CLOSE_WAIT_MS 2000
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 struct amqp_url {
@@ -93,6 +95,8 @@ struct amqp_connection {
 	struct attempt *attempt;       /* NULL between attempts */
 	uv_timer_t retry_timer;
 	bool up, closing;
+	unsigned busy;                 /* calls under way that reach callbacks */
+	bool close_deferred;           /* amqp_connection_close from one of them */
 	char error[512];
 	void (*closed)(void *context);
 	void *closed_context;
@@ -104,6 +108,7 @@ struct attempt {
 	const struct amqp_url *url;
 	uv_getaddrinfo_t resolve;
 	uv_connect_t connect;
+	uv_shutdown_t shutdown;
 	uv_tcp_t tcp;
 	uv_timer_t timer;              /* connect timeout, then Proton's ticks */
 	uv_timer_t flush;              /* coalesces sends into one write */
@@ -125,6 +130,22 @@ static void attempt_process(struct attempt *a);
 static void attempt_end(struct attempt *a);
 static void connection_try(struct amqp_connection *conn);
 static void connection_maybe_closed(struct amqp_connection *conn);
+static void connection_close_now(struct amqp_connection *conn);
+
+/* A callback may close the connection: the close waits until the code that
+ * called it is done with the connection's senders and events. */
+static void busy_enter(struct amqp_connection *conn)
+{
+	conn->busy++;
+}
+
+static void busy_leave(struct amqp_connection *conn)
+{
+	if (--conn->busy > 0 || !conn->close_deferred)
+		return;
+	conn->close_deferred = false;
+	connection_close_now(conn);
+}
 
 const char *amqp_outcome_name(enum amqp_outcome outcome)
 {
@@ -341,7 +362,8 @@ static void set_condition_error(struct amqp_connection *conn, const char *what,
 {
 	if (cond == NULL || !pn_condition_is_set(cond))
 		return;
-	set_error(conn, "%s: %s: %s", what, pn_condition_get_name(cond),
+	set_error(conn, "%s%s%s: %s", what != NULL ? what : "", what != NULL ? ": " : "",
+		  pn_condition_get_name(cond),
 		  pn_condition_get_description(cond) != NULL ?
 		  pn_condition_get_description(cond) : "");
 }
@@ -459,12 +481,28 @@ static void attempt_handle_closed(uv_handle_t *handle)
 	attempt_release(handle->data);
 }
 
-static void attempt_close_handles(struct attempt *a)
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	struct attempt *a = req->data;
+
+	(void)status;
+	uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
+}
+
+/* graceful: our own close lets the last writes (dispositions of settled
+ * deliveries, the close frame) reach the broker before the socket goes;
+ * else the broker would hand those deliveries out again */
+static void attempt_close_handles(struct attempt *a, bool graceful)
 {
 	uv_close((uv_handle_t *)&a->timer, attempt_handle_closed);
 	uv_close((uv_handle_t *)&a->flush, attempt_handle_closed);
-	if (a->tcp_open)
-		uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
+	if (!a->tcp_open)
+		return;
+	a->shutdown.data = a;
+	if (graceful && uv_is_writable((uv_stream_t *)&a->tcp) &&
+	    uv_shutdown(&a->shutdown, (uv_stream_t *)&a->tcp, on_shutdown) == 0)
+		return;
+	uv_close((uv_handle_t *)&a->tcp, attempt_handle_closed);
 }
 
 static void on_flush(uv_timer_t *timer)
@@ -529,8 +567,8 @@ static void attempt_arm_tick(struct attempt *a)
 	uint64_t now = uv_now(a->conn->loop);
 	int64_t next = pn_transport_tick(a->driver.transport, (int64_t)now);
 
-	if (!a->opened)
-		return;   /* the connect timeout runs on this timer until open */
+	if (!a->opened || a->conn->closing)
+		return;   /* the connect timeout, or the close wait, has the timer */
 	if (next > 0 && (uint64_t)next > now)
 		uv_timer_start(&a->timer, on_tick, (uint64_t)next - now, 0);
 }
@@ -567,7 +605,7 @@ static void handle_sender_delivery(struct amqp_sender *s, pn_delivery_t *d)
 	if (s->unsettled > 0)
 		s->unsettled--;
 	s->outcome_cb(s->context, tag, outcome, detail_p);
-	if (s->writable_cb != NULL && s->link != NULL)
+	if (s->writable_cb != NULL && s->link != NULL && !s->conn->close_deferred)
 		s->writable_cb(s->context);
 }
 
@@ -703,6 +741,7 @@ static void handle_remote_open(struct attempt *a)
 		conn->state_cb(conn->context, true, NULL);
 }
 
+
 static void handle_event(struct attempt *a, pn_event_t *e)
 {
 	struct amqp_connection *conn = a->conn;
@@ -736,7 +775,7 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 		handle_delivery(pn_event_delivery(e));
 		break;
 	case PN_TRANSPORT_ERROR:
-		set_condition_error(conn, "transport",
+		set_condition_error(conn, NULL,
 				    pn_transport_condition(pn_event_transport(e)));
 		break;
 	default:
@@ -746,26 +785,37 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 
 static void attempt_process(struct attempt *a)
 {
+	struct amqp_connection *conn = a->conn;
 	pn_event_t *e;
 
-	if (a->processing || a->ended || a->conn == NULL)
+	if (a->processing || a->ended || conn == NULL)
 		return;
+	busy_enter(conn);
 	a->processing = true;
 	while ((e = pn_connection_driver_next_event(&a->driver)) != NULL) {
 		handle_event(a, e);
-		if (a->conn == NULL)
+		if (a->conn == NULL || conn->close_deferred)
 			break;
 	}
 	if (a->conn != NULL && a->tcp_open)
 		attempt_write(a);
 	a->processing = false;
-	if (a->conn == NULL)
-		return;
-	if (pn_connection_driver_finished(&a->driver)) {
-		attempt_end(a);
-		return;
+	if (a->conn != NULL && pn_connection_driver_write_closed(&a->driver) &&
+	    !pn_connection_driver_read_closed(&a->driver) &&
+	    pn_condition_is_set(pn_transport_condition(a->driver.transport))) {
+		/* Proton gave up (a SASL failure, a framing error) and sent its
+		 * end of stream: brokers may wait seconds before closing, and
+		 * nothing they say now changes the verdict */
+		set_condition_error(a->conn, NULL, pn_transport_condition(a->driver.transport));
+		pn_connection_driver_read_close(&a->driver);
 	}
-	attempt_arm_tick(a);
+	if (a->conn != NULL && !conn->close_deferred) {
+		if (pn_connection_driver_finished(&a->driver))
+			attempt_end(a);
+		else
+			attempt_arm_tick(a);
+	}
+	busy_leave(conn);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -784,6 +834,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (a->ended || a->conn == NULL)
 		return;
 	if (nread < 0) {
+		/* what Proton knows (a SASL outcome) says more than the socket */
+		set_condition_error(a->conn, NULL, pn_transport_condition(a->driver.transport));
 		set_error(a->conn, "%s", nread == UV_EOF ? "connection closed by peer" :
 			  uv_strerror((int)nread));
 		pn_connection_driver_read_close(&a->driver);
@@ -952,6 +1004,7 @@ static void attempt_end(struct attempt *a)
 
 	if (a->ended)
 		return;
+	busy_enter(conn);
 	a->ended = true;
 	conn->attempt = NULL;
 	conn->up = false;
@@ -979,9 +1032,10 @@ static void attempt_end(struct attempt *a)
 		/* on_resolved frees it; the timers close now */
 		uv_cancel((uv_req_t *)&a->resolve);
 	}
-	attempt_close_handles(a);
-	if (conn->closing)
+	attempt_close_handles(a, conn->closing);
+	if (conn->closing && !conn->close_deferred)
 		connection_maybe_closed(conn);
+	busy_leave(conn);
 }
 
 /* ---- Closing ---- */
@@ -1018,7 +1072,6 @@ void amqp_connection_close(struct amqp_connection **connp,
 			   void (*closed)(void *context), void *context)
 {
 	struct amqp_connection *conn = *connp;
-	struct attempt *a;
 
 	if (conn == NULL)
 		return;
@@ -1027,7 +1080,30 @@ void amqp_connection_close(struct amqp_connection **connp,
 	conn->closed = closed;
 	conn->closed_context = context;
 	uv_timer_stop(&conn->retry_timer);
-	a = conn->attempt;
+	if (conn->busy > 0) {
+		conn->close_deferred = true;
+		return;
+	}
+	connection_close_now(conn);
+}
+
+static void on_close_wait(uv_timer_t *timer)
+{
+	struct attempt *a = timer->data;
+
+	if (a->conn == NULL || a->ended)
+		return;
+	pn_connection_driver_read_close(&a->driver);
+	pn_connection_driver_write_close(&a->driver);
+	attempt_process(a);
+	if (a->conn != NULL && !a->ended)
+		attempt_end(a);
+}
+
+static void connection_close_now(struct amqp_connection *conn)
+{
+	struct attempt *a = conn->attempt;
+
 	if (a == NULL) {
 		connection_maybe_closed(conn);
 		return;
@@ -1036,16 +1112,14 @@ void amqp_connection_close(struct amqp_connection **connp,
 		attempt_end(a);
 		return;
 	}
-	/* the close frame goes out with the last write; the socket closes
-	 * after it whether the broker answers or not */
+	/* the close frame goes out with the last dispositions; the broker's
+	 * close (or CLOSE_WAIT_MS) ends it: a broker may drop dispositions
+	 * that came with a close it did not answer (RabbitMQ 3.10 hands such
+	 * deliveries out again) */
 	pn_connection_close(a->driver.connection);
 	attempt_process(a);
-	if (conn->attempt != NULL) {
-		attempt_write(a);
-		pn_connection_driver_read_close(&a->driver);
-		pn_connection_driver_write_close(&a->driver);
-		attempt_end(a);
-	}
+	if (conn->attempt == a && !a->ended)
+		uv_timer_start(&a->timer, on_close_wait, CLOSE_WAIT_MS, 0);
 }
 
 /* ---- Senders ---- */

@@ -62,7 +62,9 @@ const char *amqp_connection_url(const struct amqp_connection *conn);
 /* Closes the AMQP connection politely (unsettled deliveries are reported
  * as AMQP_OUTCOME_LOST), frees senders and receivers, and calls closed
  * (may be NULL) once every libuv handle is closed; the connection is freed
- * then. Clears *conn. */
+ * then. Clears *conn. May be called from any of the connection's
+ * callbacks: it then takes effect when the callback has returned (no
+ * callback of this connection but the LOST outcomes comes after it). */
 void amqp_connection_close(struct amqp_connection **conn,
 			   void (*closed)(void *context), void *context);
 
@@ -101,8 +103,8 @@ int amqp_sender_new(struct amqp_connection *conn,
 		    amqp_outcome_cb *outcome_cb, amqp_writable_cb *writable_cb,
 		    void *context, struct amqp_sender **sender_r,
 		    const char **error_r);
-/* Detaches and frees; unsettled deliveries get no callback. Clears
- * *sender. */
+/* Detaches and frees; unsettled deliveries get no callback. Not from the
+ * sender's own callbacks. Clears *sender. */
 void amqp_sender_free(struct amqp_sender **sender);
 
 /* How many messages amqp_sender_send takes now: the window's room, bounded
@@ -178,7 +180,8 @@ int amqp_receiver_new(struct amqp_connection *conn,
 		      amqp_message_cb *message_cb, void *context,
 		      struct amqp_receiver **receiver_r, const char **error_r);
 /* Detaches and frees. Deliveries not settled yet stay valid and must
- * still be settled (which then only frees them). Clears *receiver. */
+ * still be settled (which then only frees them). Not from the receiver's
+ * own callback. Clears *receiver. */
 void amqp_receiver_free(struct amqp_receiver **receiver);
 
 /* Settles delivery with outcome: ACCEPTED (done), REJECTED (poison: the

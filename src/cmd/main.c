@@ -164,20 +164,11 @@ static void stop_observers(struct daemon_state *st)
 
 /* Every producer reaches every listener the same way: through the sink,
  * after each commit. */
-/* The bus reads the journal after its own watermark: a commit only tells
- * it there is more (bus_out.h). Merge glue until bus_out is a listener. */
-static void bus_committed(void *context, const struct sink_event *events, size_t count)
-{
-	(void)events;
-	(void)count;
-	bus_out_kick(context);
-}
-
 static int register_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
-	const struct sink_listener bus = { bus_committed, st->bus };
+	const struct sink_listener bus = { bus_out_committed, st->bus };
 
 	if (sink_listener_register(st->publish.sink, &publisher) < 0 ||
 	    sink_listener_register(st->publish.sink, &firehose) < 0 ||
@@ -190,7 +181,7 @@ static void unregister_listeners(struct daemon_state *st)
 {
 	const struct sink_listener publisher = { publisher_committed, st->publisher };
 	const struct sink_listener firehose = { firehose_committed, st->service.firehose };
-	const struct sink_listener bus = { bus_committed, st->bus };
+	const struct sink_listener bus = { bus_out_committed, st->bus };
 
 	sink_listener_unregister(st->publish.sink, &publisher);
 	sink_listener_unregister(st->publish.sink, &firehose);
@@ -358,6 +349,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	firehose_set_backends(st->service.firehose, st->backends);
 	if (bus_out_new(st->loop, st->publish.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
+	bus_out_set_backends(st->bus, st->backends);
 	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
 		return -1;
 	tap_relay_set_backends(st->taps, st->backends);

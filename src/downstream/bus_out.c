@@ -13,6 +13,7 @@
 #include "model/event.h"
 #include "publish/item.h"
 #include "store/bus_mark.h"
+#include "store/journal_query.h"
 #include "store/journal.h"
 #include "store/node_tree.h"
 
@@ -24,6 +25,7 @@
 #define REFUSAL_MIN_MS 500
 #define REFUSAL_MAX_MS 30000
 #define FETCH_HOPS_MAX 8
+#define FETCH_NO_RETRY_MS 300
 
 /* A delivery without an outcome yet (or accepted beyond a gap). */
 struct inflight {
@@ -36,6 +38,7 @@ struct bus_out {
 	struct store *store;
 	const struct config *config;
 	struct imap_client *imap;
+	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	struct amqp_connection *amqp;
 	struct amqp_sender *sender;
 	char *instance;
@@ -47,6 +50,7 @@ struct bus_out {
 	bool paused;              /* backing off after a refusal */
 	unsigned refusals;        /* in a row, for the back-off */
 	bool fetching, fetch_waiting;
+	bool fetch_no_retried;    /* the blocked event's NO was looked at twice */
 	unsigned fetch_attempts;  /* failed retrievals of the blocked event */
 	bool closing;
 	unsigned handles;
@@ -360,7 +364,20 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 			fetch_issue(fc);
 			return;
 		}
+		/* a rename the tree does not show yet: worth another attempt */
+		if (journal_query_changed_after(b->store, fc->account, fc->seq, true))
+			r = IMAP_TEMPFAIL;
 	}
+	if (r == IMAP_NO && !b->fetch_no_retried) {
+		/* the mailbox may be renamed under us with the event on its way
+		 * to the journal: one more look, soon, before calling it gone */
+		b->fetch_no_retried = true;
+		b->fetch_waiting = true;
+		fetch_ctx_free(fc);
+		uv_timer_start(&b->fetch_timer, on_fetch_retry, FETCH_NO_RETRY_MS, 0);
+		return;
+	}
+	b->fetch_no_retried = false;
 	if (r == IMAP_OK) {
 		content_put(b->store, fc->seq, fc->part, msg, now);
 		b->fetch_attempts = 0;
@@ -390,7 +407,9 @@ static void fetched(void *context, enum imap_result r, const struct imap_message
 static void fetch_issue(struct fetch_ctx *fc)
 {
 	fc->bus->fetching = true;
-	imap_client_fetch(fc->bus->imap, fc->account, fc->node, fc->uidvalidity, fc->uid,
+	/* [backends]: the message is on the account's own server */
+	imap_client_fetch(imap_backends_pick(fc->bus->backends, fc->account, fc->bus->imap),
+			  fc->account, fc->node, fc->uidvalidity, fc->uid,
 			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
 			  fetched, fc);
 }
@@ -501,22 +520,31 @@ static bool can_send(const struct bus_out *b)
 	       b->ring_count < b->ring_cap;
 }
 
-static void on_idle(uv_idle_t *idle)
+static size_t room_now(const struct bus_out *b)
 {
-	struct bus_out *b = idle->data;
-	struct step_ctx sc = { b, false };
 	size_t room = can_send(b) ? amqp_sender_room(b->sender) : 0;
+
+	return room < b->ring_cap - b->ring_count ? room : b->ring_cap - b->ring_count;
+}
+
+/* Sends one batch of what the window allows; false when there is nothing
+ * more to do until the next kick (journal read, blocked, or no room). */
+static bool pump(struct bus_out *b)
+{
+	struct step_ctx sc = { b, false };
+	size_t room = room_now(b);
 	unsigned limit, count = 0;
 
-	if (room > b->ring_cap - b->ring_count)
-		room = b->ring_cap - b->ring_count;
-	if (room == 0) {
-		uv_idle_stop(idle);
-		return;
-	}
+	if (room == 0)
+		return false;
 	limit = room < BUS_BATCH ? (unsigned)room : BUS_BATCH;
-	if (journal_read_after(b->store, b->next, limit, step_record, &sc, &count) < 0 ||
-	    sc.blocked || count < limit)
+	return journal_read_after(b->store, b->next, limit, step_record, &sc, &count) == 0 &&
+	       !sc.blocked && count == limit;
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+	if (!pump(idle->data))
 		uv_idle_stop(idle);
 }
 
@@ -530,6 +558,19 @@ void bus_out_kick(struct bus_out *b)
 {
 	if (b != NULL)
 		start_idle(b);
+}
+
+void bus_out_set_backends(struct bus_out *b, const struct imap_backends *backends)
+{
+	if (b != NULL)
+		b->backends = backends;
+}
+
+void bus_out_committed(void *context, const struct sink_event *events, size_t count)
+{
+	(void)events;
+	(void)count;
+	bus_out_kick(context);
 }
 
 /* ---- AMQP callbacks ------------------------------------------------------ */
@@ -596,7 +637,13 @@ static void on_outcome(void *context, uint64_t tag, enum amqp_outcome outcome,
 
 static void on_writable(void *context)
 {
-	start_idle(context);
+	struct bus_out *b = context;
+
+	/* a good share of the window free: refill it now, in the same write
+	 * as the dispositions' turn, rather than a loop iteration later */
+	if (room_now(b) >= BUS_BATCH / 4)
+		pump(b);
+	start_idle(b);
 }
 
 static void on_state(void *context, bool up, const char *error)

@@ -15,7 +15,9 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "imap/imap_backends.h"
 #include "imap/imap_client.h"
+#include "ingest/sink.h"
 #include "store/store.h"
 
 struct bus_out;
@@ -34,10 +36,18 @@ struct bus_out_status {
  * (SIGHUP). 0, or -1 with *error_r in static storage. */
 int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *config,
 		struct imap_client *imap, struct bus_out **bus_r, const char **error_r);
+/* [backends] (a front serving several mail servers): content is retrieved
+ * from the server imap_backends_pick names for the event's account, imap
+ * being the fallback. Borrowed; NULL: imap for all. bus NULL is fine. */
+void bus_out_set_backends(struct bus_out *bus, const struct imap_backends *backends);
 /* New journal records may be there: sends what the window allows. NULL is
- * fine. (When ingest/sink lands this becomes its listener's committed
- * callback: the bus reads the journal after its watermark either way.) */
+ * fine. */
 void bus_out_kick(struct bus_out *bus);
+/* The bus as a listener of ingest/sink (context: struct bus_out): a
+ * commit tells it there is more. It reads the journal after its own
+ * watermark rather than taking the sink's events, because what it sends
+ * is the journaled text and a broker outage must not hold the sink. */
+void bus_out_committed(void *context, const struct sink_event *events, size_t count);
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once
  * a retrieval in flight has answered. Clears *bus. */

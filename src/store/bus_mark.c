@@ -1,5 +1,7 @@
 #include "store/bus_mark.h"
 
+#include <stddef.h>
+
 #define BUS_MARK_KEY "bus_seq"
 
 long long bus_mark_get(struct store *store)

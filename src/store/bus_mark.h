@@ -4,6 +4,7 @@
 #ifndef MAILPUBSUB_BUS_MARK_H
 #define MAILPUBSUB_BUS_MARK_H
 
+
 #include "store/store.h"
 
 /* 0 when the bus never had an event accepted (or on a read error: a

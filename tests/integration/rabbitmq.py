@@ -23,8 +23,28 @@ CTL = '/usr/lib/rabbitmq/bin/rabbitmqctl'
 USER = 'mailpubsub'
 
 
+def make_tls(directory, name='localhost'):
+    """A CA and a server certificate for DNS name, signed by it (openssl);
+    returns (ca, cert, key) paths."""
+    ca_key, ca = os.path.join(directory, 'ca.key'), os.path.join(directory, 'ca.pem')
+    key, csr = os.path.join(directory, 'server.key'), os.path.join(directory, 'server.csr')
+    cert, ext = os.path.join(directory, 'server.pem'), os.path.join(directory, 'san.ext')
+
+    def run(*args):
+        subprocess.run(['openssl'] + list(args), check=True, capture_output=True)
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', ca_key, '-out', ca,
+        '-days', '2', '-subj', '/CN=mailpubsub test CA')
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', csr,
+        '-subj', '/CN=%s' % name)
+    with open(ext, 'w') as f:
+        f.write('subjectAltName = DNS:%s\n' % name)
+    run('x509', '-req', '-in', csr, '-CA', ca, '-CAkey', ca_key, '-CAcreateserial',
+        '-out', cert, '-days', '2', '-extfile', ext)
+    return ca, cert, key
+
+
 class RabbitMQ:
-    def __init__(self, workdir, password='bus-secret-pw', name='bus'):
+    def __init__(self, workdir, password='bus-secret-pw', name='bus', tls=False):
         self.dir = os.path.join(workdir, 'rabbitmq-' + name)
         self.home = os.path.join(self.dir, 'home')
         self.password = password
@@ -36,6 +56,8 @@ class RabbitMQ:
         self.log = None
         for d in (self.dir, self.home):
             os.makedirs(d, exist_ok=True)
+        self.tls_port = free_port() if tls else None
+        self.tls = make_tls(self.dir) if tls else None
         self._write_config()
 
     @property
@@ -55,6 +77,12 @@ class RabbitMQ:
                  'distribution.listener.port_range.max = %d\n'
                  'distribution.listener.interface = 127.0.0.1\n'
                  % (self.dist_port, self.dist_port))
+        if self.tls is not None:
+            conf += ('listeners.ssl.default = 127.0.0.1:%d\n'
+                     'ssl_options.cacertfile = %s\nssl_options.certfile = %s\n'
+                     'ssl_options.keyfile = %s\nssl_options.verify = verify_none\n'
+                     'ssl_options.fail_if_no_peer_cert = false\n'
+                     % ((self.tls_port,) + self.tls))
         with open(os.path.join(self.dir, 'rabbitmq.conf'), 'w') as f:
             f.write(conf)
         with open(os.path.join(EXAMPLE, 'enabled_plugins')) as src, \
@@ -172,7 +200,7 @@ class Consumer:
     def __init__(self, url, source, user=USER, password=None, durable=True):
         import threading
         from proton.handlers import MessagingHandler
-        from proton.reactor import Container, DurableSubscription  # noqa: F401
+        from proton.reactor import Container
 
         self.messages = []
         self.lock = threading.Lock()
@@ -221,6 +249,18 @@ class Consumer:
     def close(self):
         self.container.stop()
         self.thread.join(timeout=10)
+
+
+def started(workdir, **options):
+    """A started broker for a pytest fixture (yield from it): stopped after
+    the test whatever happened."""
+    b = RabbitMQ(workdir, **options)
+    try:
+        b.start()
+        wait_ready(b)
+        yield b
+    finally:
+        b.stop()
 
 
 def wait_ready(broker, timeout=60.0):

@@ -16,7 +16,9 @@ import pytest
 from bus_stack import BusStack
 from harness import free_port, make_message, wait_until
 from stack import COMPONENT, iq_type
+from rabbitmq import Consumer, USER as BUS_USER
 from test_bus_in import publish, wait_all_through
+from test_bus_out import body_json, props
 from test_firehose import NS_CONTENT, imap_bytes, next_item, subscribe
 from test_intercept import add_tap, tap_item
 from test_metrics import scrape, value
@@ -74,6 +76,46 @@ def test_firehose_content_from_the_accounts_backend(front):
     _, payload = next_item(arch, 'MessageNew', timeout=60)
     assert payload.find('{urn:mailpubsub:event:0}mailbox').get('account') == 'alice'
     assert content_of(payload) == imap_bytes(b1, 'alice', 1)[0]
+
+
+@pytest.fixture
+def front_with_bus_content(workdir):
+    # a second [bus] section adds to the first (the front publishes to
+    # /queue/front-all what it journals)
+    s = BusStack(workdir, xmpp_users=('alice', 'bob'),
+                 front_extra={'bus': {'content': 'full'}})
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_bus_content_from_the_accounts_backend(front_with_bus_content):
+    """The front's own bus producer ([bus] address, content = full) puts on
+    the bus the bytes of a b2 message as b2's IMAP has them, and of a b1
+    message as b1's: not what [imap] host (b1) says of a b2 account."""
+    front = front_with_bus_content
+    b1, b2 = front.backends
+    consumer = Consumer(front.broker.url, '/queue/front-all', user=BUS_USER,
+                        password=front.broker.password)
+    try:
+        b2.cyrus.deliver('bob', make_message(subject='on b2', body='b2 bus\r\n' * 40))
+        b1.cyrus.deliver('alice', make_message(subject='on b1', body='b1 bus\r\n' * 40))
+
+        def news():
+            return [body_json(m) for m in consumer.snapshot()
+                    if props(m).get('event') == 'MessageNew']
+        wait_until(lambda: {b['account'] for b in news()} >= {'alice', 'bob'},
+                   timeout=90, what='MessageNew of alice and bob on /queue/front-all')
+        by_account = {b['account']: b for b in news()}
+        for account, backend in (('bob', b2), ('alice', b1)):
+            c = by_account[account].get('content')
+            assert c is not None and c.get('error') is None, by_account[account]
+            assert c['part'] == 'full'
+            assert base64.b64decode(c['data']) == imap_bytes(backend, account, 1)[0]
+    finally:
+        consumer.close()
 
 
 def test_tap_content_from_the_accounts_backend(front):
