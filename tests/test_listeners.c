@@ -1,6 +1,6 @@
 /* The journal listeners' steps, the publisher's and the firehose's, fed by
  * the real sink over a real store, sending through a component the test
- * drives (tests/listener_component.c, linked explicitly before the
+ * drives (tests/fuzz/fake_component.c, linked explicitly before the
  * library): live, they take the events the sink decoded, in journal order;
  * behind (the component down), they read the journal from their
  * watermark; the publisher's watermark moves only on the server's word.
@@ -24,9 +24,9 @@
 #include "downstream/firehose.h"
 #include "downstream/tap.h"
 #include "fake_fetch.h"
+#include "fuzz/fake_component.h"
 #include "imap/imap_backends.h"
 #include "ingest/sink.h"
-#include "listener_component.h"
 #include "model/subopts.h"
 #include "publish/counts.h"
 #include "publish/delegate.h"
@@ -100,7 +100,9 @@ static int setup_with(void **state, struct imap_client *imap)
 	assert_int_equal(store_open(f->db, false, &s->store, &err), 0);
 	assert_int_equal(sink_new(s->store, &s->stats, &s->sink, &err), 0);
 	sink_set_hierarchy_separator(s->sink, '/');
-	s->component = listener_component_new(f->xmpp);
+	s->component = fake_component_new(f->xmpp);
+	fake_component_record(s->component, true);
+	fake_component_hold_confirms(s->component, true);
 	assert_int_equal(authz_new(f->config, s->store, NULL, &s->authz, &err), 0);
 	assert_int_equal(delivery_new(s, &s->delivery, &err), 0);
 	assert_int_equal(delegate_new(s, &s->delegate, &err), 0);
@@ -144,7 +146,7 @@ static int teardown(void **state)
 	delivery_free(&s->delivery);
 	delegate_free(&s->delegate);
 	authz_free(&s->authz);
-	listener_component_free(&s->component);
+	fake_component_free(&s->component);
 	sink_free(&s->sink);
 	store_close(&s->store);
 	xmpp_ctx_free(f->xmpp);
@@ -204,12 +206,11 @@ static void journal_batch(struct fixture *f, const char *const *json, size_t n,
 static size_t items_sent(struct fixture *f, const char *node, long long *ids, size_t max)
 {
 	char pattern[128];
-	size_t count, n = 0;
-	const char *const *sent = listener_component_sent(f->service.component, &count);
+	size_t count = fake_component_count(f->service.component), n = 0;
 
 	snprintf(pattern, sizeof(pattern), "<items node='%s'><item id='", node);
 	for (size_t i = 0; i < count; i++) {
-		const char *p = strstr(sent[i], pattern);
+		const char *p = strstr(fake_component_sent(f->service.component, i), pattern);
 
 		if (p == NULL)
 			continue;
@@ -242,8 +243,8 @@ static void test_publisher_live(void **state)
 	assert_int_equal(f->service.stats.published, 3);
 	/* handed to the server, not yet confirmed: the watermark stays */
 	assert_int_equal(journal_published_seq(f->service.store), 0);
-	assert_true(listener_component_confirm_pending(f->service.component));
-	listener_component_confirm_answer(f->service.component);
+	assert_true(fake_component_confirm_pending(f->service.component));
+	fake_component_confirm_answer(f->service.component);
 	assert_int_equal(journal_published_seq(f->service.store), seqs[2]);
 }
 
@@ -279,11 +280,11 @@ static void test_publisher_behind_reads_journal(void **state)
 	long long seqs[3], ids[8];
 
 	subscribe(f, "alice", "INBOX", "alice@localhost");
-	listener_component_set_connected(f->service.component, false);
+	fake_component_set_connected(f->service.component, false);
 	journal_batch(f, first, 2, seqs);
 	run_loop(f);
 	assert_int_equal(items_sent(f, "INBOX", ids, 8), 0);
-	listener_component_set_connected(f->service.component, true);
+	fake_component_set_connected(f->service.component, true);
 	journal_batch(f, later, 1, seqs + 2);
 	/* behind: the new batch is not published before the old ones */
 	assert_int_equal(items_sent(f, "INBOX", ids, 8), 0);
@@ -292,7 +293,7 @@ static void test_publisher_behind_reads_journal(void **state)
 	assert_int_equal(ids[0], seqs[0]);
 	assert_int_equal(ids[1], seqs[1]);
 	assert_int_equal(ids[2], seqs[2]);
-	listener_component_confirm_answer(f->service.component);
+	fake_component_confirm_answer(f->service.component);
 	assert_int_equal(journal_published_seq(f->service.store), seqs[2]);
 }
 
@@ -308,20 +309,20 @@ static void test_publisher_resends_unconfirmed(void **state)
 	subscribe(f, "alice", "INBOX", "alice@localhost");
 	journal_batch(f, json, 2, seqs);
 	assert_int_equal(items_sent(f, "INBOX", ids, 8), 2);
-	listener_component_set_connected(f->service.component, false);
+	fake_component_set_connected(f->service.component, false);
 	publisher_reset(f->publisher);
 	assert_int_equal(journal_published_seq(f->service.store), 0);
-	listener_component_set_connected(f->service.component, true);
+	fake_component_set_connected(f->service.component, true);
 	publisher_kick(f->publisher);
 	run_loop(f);
 	assert_int_equal(items_sent(f, "INBOX", ids, 8), 3);
 	assert_int_equal(ids[2], seqs[0]);
-	listener_component_confirm_answer(f->service.component);
+	fake_component_confirm_answer(f->service.component);
 	assert_int_equal(journal_published_seq(f->service.store), seqs[0]);
 	run_loop(f);
 	assert_int_equal(items_sent(f, "INBOX", ids, 8), 4);
 	assert_int_equal(ids[3], seqs[1]);
-	listener_component_confirm_answer(f->service.component);
+	fake_component_confirm_answer(f->service.component);
 	assert_int_equal(journal_published_seq(f->service.store), seqs[1]);
 }
 
@@ -348,11 +349,11 @@ static void test_firehose_behind_reads_journal(void **state)
 	long long seqs[3], ids[8];
 
 	firehose_subscribe(f, "archive@localhost");
-	listener_component_set_connected(f->service.component, false);
+	fake_component_set_connected(f->service.component, false);
 	journal_batch(f, first, 1, seqs);
 	run_loop(f);
 	assert_int_equal(items_sent(f, FIREHOSE_NODE, ids, 8), 0);
-	listener_component_set_connected(f->service.component, true);
+	fake_component_set_connected(f->service.component, true);
 	journal_batch(f, later, 2, seqs + 1);
 	run_loop(f);
 	assert_int_equal(items_sent(f, FIREHOSE_NODE, ids, 8), 3);

@@ -356,6 +356,39 @@ static int nodes_add(struct imap_command *cmd, char *node)
 	return 0;
 }
 
+int imap_list_each_node(clist *list, const struct imap_namespaces *ns,
+			const char *self, const char *account,
+			imap_list_node_cb *cb, void *context)
+{
+	for (clistiter *it = clist_begin(list); it != NULL; it = clist_next(it)) {
+		struct mailimap_mailbox_list *mb = clist_content(it);
+		const char *err;
+		char *node;
+		int r;
+
+		if (!imap_mailbox_selectable(mb))
+			continue;
+		r = imap_name_to_node(ns, self, account, mb->mb_name, mb->mb_delimiter,
+				      &node, &err);
+		if (r < 0)
+			log_warn("imap: %s: skipping mailbox %s: %s", account, mb->mb_name, err);
+		if (r == 0 && (r = cb(context, node)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int node_listed(void *context, char *node)
+{
+	struct imap_command *cmd = context;
+
+	if (nodes_add(cmd, node) == 0)
+		return 0;
+	cmd->result = IMAP_TEMPFAIL;
+	imap_error_set(cmd->error, sizeof(cmd->error), "out of memory");
+	return 1;
+}
+
 /* LIST "" pattern; the selectable mailboxes of cmd->account become nodes.
  * With tops != NULL the raw names are collected instead (shared roots). */
 static enum imap_run list_pattern(struct imap_conn *s, struct imap_command *cmd,
@@ -378,23 +411,7 @@ static enum imap_run list_pattern(struct imap_conn *s, struct imap_command *cmd,
 		*raw_r = list;
 		return IMAP_RUN_DONE;
 	}
-	for (clistiter *it = clist_begin(list); it != NULL; it = clist_next(it)) {
-		struct mailimap_mailbox_list *mb = clist_content(it);
-		const char *err;
-		char *node;
-
-		if (!imap_mailbox_selectable(mb))
-			continue;
-		r = imap_name_to_node(&s->ns, imap_conn_self(s), cmd->account, mb->mb_name,
-				      mb->mb_delimiter, &node, &err);
-		if (r < 0)
-			log_warn("imap: skipping mailbox %s: %s", mb->mb_name, err);
-		if (r == 0 && nodes_add(cmd, node) < 0) {
-			cmd->result = IMAP_TEMPFAIL;
-			imap_error_set(cmd->error, sizeof(cmd->error), "out of memory");
-			break;
-		}
-	}
+	imap_list_each_node(list, &s->ns, imap_conn_self(s), cmd->account, node_listed, cmd);
 	mailimap_list_result_free(list);
 	return IMAP_RUN_DONE;
 }

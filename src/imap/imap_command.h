@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libetpan/clist.h>
+
 #include "imap/imap_conn.h"
 #include "imap/imap_types.h"
 
@@ -58,5 +60,17 @@ void imap_command_reset(struct imap_command *cmd);
 void imap_flag_append(char **flags, const struct mailimap_flag *f);
 /* False for \Noselect and \NonExistent LIST entries. */
 bool imap_mailbox_selectable(const struct mailimap_mailbox_list *mb);
+
+struct imap_namespaces;
+/* Called with each node; the node is handed over (cb frees or keeps it).
+ * Non-zero stops. */
+typedef int imap_list_node_cb(void *context, char *node);
+/* The selectable mailboxes of a LIST result (of struct mailimap_mailbox_list)
+ * that are mailboxes of account, as nodes (imap_name_to_node); a name that
+ * does not map is logged and passed over. Returns what cb returned to stop,
+ * or 0. */
+int imap_list_each_node(clist *list, const struct imap_namespaces *ns,
+			const char *self, const char *account,
+			imap_list_node_cb *cb, void *context);
 
 #endif

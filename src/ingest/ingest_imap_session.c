@@ -243,6 +243,18 @@ bool ingest_imap_names_has(const struct ingest_imap_names *ns, const char *s)
 	return false;
 }
 
+static int name_listed(void *context, char *node)
+{
+	struct ingest_imap_names *out = context;
+
+	/* out->v has room for every entry of the LIST */
+	if (ingest_imap_names_has(out, node))
+		free(node);
+	else
+		out->v[out->n++] = node;
+	return 0;
+}
+
 /* LIST "" "*" as the owner: the account's selectable mailboxes as nodes. */
 int ingest_imap_session_list(struct ingest_imap_session *s, struct ingest_imap_names *out)
 {
@@ -265,23 +277,8 @@ int ingest_imap_session_list(struct ingest_imap_session *s, struct ingest_imap_n
 		mailimap_list_result_free(list);
 		return -1;
 	}
-	for (clistiter *it = clist_begin(list); it != NULL; it = clist_next(it)) {
-		struct mailimap_mailbox_list *mb = clist_content(it);
-		const char *err;
-		char *node;
-
-		if (!imap_mailbox_selectable(mb))
-			continue;
-		r = imap_name_to_node(imap_session_namespaces(s->imap), s->account,
-				      s->account, mb->mb_name, mb->mb_delimiter, &node, &err);
-		if (r < 0)
-			log_warn("imap source: %s: skipping mailbox %s: %s", s->account,
-				 mb->mb_name, err);
-		if (r == 0 && !ingest_imap_names_has(out, node))
-			out->v[out->n++] = node;
-		else if (r == 0)
-			free(node);
-	}
+	imap_list_each_node(list, imap_session_namespaces(s->imap), s->account, s->account,
+			    name_listed, out);
 	mailimap_list_result_free(list);
 	return 0;
 }

@@ -24,12 +24,10 @@ int acl_cache_init(struct store *store, const char **error_r)
 static sqlite3_stmt *key_stmt(struct store *store, const char *sql, const char *identity,
 			      const char *account, const char *node)
 {
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return NULL;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 3, identity, -1, SQLITE_STATIC);
 	return stmt;
 }
@@ -100,12 +98,11 @@ int acl_cache_drop_mailbox(struct store *store, const char *account, const char 
 	static const char subtree_sql[] =
 		"DELETE FROM temp.acl_cache WHERE account = ?1 AND (node = ?2"
 		" OR (node > ?2 || '/' AND node < ?2 || '0'))";
-	sqlite3_stmt *stmt = store_stmt(store, subtree ? subtree_sql : node_sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, subtree ? subtree_sql : node_sql,
+						account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	return store_exec_stmt(store, stmt);
 }
 

@@ -6,19 +6,6 @@
 
 #include "store/store_sql.h"
 
-/* (account, node) are the first two parameters of most statements here */
-static sqlite3_stmt *stmt_box(struct store *store, const char *sql,
-			      const char *account, const char *node)
-{
-	sqlite3_stmt *st = store_stmt(store, sql);
-
-	if (st == NULL)
-		return NULL;
-	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
-	return st;
-}
-
 int imap_source_state_account_known(struct store *store, const char *account,
 				    bool *known_r)
 {
@@ -58,7 +45,7 @@ int imap_source_state_mailbox_put(struct store *store, const char *account,
 		"highestmodseq) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, node) DO "
 		"UPDATE SET uidvalidity = excluded.uidvalidity, uidnext = excluded.uidnext, "
 		"highestmodseq = excluded.highestmodseq";
-	sqlite3_stmt *st = stmt_box(store, sql, account, node);
+	sqlite3_stmt *st = store_stmt_mailbox(store, sql, account, node);
 
 	if (st == NULL)
 		return -1;
@@ -73,7 +60,7 @@ int imap_source_state_messages_forget(struct store *store, const char *account,
 {
 	static const char sql[] =
 		"DELETE FROM imap_source_messages WHERE account = ? AND node = ?";
-	sqlite3_stmt *st = stmt_box(store, sql, account, node);
+	sqlite3_stmt *st = store_stmt_mailbox(store, sql, account, node);
 
 	return st != NULL ? store_exec_stmt(store, st) : -1;
 }
@@ -86,7 +73,7 @@ int imap_source_state_mailbox_delete(struct store *store, const char *account,
 	sqlite3_stmt *st;
 
 	if (imap_source_state_messages_forget(store, account, node) < 0 ||
-	    (st = stmt_box(store, sql, account, node)) == NULL)
+	    (st = store_stmt_mailbox(store, sql, account, node)) == NULL)
 		return -1;
 	return store_exec_stmt(store, st);
 }
@@ -125,7 +112,7 @@ int imap_source_state_message_put(struct store *store, const char *account,
 		"INSERT INTO imap_source_messages (account, node, uid, flags) "
 		"VALUES (?, ?, ?, ?) ON CONFLICT (account, node, uid) DO UPDATE "
 		"SET flags = excluded.flags";
-	sqlite3_stmt *st = stmt_box(store, sql, account, node);
+	sqlite3_stmt *st = store_stmt_mailbox(store, sql, account, node);
 
 	if (st == NULL)
 		return -1;
@@ -139,7 +126,7 @@ int imap_source_state_message_forget(struct store *store, const char *account,
 {
 	static const char sql[] =
 		"DELETE FROM imap_source_messages WHERE account = ? AND node = ? AND uid = ?";
-	sqlite3_stmt *st = stmt_box(store, sql, account, node);
+	sqlite3_stmt *st = store_stmt_mailbox(store, sql, account, node);
 
 	if (st == NULL)
 		return -1;
@@ -180,7 +167,7 @@ int imap_source_state_messages(struct store *store, const char *account,
 	static const char sql[] =
 		"SELECT uid, flags FROM imap_source_messages "
 		"WHERE account = ? AND node = ? ORDER BY uid";
-	sqlite3_stmt *st = stmt_box(store, sql, account, node);
+	sqlite3_stmt *st = store_stmt_mailbox(store, sql, account, node);
 	int rc;
 
 	if (st == NULL)

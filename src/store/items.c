@@ -17,22 +17,18 @@ int items_put(struct store *store, const char *account, const char *node,
 		"DELETE FROM items WHERE account = ?1 AND node = ?2 AND seq <="
 		" (SELECT seq FROM items WHERE account = ?1 AND node = ?2"
 		"  ORDER BY seq DESC LIMIT 1 OFFSET ?3)";
-	sqlite3_stmt *stmt = store_stmt(store, insert_sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, insert_sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, seq);
 	sqlite3_bind_int64(stmt, 4, published_us);
 	sqlite3_bind_text(stmt, 5, payload, -1, SQLITE_STATIC);
 	if (store_exec_stmt(store, stmt) < 0)
 		return -1;
-	stmt = store_stmt(store, trim_sql);
+	stmt = store_stmt_mailbox(store, trim_sql, account, node);
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int(stmt, 3, (int)(max_items > 0 ? max_items : 1));
 	return store_exec_stmt(store, stmt);
 }
@@ -68,13 +64,11 @@ int items_each_newest(struct store *store, const char *account, const char *node
 	static const char sql[] =
 		"SELECT seq, published_us, payload FROM items"
 		" WHERE account = ? AND node = ? ORDER BY seq DESC LIMIT ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 	int found;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int(stmt, 3, limit > 0 ? (int)limit : -1);
 	return iterate(store, stmt, cb, context, &found);
 }
@@ -85,13 +79,11 @@ int items_get(struct store *store, const char *account, const char *node,
 	static const char sql[] =
 		"SELECT seq, published_us, payload FROM items"
 		" WHERE account = ? AND node = ? AND seq = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 	int found;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, seq);
 	if (iterate(store, stmt, cb, context, &found) < 0)
 		return -1;
@@ -108,13 +100,12 @@ int items_each_between(struct store *store, const char *account, const char *nod
 	static const char oldest_sql[] =
 		"SELECT seq, published_us, payload FROM items WHERE account = ?"
 		" AND node = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?";
-	sqlite3_stmt *stmt = store_stmt(store, newest_first ? newest_sql : oldest_sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, newest_first ? newest_sql : oldest_sql,
+					      account, node);
 	int found;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, after > 0 ? after : 0);
 	sqlite3_bind_int64(stmt, 4, before > 0 ? before : INT64_MAX);
 	sqlite3_bind_int(stmt, 5, limit > 0 ? (int)limit : -1);
@@ -125,13 +116,11 @@ long long items_count(struct store *store, const char *account, const char *node
 {
 	static const char sql[] =
 		"SELECT count(*) FROM items WHERE account = ? AND node = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 	long long n = -1;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) == SQLITE_ROW)
 		n = sqlite3_column_int64(stmt, 0);
 	sqlite3_reset(stmt);

@@ -15,12 +15,10 @@ static int insert_one(struct store *store, const char *account, const char *node
 {
 	static const char sql[] =
 		"INSERT OR IGNORE INTO nodes (account, node, created_us) VALUES (?, ?, ?)";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(stmt, 3, now_us);
 	return store_exec_stmt(store, stmt);
 }
@@ -33,12 +31,10 @@ static int update_identity(struct store *store, const char *account,
 		"UPDATE nodes SET mailbox_id = coalesce(?3, mailbox_id),"
 		" uidvalidity = coalesce(?4, uidvalidity)"
 		" WHERE account = ?1 AND node = ?2";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	if (mailbox_id != NULL)
 		sqlite3_bind_text(stmt, 3, mailbox_id, -1, SQLITE_STATIC);
 	if (uidvalidity != 0)
@@ -49,12 +45,11 @@ static int update_identity(struct store *store, const char *account,
 long long node_tree_count(struct store *store, const char *account)
 {
 	static const char sql[] = "SELECT count(*) FROM nodes WHERE account = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, NULL);
 	long long n = 0;
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
 	if (store_first_i64(store, stmt, "node_tree", &n) < 0)
 		return -1;
 	return n;
@@ -94,15 +89,13 @@ char *node_tree_find_moved(struct store *store, const char *account,
 	static const char by_uidvalidity[] =
 		"SELECT node FROM nodes WHERE account = ? AND uidvalidity = ? AND node != ?3"
 		" LIMIT 2";
-	sqlite3_stmt *st = store_stmt(store, mailbox_id != NULL ? by_id : by_uidvalidity);
+	sqlite3_stmt *st = store_stmt_mailbox(store, mailbox_id != NULL ? by_id : by_uidvalidity,
+					      account, mailbox_id);
 	char *node = NULL;
 
 	if (st == NULL || (mailbox_id == NULL && uidvalidity == 0))
 		return NULL;
-	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
-	if (mailbox_id != NULL)
-		sqlite3_bind_text(st, 2, mailbox_id, -1, SQLITE_STATIC);
-	else
+	if (mailbox_id == NULL)
 		sqlite3_bind_int64(st, 2, uidvalidity);
 	sqlite3_bind_text(st, 3, node_then, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
@@ -118,13 +111,11 @@ char *node_tree_find_moved(struct store *store, const char *account,
 bool node_tree_exists(struct store *store, const char *account, const char *node)
 {
 	static const char sql[] = "SELECT 1 FROM nodes WHERE account = ? AND node = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 	bool found;
 
 	if (stmt == NULL)
 		return false;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	found = sqlite3_step(stmt) == SQLITE_ROW;
 	sqlite3_reset(stmt);
 	return found;
@@ -133,13 +124,10 @@ bool node_tree_exists(struct store *store, const char *account, const char *node
 static int run_bound(struct store *store, const char *sql, const char *account,
 		     const char *node)
 {
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	if (node != NULL)
-		sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	return store_exec_stmt(store, stmt);
 }
 
@@ -213,25 +201,11 @@ int node_tree_rename(struct store *store, const char *old_account,
 	return store_commit(store);
 }
 
-struct name_rows {
-	node_tree_cb *cb;
-	void *context;
-};
-
-static int name_row(void *context, sqlite3_stmt *row)
-{
-	struct name_rows *n = context;
-
-	return n->cb(n->context, (const char *)sqlite3_column_text(row, 0));
-}
-
 /* Hands column 0 of each row to cb. */
 static int iterate(struct store *store, sqlite3_stmt *stmt, node_tree_cb *cb,
 		   void *context)
 {
-	struct name_rows n = { cb, context };
-
-	return store_each_row(store, stmt, "node_tree", name_row, &n, NULL);
+	return store_each_text(store, stmt, "node_tree", cb, context);
 }
 
 int node_tree_children(struct store *store, const char *account,
@@ -244,13 +218,11 @@ int node_tree_children(struct store *store, const char *account,
 		"SELECT node FROM nodes WHERE account = ?1"
 		" AND node > ?2 || '/' AND node < ?2 || '0'"
 		" AND instr(substr(node, length(?2) + 2), '/') = 0 ORDER BY node";
-	sqlite3_stmt *stmt = store_stmt(store, parent == NULL ? top_sql : child_sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, parent == NULL ? top_sql : child_sql,
+					      account, parent);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	if (parent != NULL)
-		sqlite3_bind_text(stmt, 2, parent, -1, SQLITE_STATIC);
 	return iterate(store, stmt, cb, context);
 }
 
@@ -259,12 +231,10 @@ int node_tree_subtree(struct store *store, const char *account,
 {
 	static const char sql[] =
 		"SELECT node FROM nodes WHERE " SUBTREE_WHERE " ORDER BY node";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	return iterate(store, stmt, cb, context);
 }
 
@@ -281,12 +251,10 @@ int node_tree_set_counts(struct store *store, const char *account,
 		"UPDATE nodes SET messages = coalesce(?3, messages),"
 		" unseen = coalesce(?4, unseen), uidnext = coalesce(?5, uidnext),"
 		" modseq = coalesce(?6, modseq) WHERE account = ?1 AND node = ?2";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	bind_known(stmt, 3, c->messages);
 	bind_known(stmt, 4, c->unseen);
 	bind_known(stmt, 5, c->uidnext);
@@ -306,13 +274,11 @@ int node_tree_get_counts(struct store *store, const char *account,
 	static const char sql[] =
 		"SELECT messages, unseen, uidnext, modseq FROM nodes"
 		" WHERE account = ? AND node = ? AND messages IS NOT NULL";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 	int found = 0;
 
 	if (stmt == NULL)
 		return 0;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	if (sqlite3_step(stmt) == SQLITE_ROW) {
 		c->messages = column_or_unknown(stmt, 0);
 		c->unseen = column_or_unknown(stmt, 1);
@@ -356,10 +322,9 @@ int node_tree_all(struct store *store, const char *account, node_tree_cb *cb,
 		  void *context)
 {
 	static const char sql[] = "SELECT node FROM nodes WHERE account = ? ORDER BY node";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, NULL);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
 	return iterate(store, stmt, cb, context);
 }

@@ -313,6 +313,40 @@ int store_each_row(struct store *store, sqlite3_stmt *stmt, const char *who,
 	return 0;
 }
 
+sqlite3_stmt *store_stmt_mailbox(struct store *store, const char *sql,
+				 const char *account, const char *node)
+{
+	sqlite3_stmt *stmt = store_stmt(store, sql);
+
+	if (stmt == NULL)
+		return NULL;
+	if (account != NULL)
+		sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
+	if (node != NULL)
+		sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
+	return stmt;
+}
+
+struct text_rows {
+	store_text_cb *cb;
+	void *context;
+};
+
+static int text_row(void *context, sqlite3_stmt *row)
+{
+	struct text_rows *t = context;
+
+	return t->cb(t->context, (const char *)sqlite3_column_text(row, 0));
+}
+
+int store_each_text(struct store *store, sqlite3_stmt *stmt, const char *who,
+		    store_text_cb *cb, void *context)
+{
+	struct text_rows t = { cb, context };
+
+	return store_each_row(store, stmt, who, text_row, &t, NULL);
+}
+
 static int first_i64(void *context, sqlite3_stmt *row)
 {
 	*(long long *)context = sqlite3_column_int64(row, 0);

@@ -49,12 +49,10 @@ static sqlite3_stmt *keyed_stmt(struct store *store, const char *sql,
 				const char *account, const char *node,
 				const char *jid)
 {
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return NULL;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 3, jid, -1, SQLITE_STATIC);
 	return stmt;
 }
@@ -223,12 +221,10 @@ int subscription_each_on_node(struct store *store, const char *account,
 	static const char sql[] =
 		"SELECT account, node, jid, subid, depth, events, deliver, heartbeat FROM subscriptions"
 		" WHERE account = ? AND node = ?";
-	sqlite3_stmt *stmt = store_stmt(store, sql);
+	sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, node);
 
 	if (stmt == NULL)
 		return -1;
-	sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-	sqlite3_bind_text(stmt, 2, node, -1, SQLITE_STATIC);
 	return iterate(store, stmt, cb, context);
 }
 
@@ -268,15 +264,13 @@ int subscription_each_covering(struct store *store, const char *account,
 		return -1;
 	/* the node, then each ancestor from the nearest up */
 	for (;;) {
-		sqlite3_stmt *stmt = store_stmt(store, sql);
+		sqlite3_stmt *stmt = store_stmt_mailbox(store, sql, account, path);
 		char *slash;
 
 		if (stmt == NULL) {
 			ret = -1;
 			break;
 		}
-		sqlite3_bind_text(stmt, 1, account, -1, SQLITE_STATIC);
-		sqlite3_bind_text(stmt, 2, path, -1, SQLITE_STATIC);
 		sqlite3_bind_int(stmt, 3, level);
 		if (iterate(store, stmt, cb, context) < 0) {
 			ret = -1;

@@ -13,6 +13,10 @@ struct component {
 	char **sent;
 	size_t n;
 	struct component_stats connection;
+	bool connected;
+	bool hold_confirms;
+	void (*confirm_done)(void *);   /* the held confirmation, or NULL */
+	void *confirm_context;
 };
 
 struct component *fake_component_new(xmpp_ctx_t *ctx)
@@ -22,6 +26,7 @@ struct component *fake_component_new(xmpp_ctx_t *ctx)
 	if (c == NULL)
 		abort();
 	c->ctx = ctx;
+	c->connected = true;
 	return c;
 }
 
@@ -81,6 +86,32 @@ const struct fake_component_stats *fake_component_stats(const struct component *
 	return &c->stats;
 }
 
+void fake_component_set_connected(struct component *c, bool connected)
+{
+	c->connected = connected;
+	if (!connected)
+		c->confirm_done = NULL;   /* the ping went with the stream */
+}
+
+void fake_component_hold_confirms(struct component *c, bool on)
+{
+	c->hold_confirms = on;
+}
+
+bool fake_component_confirm_pending(const struct component *c)
+{
+	return c->confirm_done != NULL;
+}
+
+void fake_component_confirm_answer(struct component *c)
+{
+	void (*done)(void *) = c->confirm_done;
+
+	c->confirm_done = NULL;
+	if (done != NULL)
+		done(c->confirm_context);
+}
+
 int component_new(uv_loop_t *loop, const struct component_settings *settings,
 		  component_stanza_cb *on_stanza, component_state_cb *on_state,
 		  void *context, struct component **component_r,
@@ -111,7 +142,7 @@ void component_close(struct component **component, void (*done)(void *),
 
 bool component_is_connected(const struct component *component)
 {
-	return component != NULL;
+	return component != NULL && component->connected;
 }
 
 xmpp_ctx_t *component_xmpp_ctx(struct component *component)
@@ -127,7 +158,8 @@ size_t component_queue_len(const struct component *component)
 
 unsigned long component_sent_count(const struct component *component)
 {
-	return (unsigned long)component->stats.stanzas;
+	/* as the real one: every stanza queued, raw or not */
+	return (unsigned long)(component->stats.stanzas + component->stats.raw);
 }
 
 /* Serialized as the real module does before writing it out. */
@@ -136,6 +168,8 @@ int component_send(struct component *component, xmpp_stanza_t *stanza)
 	char *buf = NULL;
 	size_t len = 0;
 
+	if (!component->connected)
+		return -1;
 	if (xmpp_stanza_to_text(stanza, &buf, &len) != XMPP_EOK || buf == NULL) {
 		fprintf(stderr, "fake component: a stanza that does not serialize\n");
 		abort();
@@ -154,6 +188,8 @@ int component_send_raw(struct component *component, const char *data,
 {
 	xmpp_stanza_t *parsed;
 
+	if (!component->connected)
+		return -1;
 	if (data[len] != '\0' || strlen(data) != len) {
 		fprintf(stderr, "fake component: raw data not a C string of len %zu\n",
 			len);
@@ -172,20 +208,25 @@ int component_send_raw(struct component *component, const char *data,
 	return 0;
 }
 
-/* Never loses its stream: every confirmation comes at
- * once, and nothing was ever refused. */
+/* Unless held, a confirmation comes at once; nothing was ever refused. */
 int component_confirm(struct component *component, void (*done)(void *),
 		      void *context)
 {
-	(void)component;
-	done(context);
+	if (!component->connected)
+		return -1;
+	if (!component->hold_confirms) {
+		done(context);
+		return 0;
+	}
+	component->confirm_done = done;
+	component->confirm_context = context;
 	return 0;
 }
 
 void component_confirm_cancel(struct component *component, void *context)
 {
-	(void)component;
-	(void)context;
+	if (component->confirm_context == context)
+		component->confirm_done = NULL;
 }
 
 bool component_refused(const struct component *component)

@@ -15,9 +15,9 @@ b2.events.localhost): the daemon needs one today (README "Message bus").
 import os
 import sqlite3
 
-from harness import Cyrus, Daemon, Prosody, XmppClient, wait_until
+from harness import Cyrus, Daemon, Prosody, wait_until
 from rabbitmq import RabbitMQ, USER as BUS_USER, wait_ready
-from stack import COMPONENT, PASSWORD, assert_sanitizer_clean, daemon_binary
+from stack import COMPONENT, PASSWORD, Clients, assert_sanitizer_clean, daemon_binary
 
 QUEUE = '/queue/mailpubsub-front'
 
@@ -58,7 +58,7 @@ def _section(name, values):
     return '\n[%s]\n' % name + ''.join('%s = %s\n' % kv for kv in values.items())
 
 
-class BusStack:
+class BusStack(Clients):
     def __init__(self, workdir, b1_users=('alice', 'carol'), b2_users=('bob', 'dave'),
                  xmpp_users=('alice', 'bob', 'carol', 'dave'), front_extra=None,
                  wrapper=None):
@@ -159,22 +159,11 @@ class BusStack:
         self.front = self._daemon(self.front_conf, 'front')
         return self.front
 
-    def client(self, user):
-        c = XmppClient()
-        c.connect('%s@localhost' % user, PASSWORD, port=self.prosody.c2s_port)
-        self.clients.append(c)
-        return c
-
     def front_journal(self, sql='SELECT count(*) FROM journal', args=()):
         return _count(self.front_db, sql, args)
 
     def stop(self):
-        for c in self.clients:
-            try:
-                c.disconnect()
-            except Exception:
-                pass
-        self.clients = []
+        self.disconnect_clients()
         daemons = [d for d in [self.front] + [b.daemon for b in self.backends]
                    if d is not None]
         try:

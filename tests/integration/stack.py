@@ -45,7 +45,26 @@ def assert_sanitizer_clean(log, name='mailpubsubd'):
         assert marker not in log, 'sanitizer report in %s log' % name
 
 
-class Stack:
+class Clients:
+    """For a stack with self.prosody and self.clients: the c2s clients it
+    hands out, all disconnected when it stops."""
+
+    def client(self, user):
+        c = XmppClient()
+        c.connect('%s@localhost' % user, PASSWORD, port=self.prosody.c2s_port)
+        self.clients.append(c)
+        return c
+
+    def disconnect_clients(self):
+        for c in self.clients:
+            try:
+                c.disconnect()
+            except Exception:
+                pass
+        self.clients = []
+
+
+class Stack(Clients):
     def __init__(self, workdir, users=('alice', 'bob'), unixhierarchysep=True,
                  config=None, wrapper=None, xmpp_server=None,
                  cyrus_setup='admins'):
@@ -155,19 +174,8 @@ level = debug
         assert_sanitizer_clean(log)
         return status
 
-    def client(self, user):
-        c = XmppClient()
-        c.connect('%s@localhost' % user, PASSWORD, port=self.prosody.c2s_port)
-        self.clients.append(c)
-        return c
-
     def stop(self):
-        for c in self.clients:
-            try:
-                c.disconnect()
-            except Exception:
-                pass
-        self.clients = []
+        self.disconnect_clients()
         try:
             self.stop_daemon()
         finally:
