@@ -115,6 +115,7 @@ struct attempt {
 	pn_connection_driver_t driver;
 	pn_session_t *session;
 	bool resolving, tcp_open, driver_init, processing, ended, opened;
+	bool closing;                  /* our close: the session ends first */
 	uint64_t opened_ms;
 	unsigned handles;              /* open libuv handles */
 	char rbuf[READ_CHUNK];
@@ -756,6 +757,12 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 		pn_connection_close(pn_event_connection(e));
 		break;
 	case PN_SESSION_REMOTE_CLOSE:
+		if (a->closing) {
+			/* the broker ended our session: what we sent before
+			 * the end is processed; now the connection */
+			pn_connection_close(a->driver.connection);
+			break;
+		}
 		/* RabbitMQ closes the session for a missing exchange */
 		set_condition_error(conn, "session closed by broker",
 				    pn_session_remote_condition(pn_event_session(e)));
@@ -763,6 +770,8 @@ static void handle_event(struct attempt *a, pn_event_t *e)
 		break;
 	case PN_LINK_REMOTE_CLOSE:
 	case PN_LINK_REMOTE_DETACH:
+		if (a->closing)
+			break;   /* the session's end follows */
 		set_condition_error(conn, "link closed by broker",
 				    pn_link_remote_condition(pn_event_link(e)));
 		set_error(conn, "link closed by broker");
@@ -1112,11 +1121,19 @@ static void connection_close_now(struct amqp_connection *conn)
 		attempt_end(a);
 		return;
 	}
-	/* the close frame goes out with the last dispositions; the broker's
-	 * close (or CLOSE_WAIT_MS) ends it: a broker may drop dispositions
-	 * that came with a close it did not answer (RabbitMQ 3.10 hands such
-	 * deliveries out again) */
-	pn_connection_close(a->driver.connection);
+	/* The session ends first, its last dispositions before the end frame,
+	 * and the connection closes once the broker has ended it too; the
+	 * broker's close (or CLOSE_WAIT_MS) ends the attempt. A broker may drop
+	 * dispositions that came with a close it did not answer, and closing
+	 * the connection with the session still open lost them under load:
+	 * RabbitMQ 3.10's reader failed asking the ending session process
+	 * (enotconn) and handed accepted deliveries out again. */
+	a->closing = true;
+	if (a->session != NULL && (pn_session_state(a->session) & PN_LOCAL_ACTIVE) &&
+	    (pn_session_state(a->session) & PN_REMOTE_ACTIVE))
+		pn_session_close(a->session);
+	else
+		pn_connection_close(a->driver.connection);
 	attempt_process(a);
 	if (conn->attempt == a && !a->ended)
 		uv_timer_start(&a->timer, on_close_wait, CLOSE_WAIT_MS, 0);
