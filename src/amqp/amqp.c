@@ -107,6 +107,8 @@ struct attempt {
 	struct amqp_connection *conn;  /* NULL once abandoned */
 	const struct amqp_url *url;
 	uv_getaddrinfo_t resolve;
+	struct addrinfo *addrs;        /* the host's addresses, tried in turn */
+	struct addrinfo *addr_next;
 	uv_connect_t connect;
 	uv_shutdown_t shutdown;
 	uv_tcp_t tcp;
@@ -474,6 +476,7 @@ static void attempt_release(struct attempt *a)
 		return;
 	if (a->driver_init)
 		pn_connection_driver_destroy(&a->driver);
+	uv_freeaddrinfo(a->addrs);
 	free(a);
 }
 
@@ -923,12 +926,35 @@ static void attempt_setup_driver(struct attempt *a)
 		receiver_attach(r, a);
 }
 
+static void attempt_connect(struct attempt *a);
+
+static void tcp_closed_try_next(uv_handle_t *handle)
+{
+	struct attempt *a = handle->data;
+
+	if (a->conn == NULL || a->ended) {
+		attempt_release(a);
+		return;
+	}
+	a->handles--;
+	attempt_connect(a);
+}
+
 static void on_connected(uv_connect_t *req, int status)
 {
 	struct attempt *a = req->data;
 
 	if (a->conn == NULL || a->ended)
 		return;
+	if (status < 0 && a->addr_next != NULL) {
+		/* "localhost" is ::1 first where /etc/hosts names both (Debian's
+		 * container images): a broker on 127.0.0.1 is the next address */
+		log_debug("amqp: %s: %s; trying its next address", a->url->text,
+			  uv_strerror(status));
+		a->tcp_open = false;
+		uv_close((uv_handle_t *)&a->tcp, tcp_closed_try_next);
+		return;
+	}
 	if (status < 0) {
 		set_error(a->conn, "%s", uv_strerror(status));
 		attempt_end(a);
@@ -943,7 +969,6 @@ static void on_connected(uv_connect_t *req, int status)
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct attempt *a = req->data;
-	int rc;
 
 	a->resolving = false;
 	if (a->conn == NULL || a->ended) {    /* abandoned while resolving */
@@ -957,13 +982,24 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		attempt_end(a);
 		return;
 	}
+	a->addrs = a->addr_next = res;
+	attempt_connect(a);
+}
+
+/* Connects to the next of the host's addresses; the last one's failure
+ * ends the attempt. */
+static void attempt_connect(struct attempt *a)
+{
+	struct addrinfo *ai = a->addr_next;
+	int rc;
+
+	a->addr_next = ai->ai_next;
 	uv_tcp_init(a->conn->loop, &a->tcp);
 	a->tcp.data = a;
 	a->tcp_open = true;
 	a->handles++;
 	a->connect.data = a;
-	rc = uv_tcp_connect(&a->connect, &a->tcp, res->ai_addr, on_connected);
-	uv_freeaddrinfo(res);
+	rc = uv_tcp_connect(&a->connect, &a->tcp, ai->ai_addr, on_connected);
 	if (rc < 0) {
 		set_error(a->conn, "%s", uv_strerror(rc));
 		attempt_end(a);

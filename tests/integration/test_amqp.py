@@ -23,11 +23,12 @@ def broker(workdir):
     yield from rabbitmq.started(workdir)
 
 
-def probe(broker, mode, address, count, urls, password=None, timeout=60, **env):
+def probe(broker, mode, address, count, urls, password=None, timeout=60, wrap=(),
+          **env):
     e = dict(os.environ, AMQP_PROBE_USER=USER,
              AMQP_PROBE_PASSWORD=password or broker.password)
     e.update({k: str(v) for k, v in env.items()})
-    p = subprocess.run([PROBE, mode, address, str(count)] + urls, env=e,
+    p = subprocess.run(list(wrap) + [PROBE, mode, address, str(count)] + urls, env=e,
                        capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout.splitlines(), p.stderr
 
@@ -64,6 +65,23 @@ def test_failover_send_then_receive(broker):
             assert redelivered == '1'
     wait_until(lambda: broker.queue_length('probe') == 0, timeout=10,
                what='every delivery acknowledged')
+
+
+def test_every_address_of_the_host_is_tried(broker, workdir):
+    """A broker name with an IPv6 and an IPv4 address, as "localhost" is in
+    Debian's container images (::1 first): the broker listens on
+    127.0.0.1 only, and the connection gets there after ::1 refuses. The
+    probe alone sees that /etc/hosts, in a mount namespace of its own."""
+    hosts = os.path.join(workdir, 'hosts')
+    with open(hosts, 'w') as f:
+        f.write('::1\tmps-broker\n127.0.0.1\tmps-broker\n')
+    port = broker.url.rsplit(':', 1)[1]
+    wrap = ('unshare', '-m', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$@"', hosts)
+    rc, out, err = probe(broker, 'send', '/queue/addrs', 20, ['amqp://mps-broker:%s' % port],
+                         wrap=wrap)
+    assert rc == 0, (out, err)
+    assert 'up' in out
+    assert len([line for line in out if line.startswith('accepted')]) == 20
 
 
 def test_broker_errors_are_reported(broker):
