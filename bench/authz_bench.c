@@ -118,6 +118,7 @@ int main(int argc, char **argv)
 	struct store *store;
 	struct imap_client *imap;
 	const char *err;
+	char cerr[CONFIG_ERROR_MAX];
 	char dbpath[] = "/tmp/authz-bench-XXXXXX";
 	int total;
 
@@ -126,8 +127,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_open("authz_bench", false, LOG_LEVEL_ERROR);
-	if (config_load(argv[1], &config, &err) < 0 || mkdtemp(dbpath) == NULL) {
-		fprintf(stderr, "%s\n", err);
+	if (config_load(argv[1], &config, cerr, sizeof(cerr)) < 0) {
+		fprintf(stderr, "%s\n", cerr);
+		return 1;
+	}
+	if (mkdtemp(dbpath) == NULL) {
+		perror(dbpath);
 		return 1;
 	}
 	strcat(dbpath, "/db");
