@@ -223,35 +223,110 @@ static void add_received(json_t *body, long long received_us)
 	json_object_set_new(body, "received", json_string(when));
 }
 
-/* The body: the event's RFC 5423 parameters as received, plus where it
- * belongs and where it sits in the journal. */
-static char *body_build(struct bus_out *b, const struct journal_record *rec,
-			const struct event *ev, json_t *content, size_t *len_r)
+/* What the body adds to the event: where it belongs and where it sits in
+ * the journal. */
+static json_t *body_extras(struct bus_out *b, const struct journal_record *rec,
+			   const struct event *ev, json_t *content)
 {
-	json_t *body = ev != NULL ? json_copy(ev->json) : json_object();
-	char *text;
+	json_t *x = json_object();
 
-	if (body == NULL) {
+	if (x == NULL) {
 		json_decref(content);
 		return NULL;
 	}
 	if (ev != NULL && ev->mailbox.account != NULL)
-		json_object_set_new(body, "account", json_string(ev->mailbox.account));
+		json_object_set_new(x, "account", json_string(ev->mailbox.account));
 	else if (ev != NULL && ev->acting_user != NULL)
-		json_object_set_new(body, "account", json_string(ev->acting_user));
+		json_object_set_new(x, "account", json_string(ev->acting_user));
 	if (ev != NULL && ev->mailbox.node != NULL)
-		json_object_set_new(body, "node", json_string(ev->mailbox.node));
+		json_object_set_new(x, "node", json_string(ev->mailbox.node));
 	if (ev != NULL && ev->mailbox.uidvalidity != 0)
-		json_object_set_new(body, "uidvalidity",
-				    json_integer(ev->mailbox.uidvalidity));
+		json_object_set_new(x, "uidvalidity", json_integer(ev->mailbox.uidvalidity));
 	if (ev == NULL)
-		json_object_set_new(body, "journaled", json_stringn(rec->json, rec->json_len));
-	json_object_set_new(body, "seq", json_integer(rec->seq));
-	add_received(body, rec->received_us);
-	json_object_set_new(body, "source", json_string(rec->source));
-	json_object_set_new(body, "instance", json_string(b->instance));
+		json_object_set_new(x, "journaled", json_stringn(rec->json, rec->json_len));
+	json_object_set_new(x, "seq", json_integer(rec->seq));
+	add_received(x, rec->received_us);
+	json_object_set_new(x, "source", json_string(rec->source));
+	json_object_set_new(x, "instance", json_string(b->instance));
 	if (content != NULL)
-		json_object_set_new(body, "content", content);
+		json_object_set_new(x, "content", content);
+	return x;
+}
+
+/* The journaled text can be reused as it is when the decoded event is that
+ * text unchanged (nothing repaired) and has none of the keys we add: the
+ * body is then the text with our keys spliced in before its closing brace,
+ * sparing a parse tree copy and a re-encoding of what may be a large
+ * event (RFC 5423 messageContent). */
+static bool splice_fits(const struct journal_record *rec, const struct event *ev,
+			const json_t *extras, size_t *end_r)
+{
+	const char *key;
+	json_t *value;
+	size_t end = rec->json_len;
+
+	if (ev == NULL || ev->repaired != 0 || !json_is_object(ev->json))
+		return false;
+	json_object_foreach((json_t *)extras, key, value) {
+		if (json_object_get(ev->json, key) != NULL)
+			return false;
+	}
+	while (end > 0 && (rec->json[end - 1] == ' ' || rec->json[end - 1] == '\t' ||
+			   rec->json[end - 1] == '\r' || rec->json[end - 1] == '\n'))
+		end--;
+	if (end == 0 || rec->json[end - 1] != '}')
+		return false;
+	*end_r = end - 1;
+	return true;
+}
+
+static char *body_splice(const struct journal_record *rec, const struct event *ev,
+			 size_t brace, const char *extras, size_t *len_r)
+{
+	size_t xlen = strlen(extras);
+	bool comma = json_object_size(ev->json) > 0;
+	char *text;
+
+	/* extras is "{...}": its members go where the event's brace was */
+	text = malloc(brace + comma + xlen);
+	if (text == NULL)
+		return NULL;
+	memcpy(text, rec->json, brace);
+	if (comma)
+		text[brace] = ',';
+	memcpy(text + brace + comma, extras + 1, xlen);   /* with its NUL */
+	*len_r = brace + comma + xlen - 1;
+	return text;
+}
+
+/* The body: the event's RFC 5423 parameters as received, plus
+ * body_extras'. */
+static char *body_build(struct bus_out *b, const struct journal_record *rec,
+			const struct event *ev, json_t *content, size_t *len_r)
+{
+	json_t *extras = body_extras(b, rec, ev, content);
+	json_t *body;
+	char *text, *spliced;
+	size_t brace;
+
+	if (extras == NULL)
+		return NULL;
+	if (splice_fits(rec, ev, extras, &brace)) {
+		text = json_dumps(extras, JSON_COMPACT);
+		json_decref(extras);
+		if (text == NULL)
+			return NULL;
+		spliced = body_splice(rec, ev, brace, text, len_r);
+		free(text);
+		return spliced;
+	}
+	body = ev != NULL ? json_copy(ev->json) : json_object();
+	if (body == NULL || json_object_update(body, extras) < 0) {
+		json_decref(body);
+		json_decref(extras);
+		return NULL;
+	}
+	json_decref(extras);
 	text = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	*len_r = text != NULL ? strlen(text) : 0;
