@@ -1814,7 +1814,7 @@ def main(argv=None):
     b.add_argument('--url', action='append', required=True,
                    help='amqp://host:port (repeat for failover)')
     b.add_argument('--address', required=True,
-                   help='the queue, e.g. /queue/archive (RabbitMQ) or archive')
+                   help='the queue, e.g. /queue/mailpubsub-archive (RabbitMQ) or archive')
     b.add_argument('--user', help='SASL PLAIN user (else ANONYMOUS)')
     b.add_argument('--password', default=os.environ.get('MPSARCHIVE_BUS_PASSWORD'),
                    help='or $MPSARCHIVE_BUS_PASSWORD')

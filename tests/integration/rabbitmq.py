@@ -279,3 +279,7 @@ def wait_ready(broker, timeout=60.0):
             time.sleep(0.3)
             return False
     wait_until(ok, timeout=timeout, interval=0.2, what='AMQP 1.0 on the broker')
+    # The README's set-up step: the policy of examples/rabbitmq/definitions.json
+    # (queues named mailpubsub*: lazy, classic queue version 2). Idempotent,
+    # so a restarted broker gets it again harmlessly.
+    broker.ctl('import_definitions', os.path.join(EXAMPLE, 'definitions.json'))

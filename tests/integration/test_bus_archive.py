@@ -16,7 +16,7 @@ from stack import Stack
 from test_archive import (PROG, PYTHON, Archiver, fetch_box, msg_8bit, msg_ascii,
                           msg_recipients, sha, sized)
 
-QUEUE = '/queue/archive'
+QUEUE = '/queue/mailpubsub-archive'
 
 
 @pytest.fixture

@@ -411,8 +411,9 @@ def test_a_full_queue_loses_nothing(workdir, broker):
     connection is reset. mailpubsubd reconnects with back-off and sends
     again from the watermark; once the limit is lifted every event
     arrives, first copies in journal order."""
-    broker.ctl('set_policy', '--apply-to', 'queues', 'limit', '^%s$' % QUEUE,
-               '{"max-length": 5, "overflow": "reject-publish"}')
+    # above the example's policy for mailpubsub* queues (one policy applies)
+    broker.ctl('set_policy', '--apply-to', 'queues', '--priority', '10', 'limit',
+               '^%s$' % QUEUE, '{"max-length": 5, "overflow": "reject-publish"}')
     s = bus_stack(workdir, broker, json_source=True)
     consumer = None
     try:
