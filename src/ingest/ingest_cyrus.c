@@ -17,6 +17,10 @@
 #include "ingest/cyrus_wire.h"
 #include "base/log.h"
 
+/* events per journal transaction at most: still one fsync per hundreds
+ * of events in a storm, and a bounded set of decoded events held */
+#define CYRUS_TXN_MAX 512
+
 /* Cyrus caps its datagrams at 64 KiB (notify.c) */
 #define DGRAM_MAX 65536
 
@@ -223,7 +227,7 @@ static void journal_batch(struct ingest_cyrus *in)
 	/* what waits is what the publisher yields to while it journals */
 	sink_set_waiting(in->sink, "cyrus", atomic_load(&in->queued_bytes));
 	sink_begin(in->sink);
-	while (list != NULL) {
+	for (unsigned n = 1; list != NULL; n++) {
 		struct dgram *next = list->next;
 
 		ingest_cyrus_accept(in->sink, in->stats, list->data, list->len,
@@ -231,6 +235,13 @@ static void journal_batch(struct ingest_cyrus *in)
 		atomic_fetch_sub(&in->queued_bytes, list->len);
 		free(list);
 		list = next;
+		/* the sink holds each event of a transaction decoded until the
+		 * commit (for its listeners): a storm's whole queue in one
+		 * transaction was a 100 MiB peak */
+		if (n % CYRUS_TXN_MAX == 0 && list != NULL) {
+			sink_commit(in->sink, &error);
+			sink_begin(in->sink);
+		}
 	}
 	sink_set_waiting(in->sink, "cyrus", atomic_load(&in->queued_bytes));
 	sink_commit(in->sink, &error);
