@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/timefmt.h"
 #include "downstream/content.h"
+#include "downstream/content_fetch.h"
 #include "model/event.h"
 #include "publish/item.h"
 #include "store/bus_mark.h"
@@ -24,8 +25,6 @@
 #define MARK_SAVE_MS 200
 #define REFUSAL_MIN_MS 500
 #define REFUSAL_MAX_MS 30000
-#define FETCH_HOPS_MAX 8
-#define FETCH_NO_RETRY_MS 300
 
 /* A delivery without an outcome yet (or accepted beyond a gap). */
 struct inflight {
@@ -37,8 +36,6 @@ struct bus_out {
 	uv_loop_t *loop;
 	struct store *store;
 	const struct config *config;
-	struct imap_client *imap;
-	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
 	struct amqp_connection *amqp;
 	struct amqp_sender *sender;
 	char *instance;
@@ -49,14 +46,11 @@ struct bus_out {
 	size_t ring_cap, ring_head, ring_count;
 	bool paused;              /* backing off after a refusal */
 	unsigned refusals;        /* in a row, for the back-off */
-	bool fetching, fetch_waiting;
-	bool fetch_no_retried;    /* the blocked event's NO was looked at twice */
-	unsigned fetch_attempts;  /* failed retrievals of the blocked event */
+	struct content_fetch *fetch;   /* content retrieval, one at a time */
 	bool closing;
 	unsigned handles;
 	uv_idle_t idle;
 	uv_timer_t retry;         /* refusal back-off */
-	uv_timer_t fetch_timer;   /* content retrieval back-off */
 	uv_timer_t save;
 	unsigned outstanding;     /* deliveries without an outcome */
 	bool backoff_over;        /* the refusal back-off has run out */
@@ -380,139 +374,6 @@ static int send_record(struct bus_out *b, const struct journal_record *rec,
 	return 0;
 }
 
-/* ---- content retrieval ------------------------------------------------ */
-
-struct fetch_ctx {
-	struct bus_out *bus;
-	long long seq;
-	char part[8];
-	char *account, *node, *mailbox_id;
-	uint32_t uidvalidity, uid;
-	unsigned hops;            /* renames followed */
-};
-
-static void start_idle(struct bus_out *b);
-static void maybe_free(struct bus_out *b);
-
-static void fetch_ctx_free(struct fetch_ctx *fc)
-{
-	free(fc->account);
-	free(fc->node);
-	free(fc->mailbox_id);
-	free(fc);
-}
-
-static void fetch_issue(struct fetch_ctx *fc);
-
-static void on_fetch_retry(uv_timer_t *timer)
-{
-	struct bus_out *b = timer->data;
-
-	b->fetch_waiting = false;
-	start_idle(b);
-}
-
-/* The firehose's rules: a message gone is final; other failures are
- * retried [firehose] fetch_attempts times, 1, 2, 4... s apart, then
- * recorded as unavailable. The result goes in the content table, shared
- * with the firehose: each message is retrieved once. */
-static void fetched(void *context, enum imap_result r, const struct imap_message *msg)
-{
-	struct fetch_ctx *fc = context;
-	struct bus_out *b = fc->bus;
-	long long now = clock_now_us();
-
-	b->fetching = false;
-	if (b->closing) {
-		fetch_ctx_free(fc);
-		maybe_free(b);
-		return;
-	}
-	if (r == IMAP_NO && fc->hops < FETCH_HOPS_MAX) {
-		char *moved = node_tree_find_moved(b->store, fc->account, fc->node,
-						   fc->mailbox_id, fc->uidvalidity);
-
-		if (moved != NULL) {
-			free(fc->node);
-			fc->node = moved;
-			fc->hops++;
-			fetch_issue(fc);
-			return;
-		}
-		/* a rename the tree does not show yet: worth another attempt */
-		if (journal_query_changed_after(b->store, fc->account, fc->seq, true))
-			r = IMAP_TEMPFAIL;
-	}
-	if (r == IMAP_NO && !b->fetch_no_retried) {
-		/* the mailbox may be renamed under us with the event on its way
-		 * to the journal: one more look, soon, before calling it gone */
-		b->fetch_no_retried = true;
-		b->fetch_waiting = true;
-		fetch_ctx_free(fc);
-		uv_timer_start(&b->fetch_timer, on_fetch_retry, FETCH_NO_RETRY_MS, 0);
-		return;
-	}
-	b->fetch_no_retried = false;
-	if (r == IMAP_OK) {
-		content_put(b->store, fc->seq, fc->part, msg, now);
-		b->fetch_attempts = 0;
-	} else if (r == IMAP_NO) {
-		content_put_error(b->store, fc->seq, "expunged", b->fetch_attempts + 1, now);
-		log_info("bus: #%lld: message gone before its retrieval", fc->seq);
-		b->fetch_attempts = 0;
-	} else if (++b->fetch_attempts >= b->config->firehose_fetch_attempts) {
-		content_put_error(b->store, fc->seq, "unavailable", b->fetch_attempts, now);
-		log_warn("bus: #%lld: content unavailable after %u attempts", fc->seq,
-			 b->fetch_attempts);
-		b->fetch_attempts = 0;
-	} else {
-		unsigned shift = b->fetch_attempts - 1 < 5 ? b->fetch_attempts - 1 : 5;
-
-		log_info("bus: #%lld: retrieval failed (attempt %u), retrying in %u ms",
-			 fc->seq, b->fetch_attempts, 1000u << shift);
-		b->fetch_waiting = true;
-		fetch_ctx_free(fc);
-		uv_timer_start(&b->fetch_timer, on_fetch_retry, 1000u << shift, 0);
-		return;
-	}
-	fetch_ctx_free(fc);
-	start_idle(b);
-}
-
-static void fetch_issue(struct fetch_ctx *fc)
-{
-	fc->bus->fetching = true;
-	/* [backends]: the message is on the account's own server */
-	imap_client_fetch(imap_backends_pick(fc->bus->backends, fc->account, fc->bus->imap),
-			  fc->account, fc->node, fc->uidvalidity, fc->uid,
-			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
-			  fetched, fc);
-}
-
-static int start_fetch(struct bus_out *b, const struct event *ev, long long seq,
-		       const char *part)
-{
-	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
-	const char *mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
-
-	if (fc == NULL)
-		return -1;
-	fc->bus = b;
-	fc->seq = seq;
-	snprintf(fc->part, sizeof(fc->part), "%s", part);
-	fc->account = strdup(ev->mailbox.account);
-	fc->node = strdup(ev->mailbox.node);
-	fc->mailbox_id = mailbox_id != NULL ? strdup(mailbox_id) : NULL;
-	fc->uidvalidity = ev->mailbox.uidvalidity;
-	fc->uid = message_uid(ev);
-	if (fc->account == NULL || fc->node == NULL) {
-		fetch_ctx_free(fc);
-		return -1;
-	}
-	fetch_issue(fc);
-	return 0;
-}
-
 /* ---- the pump ----------------------------------------------------------- */
 
 struct step_ctx {
@@ -522,6 +383,28 @@ struct step_ctx {
 
 /* The content object for ev, or NULL with *blocked_r when it must be
  * retrieved first. Without a content policy or a message: NULL. */
+static void start_idle(struct bus_out *b);
+static void maybe_free(struct bus_out *b);
+
+/* The content table has news, or a back-off is over: the pump asks again. */
+static void fetch_ready(void *context)
+{
+	start_idle(context);
+}
+
+static int start_fetch(struct bus_out *b, const struct event *ev, long long seq,
+		       const char *part)
+{
+	const struct content_fetch_target target = {
+		.seq = seq, .part = part, .account = ev->mailbox.account,
+		.node = ev->mailbox.node,
+		.mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID")),
+		.uidvalidity = ev->mailbox.uidvalidity, .uid = message_uid(ev),
+	};
+
+	return content_fetch_start(b->fetch, &target);
+}
+
 static json_t *content_for(struct bus_out *b, const struct journal_record *rec,
 			   const struct event *ev, bool *blocked_r)
 {
@@ -543,16 +426,12 @@ static json_t *content_for(struct bus_out *b, const struct journal_record *rec,
 	if (known > 0 && cr.error == NULL && strcmp(part, "full") == 0 &&
 	    strcmp(cr.part, "full") != 0)
 		known = 0;   /* the firehose kept headers: the bus wants more */
-	if (known <= 0 && b->imap != NULL) {
+	if (known <= 0) {
 		content_record_clear(&cr);
 		if (start_fetch(b, ev, rec->seq, part) == 0) {
 			*blocked_r = true;
 			return NULL;
 		}
-		return json_pack("{s:s, s:s}", "part", part, "error", "unavailable");
-	}
-	if (known <= 0) {
-		content_record_clear(&cr);
 		return json_pack("{s:s, s:s}", "part", part, "error", "unavailable");
 	}
 	obj = content_json(b, ev, &cr, part);
@@ -591,7 +470,7 @@ static int step_record(void *context, const struct journal_record *rec)
 
 static bool can_send(const struct bus_out *b)
 {
-	return !b->closing && !b->paused && !b->fetching && !b->fetch_waiting &&
+	return !b->closing && !b->paused && !content_fetch_busy(b->fetch) &&
 	       b->ring_count < b->ring_cap;
 }
 
@@ -638,7 +517,7 @@ void bus_out_kick(struct bus_out *b)
 void bus_out_set_backends(struct bus_out *b, const struct imap_backends *backends)
 {
 	if (b != NULL)
-		b->backends = backends;
+		content_fetch_set_backends(b->fetch, backends);
 }
 
 void bus_out_committed(void *context, const struct sink_event *events, size_t count)
@@ -820,11 +699,12 @@ static void bus_free(struct bus_out *b)
 
 static void maybe_free(struct bus_out *b)
 {
-	if (b->closing && b->handles == 0 && !b->fetching)
+	if (b->closing && b->handles == 0)
 		bus_free(b);
 }
 
-static void amqp_closed(void *context)
+/* the amqp connection or the content fetcher has ended */
+static void child_closed(void *context)
 {
 	struct bus_out *b = context;
 
@@ -853,7 +733,6 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	b->loop = loop;
 	b->store = store;
 	b->config = config;
-	b->imap = imap;
 	b->ring_cap = config->bus_window != 0 ? config->bus_window : 1000;
 	b->ring = calloc(b->ring_cap, sizeof(*b->ring));
 	b->mark = b->mark_saved = b->next = bus_mark_get(store);
@@ -866,10 +745,12 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	uv_idle_init(loop, &b->idle);
 	uv_timer_init(loop, &b->retry);
 	uv_timer_init(loop, &b->save);
-	uv_timer_init(loop, &b->fetch_timer);
-	b->idle.data = b->retry.data = b->save.data = b->fetch_timer.data = b;
-	b->handles = 4;
-	if (start_amqp(b, error_r) < 0) {
+	b->idle.data = b->retry.data = b->save.data = b;
+	b->handles = 3;
+	if (content_fetch_new(loop, store, config, imap, "bus", fetch_ready, b, &b->fetch,
+			      error_r) == 0)
+		b->handles++;
+	if (b->fetch == NULL || start_amqp(b, error_r) < 0) {
 		bus_out_close(&b);
 		return -1;
 	}
@@ -899,12 +780,12 @@ void bus_out_close(struct bus_out **bp)
 	uv_close((uv_handle_t *)&b->idle, handle_closed);
 	uv_close((uv_handle_t *)&b->retry, handle_closed);
 	uv_close((uv_handle_t *)&b->save, handle_closed);
-	uv_close((uv_handle_t *)&b->fetch_timer, handle_closed);
+	content_fetch_close(&b->fetch, child_closed, b);
 	save_mark(b);
 	if (b->amqp != NULL) {
 		/* outcomes still coming are lost; the watermark says what goes again */
 		b->handles++;
 		b->sender = NULL;
-		amqp_connection_close(&b->amqp, amqp_closed, b);
+		amqp_connection_close(&b->amqp, child_closed, b);
 	}
 }

@@ -8,6 +8,7 @@
 #include "xmpp/component.h"
 #include "base/config.h"
 #include "downstream/content.h"
+#include "downstream/content_fetch.h"
 #include "model/event.h"
 #include "imap/imap_client.h"
 #include "publish/item.h"
@@ -17,7 +18,6 @@
 #include "store/journal.h"
 #include "store/journal_query.h"
 #include "base/log.h"
-#include "store/node_tree.h"
 #include "publish/publish_service.h"
 #include "store/store.h"
 #include "base/xml_escape.h"
@@ -29,15 +29,11 @@
 
 struct firehose {
 	struct publish_service *service;
-	struct imap_client *imap;
-	const struct imap_backends *backends;   /* [backends]; NULL: imap for all */
+	struct content_fetch *fetch;   /* content retrieval, one at a time */
 	uv_idle_t idle;
-	uv_timer_t retry;
+	uv_timer_t retry;         /* the component's queue was full */
 	long long seq;            /* last record handed to subscribers */
 	long long prev;           /* last record that went out ([firehose] accounts) */
-	bool fetching;            /* a retrieval is in flight */
-	bool backing_off;         /* the retry timer runs */
-	unsigned attempts;        /* failed retrievals for seq + 1 */
 	bool closing;
 	unsigned handles;         /* open uv handles */
 	long long pruned_us;      /* last content prune */
@@ -272,141 +268,28 @@ static void start_idle(struct firehose *fh);
 
 static void on_retry(uv_timer_t *timer)
 {
-	struct firehose *fh = timer->data;
-
-	fh->backing_off = false;
-	start_idle(fh);
-}
-
-struct fetch_ctx {
-	struct firehose *fh;
-	long long seq;
-	char part[8];
-	char *account, *node;     /* where the message is looked for */
-	char *mailbox_id;         /* the store's unique id (Cyrus), or NULL */
-	uint32_t uidvalidity, uid;
-	unsigned hops;            /* renames followed */
-};
-
-static void fetch_ctx_free(struct fetch_ctx *fc)
-{
-	free(fc->account);
-	free(fc->node);
-	free(fc->mailbox_id);
-	free(fc);
-}
-
-static void fetch_issue(struct fetch_ctx *fc);
-
-/* Whether the journal has a rename of one of account's mailboxes after
- * seq that the tree may not show yet. */
-static bool renamed_later(struct store *store, const char *account, long long seq)
-{
-	return journal_query_changed_after(store, account, seq, true);
+	start_idle(timer->data);
 }
 
 static void maybe_free(struct firehose *fh);
 
-/* [backends]: the message is on the account's own server */
-static struct imap_client *client_for(const struct firehose *fh, const char *account)
+/* The content table has news, or a back-off is over: step again. */
+static void fetch_ready(void *context)
 {
-	return imap_backends_pick(fh->backends, account, fh->imap);
+	start_idle(context);
 }
 
-static void fetched(void *context, enum imap_result r, const struct imap_message *msg)
+static int start_fetch(struct firehose *fh, const struct event *ev, long long seq,
+		       const char *part)
 {
-	struct fetch_ctx *fc = context;
-	struct firehose *fh = fc->fh;
-	struct publish_service *service = fh->service;
-	long long now = clock_now_us();
+	const struct content_fetch_target target = {
+		.seq = seq, .part = part, .account = ev->mailbox.account,
+		.node = ev->mailbox.node,
+		.mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID")),
+		.uidvalidity = ev->mailbox.uidvalidity, .uid = ev->mailbox.uid,
+	};
 
-	fh->fetching = false;
-	if (fh->closing) {
-		fetch_ctx_free(fc);
-		maybe_free(fh);
-		return;
-	}
-	if (r == IMAP_NO && fc->hops < 8) {
-		/* the mailbox was renamed after the event: look there */
-		char *moved = node_tree_find_moved(service->store, fc->account,
-						   fc->node, fc->mailbox_id,
-						   fc->uidvalidity);
-
-		if (moved != NULL) {
-			log_info("firehose: #%lld: %s/%s is now %s/%s", fc->seq, fc->account,
-				 fc->node, fc->account, moved);
-			free(fc->node);
-			fc->node = moved;
-			fc->hops++;
-			fetch_issue(fc);
-			return;
-		}
-		free(moved);
-		/* a rename the tree does not show yet: worth another attempt */
-		if (renamed_later(service->store, fc->account, fc->seq))
-			r = IMAP_TEMPFAIL;
-	}
-	if (r == IMAP_OK) {
-		content_put(service->store, fc->seq, fc->part, msg, now);
-		fh->attempts = 0;
-		log_debug("firehose: #%lld: %zu bytes retrieved", fc->seq, msg->len);
-	} else if (r == IMAP_NO) {
-		/* gone before we came: that is final */
-		content_put_error(service->store, fc->seq, "expunged", fh->attempts + 1, now);
-		log_info("firehose: #%lld: message gone: %s", fc->seq,
-			 imap_client_last_error(client_for(fh, fc->account)));
-		fh->attempts = 0;
-	} else if (++fh->attempts >= service->config->firehose_fetch_attempts) {
-		content_put_error(service->store, fc->seq, "unavailable", fh->attempts, now);
-		log_warn("firehose: #%lld: content unavailable after %u attempts",
-			 fc->seq, fh->attempts);
-		fh->attempts = 0;
-	} else {
-		unsigned delay = 1000u << (fh->attempts - 1 < 5 ? fh->attempts - 1 : 5);
-
-		log_info("firehose: #%lld: retrieval failed (attempt %u), retrying in %u ms",
-			 fc->seq, fh->attempts, delay);
-		fh->backing_off = true;
-		uv_timer_start(&fh->retry, on_retry, delay, 0);
-		fetch_ctx_free(fc);
-		return;
-	}
-	fetch_ctx_free(fc);
-	start_idle(fh);
-}
-
-static void fetch_issue(struct fetch_ctx *fc)
-{
-	fc->fh->fetching = true;
-	imap_client_fetch(client_for(fc->fh, fc->account), fc->account, fc->node,
-			  fc->uidvalidity, fc->uid,
-			  strcmp(fc->part, "full") == 0 ? IMAP_FETCH_FULL : IMAP_FETCH_HEADERS,
-			  fetched, fc);
-}
-
-static void start_fetch(struct firehose *fh, const struct event *ev, long long seq,
-			const char *part)
-{
-	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
-	const char *mailbox_id;
-
-	if (fc == NULL)
-		return;
-	fc->fh = fh;
-	fc->seq = seq;
-	snprintf(fc->part, sizeof(fc->part), "%s", part);
-	fc->account = strdup(ev->mailbox.account);
-	fc->node = strdup(ev->mailbox.node);
-	fc->uidvalidity = ev->mailbox.uidvalidity;
-	fc->uid = ev->mailbox.uid;
-	mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
-	if (mailbox_id != NULL)
-		fc->mailbox_id = strdup(mailbox_id);
-	if (fc->account == NULL || fc->node == NULL) {
-		fetch_ctx_free(fc);
-		return;
-	}
-	fetch_issue(fc);
+	return content_fetch_start(fh->fetch, &target);
 }
 
 struct step_ctx {
@@ -447,8 +330,7 @@ static int step_record(void *context, const struct journal_record *rec)
 		int known = content_get(service->store, rec->seq, &cr);
 
 		content_record_clear(&cr);
-		if (known == 0 && fh->imap != NULL) {
-			start_fetch(fh, ev, rec->seq, sc->part);
+		if (known == 0 && start_fetch(fh, ev, rec->seq, sc->part) == 0) {
 			sc->blocked = true;
 			event_free(&decoded);
 			return 1;
@@ -481,11 +363,11 @@ static bool may_step(struct firehose *fh)
 {
 	struct publish_service *service = fh->service;
 
-	if (fh->fetching || fh->backing_off || !component_is_connected(service->component) ||
+	if (content_fetch_busy(fh->fetch) || !component_is_connected(service->component) ||
 	    component_queue_len(service->component) > 1000) {
 		uv_idle_stop(&fh->idle);
-		if (component_is_connected(service->component) && !fh->fetching &&
-		    !fh->backing_off)
+		if (component_is_connected(service->component) &&
+		    !content_fetch_busy(fh->fetch))
 			uv_timer_start(&fh->retry, on_retry, 20, 0);
 		return false;
 	}
@@ -603,7 +485,11 @@ int firehose_new(uv_loop_t *loop, struct publish_service *service,
 		return -1;
 	}
 	fh->service = service;
-	fh->imap = imap;
+	if (content_fetch_new(loop, service->store, service->config, imap, "firehose",
+			      fetch_ready, fh, &fh->fetch, error_r) < 0) {
+		free(fh);
+		return -1;
+	}
 	if (store_meta_get_i64(service->store, "firehose_seq", &fh->seq) < 0)
 		fh->seq = journal_last_seq(service->store);
 	if (store_meta_get_i64(service->store, "firehose_prev", &fh->prev) < 0)
@@ -612,7 +498,7 @@ int firehose_new(uv_loop_t *loop, struct publish_service *service,
 	uv_idle_init(loop, &fh->idle);
 	uv_timer_init(loop, &fh->retry);
 	fh->idle.data = fh->retry.data = fh;
-	fh->handles = 2;
+	fh->handles = 3;          /* with the fetcher */
 	*firehose_r = fh;
 	log_info("firehose: node %s on %s from #%lld", FIREHOSE_NODE,
 		 service->config->component_domain, fh->seq);
@@ -621,18 +507,26 @@ int firehose_new(uv_loop_t *loop, struct publish_service *service,
 
 void firehose_set_backends(struct firehose *fh, const struct imap_backends *backends)
 {
-	fh->backends = backends;
+	content_fetch_set_backends(fh->fetch, backends);
 }
 
 static void maybe_free(struct firehose *fh)
 {
-	if (fh->handles == 0 && !fh->fetching)
+	if (fh->handles == 0)
 		free(fh);
 }
 
 static void handle_closed(uv_handle_t *handle)
 {
 	struct firehose *fh = handle->data;
+
+	fh->handles--;
+	maybe_free(fh);
+}
+
+static void fetch_closed(void *context)
+{
+	struct firehose *fh = context;
 
 	fh->handles--;
 	maybe_free(fh);
@@ -648,6 +542,7 @@ void firehose_close(struct firehose **firehose)
 	fh->closing = true;
 	uv_close((uv_handle_t *)&fh->idle, handle_closed);
 	uv_close((uv_handle_t *)&fh->retry, handle_closed);
+	content_fetch_close(&fh->fetch, fetch_closed, fh);
 }
 
 char *firehose_item_payload(struct publish_service *service, const struct journal_record *rec,
