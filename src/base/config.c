@@ -188,7 +188,7 @@ static const struct config_option options[] = {
 	OPT("bus", "credentials_file", CONFIG_STRING, bus_credentials_file, "",
 	    "File holding the broker user name (first line) and password (second line) for SASL PLAIN; keep it mode 0600. Empty: SASL ANONYMOUS."),
 	OPT("bus", "address", CONFIG_STRING, bus_address, "",
-	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME). Empty: " BUS_ADDRESS_DEFAULT ", or with consume set no producer: the instance only consumes."),
+	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME). Empty: with consume set none (the instance only consumes, no producer runs), else " BUS_ADDRESS_DEFAULT "."),
 	OPT("bus", "durable", CONFIG_BOOL, bus_durable, "yes",
 	    "Ask for a durable target (RabbitMQ then declares a durable queue; it refuses a link whose durability differs from an existing queue's). Messages are always sent durable."),
 	OPT("bus", "instance", CONFIG_STRING, bus_instance, "",
