@@ -343,6 +343,74 @@ static void test_backends(void **state)
 	}
 }
 
+/* config_load refuses text with a message containing why. */
+static void assert_refused(const char *text, const char *why)
+{
+	char *path = write_tmp(text);
+	struct config *c = NULL;
+	char err[CONFIG_ERROR_MAX] = "";
+
+	if (config_load(path, &c, err, sizeof(err)) == 0)
+		fail_msg("accepted: %s", text);
+	unlink(path);
+	if (strstr(err, why) == NULL)
+		fail_msg("%s: '%s', not '%s'", text, err, why);
+}
+
+#define BUS_CONF "[component]\ndomain = d\nsecret = x\n[bus]\n"
+
+/* [bus]: an instance produces (address, or neither key: the default
+ * address), consumes (consume alone: no producer, address stays empty),
+ * or both; a consume-only configuration dumps and reads back as one. */
+static void test_bus_roles(void **state)
+{
+	struct config *c = load_text(BUS_CONF "urls = amqp://a\nconsume = /queue/front\n");
+	struct config *again;
+	char *text;
+
+	(void)state;
+	assert_string_equal(c->bus_consume, "/queue/front");
+	assert_string_equal(c->bus_address, "");
+	text = dump_text(c);
+	assert_non_null(strstr(text, "\nconsume = /queue/front\n"));
+	assert_non_null(strstr(text, "\naddress = \n"));
+	again = load_text(text);
+	assert_string_equal(again->bus_address, "");
+	assert_string_equal(again->bus_consume, "/queue/front");
+	free(text);
+	config_free(&again);
+	config_free(&c);
+
+	c = load_text(BUS_CONF "urls = amqp://a\nconsume = /queue/front\naddress = /queue/all\n");
+	assert_string_equal(c->bus_address, "/queue/all");
+	assert_string_equal(c->bus_consume, "/queue/front");
+	config_free(&c);
+	c = load_text(BUS_CONF "urls = amqp://a\naddress = /queue/b1\n");
+	assert_string_equal(c->bus_address, "/queue/b1");
+	assert_string_equal(c->bus_consume, "");
+	config_free(&c);
+	/* an empty address names none: the default, as when left out */
+	c = load_text(BUS_CONF "urls = amqp://a\naddress =\n");
+	assert_string_equal(c->bus_address, "/queue/mailpubsub");
+	config_free(&c);
+	c = load_text(BUS_CONF);
+	assert_string_equal(c->bus_urls, "");
+	assert_string_equal(c->bus_address, "");
+	config_free(&c);
+
+	assert_refused(BUS_CONF "consume = /queue/front\n", "[bus] consume needs [bus] urls");
+	assert_refused(BUS_CONF "address = /queue/b1\n", "[bus] address needs [bus] urls");
+	assert_refused(BUS_CONF "consume = /queue/f\naddress = /queue/f\n",
+		       "[bus] consume needs [bus] urls");
+	assert_refused(BUS_CONF "urls = amqp://a\nconsume = /queue/f\naddress = /queue/f\n",
+		       "[bus] consume must differ from [bus] address");
+	/* the producer's own checks hold with consume set too */
+	assert_refused(BUS_CONF "urls = amqp://a\nconsume = /queue/f\nwindow = 0\n",
+		       "[bus] window must be at least 1");
+	assert_refused(BUS_CONF "urls = amqp://a\nconsume = /queue/f\ncredentials_file = /nonexistent\n",
+		       "cannot read /nonexistent");
+}
+
 /* The same file again changes nothing. */
 static void test_apply_reload_unchanged(void **state)
 {
@@ -364,6 +432,7 @@ int main(void)
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_bus),
+		cmocka_unit_test(test_bus_roles),
 		cmocka_unit_test(test_dump_defaults),
 		cmocka_unit_test(test_dump_effective),
 		cmocka_unit_test(test_apply_reload),

@@ -11,6 +11,9 @@
 #include "base/jid.h"
 #include "base/log.h"
 
+/* [bus] address of an instance that only produces and names none */
+#define BUS_ADDRESS_DEFAULT "/queue/mailpubsub"
+
 enum config_type { CONFIG_STRING, CONFIG_UINT, CONFIG_OCTAL, CONFIG_BOOL };
 
 struct config_option {
@@ -184,8 +187,8 @@ static const struct config_option options[] = {
 	    "AMQP 1.0 brokers every journaled event is sent to (the message bus, README \"Message bus\"): amqp://host[:port] or amqps://host[:port] (certificate and host name verified), space separated, tried in turn when one fails. Empty: no bus."),
 	OPT("bus", "credentials_file", CONFIG_STRING, bus_credentials_file, "",
 	    "File holding the broker user name (first line) and password (second line) for SASL PLAIN; keep it mode 0600. Empty: SASL ANONYMOUS."),
-	OPT("bus", "address", CONFIG_STRING, bus_address, "/queue/mailpubsub",
-	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME)."),
+	OPT("bus", "address", CONFIG_STRING, bus_address, "",
+	    "AMQP target address of the messages (RabbitMQ: /queue/NAME declares the queue, /exchange/NAME/KEY routes through an existing exchange; ActiveMQ: queue://NAME or topic://NAME). Empty: with consume set none (the instance only consumes, no producer runs), else " BUS_ADDRESS_DEFAULT "."),
 	OPT("bus", "durable", CONFIG_BOOL, bus_durable, "yes",
 	    "Ask for a durable target (RabbitMQ then declares a durable queue; it refuses a link whose durability differs from an existing queue's). Messages are always sent durable."),
 	OPT("bus", "instance", CONFIG_STRING, bus_instance, "",
@@ -466,10 +469,46 @@ static int read_credentials_file(struct config *config, char *error, size_t erro
 	return 0;
 }
 
+/* An instance produces, consumes, or both: consume alone leaves address
+ * empty (no producer); neither with urls set is the producer it always
+ * was, to the default address. *reason_r a constant. */
+static int check_bus_roles(struct config *config, const char **reason_r)
+{
+	bool consume = *config->bus_consume != '\0', address = *config->bus_address != '\0';
+
+	if (*config->bus_urls == '\0') {
+		if (consume)
+			*reason_r = "[bus] consume needs [bus] urls";
+		else if (address)
+			*reason_r = "[bus] address needs [bus] urls";
+		return consume || address ? -1 : 0;
+	}
+	if (consume && address && strcmp(config->bus_consume, config->bus_address) == 0) {
+		/* every event consumed would be published there again */
+		*reason_r = "[bus] consume must differ from [bus] address";
+		return -1;
+	}
+	if (!consume && !address) {
+		char *copy = strdup(BUS_ADDRESS_DEFAULT);
+
+		if (copy == NULL) {
+			*reason_r = "out of memory";
+			return -1;
+		}
+		free(config->bus_address);
+		config->bus_address = copy;
+	}
+	return 0;
+}
+
 static int check_bus(struct config *config, char *error, size_t error_size)
 {
 	const char *reason = NULL;
 
+	if (check_bus_roles(config, &reason) < 0) {
+		snprintf(error, error_size, "%s", reason);
+		return -1;
+	}
 	if (*config->bus_urls == '\0')
 		return 0;
 	if (*config->bus_credentials_file != '\0' &&
@@ -479,8 +518,8 @@ static int check_bus(struct config *config, char *error, size_t error_size)
 	    strcmp(config->bus_content, "headers") != 0 &&
 	    strcmp(config->bus_content, "full") != 0)
 		reason = "[bus] content must be none, headers or full";
-	else if (config->bus_window == 0 || *config->bus_address == '\0')
-		reason = "[bus] window must be at least 1 and address set";
+	else if (config->bus_window == 0)
+		reason = "[bus] window must be at least 1";
 	else if (config->bus_reconnect_max == 0)
 		reason = "[bus] reconnect_max must be at least 1";
 	if (reason == NULL)
@@ -531,15 +570,6 @@ static int check_values(struct config *config, const char **error_r)
 	}
 	if (*config->imap_source_accounts != '\0' && *config->imap_host == '\0') {
 		*error_r = "[imap_source] accounts needs [imap] host";
-		return -1;
-	}
-	if (*config->bus_consume != '\0' && *config->bus_urls == '\0') {
-		*error_r = "[bus] consume needs [bus] urls";
-		return -1;
-	}
-	if (*config->bus_consume != '\0' && strcmp(config->bus_consume, config->bus_address) == 0) {
-		/* every event consumed would be published there again */
-		*error_r = "[bus] consume must differ from [bus] address";
 		return -1;
 	}
 	if (config->backend_count > 0 && *config->imap_host == '\0') {

@@ -121,7 +121,7 @@ struct config {
 	char *bus_credentials_file; /* user and password lines; empty: ANONYMOUS */
 	char *bus_user;             /* from credentials_file; NULL without */
 	char *bus_password;
-	char *bus_address;          /* AMQP target address */
+	char *bus_address;          /* AMQP target address; empty: no producer */
 	bool bus_durable;           /* durable target terminus */
 	char *bus_instance;         /* message-id prefix; empty: component domain */
 	char *bus_content;          /* none, headers, full */

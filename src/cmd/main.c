@@ -386,6 +386,8 @@ static int start(struct daemon_state *st, const char **error_r)
 	    bus_in_new(st->loop, c, st->publish.sink, &st->bus_in, error_r) < 0)
 		return -1;
 	st->service.bus_in = st->bus_in;
+	if (st->bus_in != NULL && st->bus == NULL)
+		log_info("bus: consuming only (no [bus] address): no producer, nothing of this journal goes onto the bus");
 	/* the sink tells the listeners: no callback of its own */
 	if (*c->imap_source_accounts != '\0' &&
 	    ingest_imap_new(st->loop, c, st->publish.store, st->publish.sink,

@@ -718,7 +718,7 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	struct bus_out *b;
 
 	*bus_r = NULL;
-	if (*config->bus_urls == '\0')
+	if (*config->bus_urls == '\0' || *config->bus_address == '\0')
 		return 0;
 	if (content_init(store, error_r) < 0)
 		return -1;

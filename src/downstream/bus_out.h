@@ -30,7 +30,8 @@ struct bus_out_status {
 	unsigned long long sent, accepted, refused, resent;
 };
 
-/* Starts the bus when config->bus_urls is set (else *bus_r = NULL, 0).
+/* Starts the bus when config->bus_urls and bus_address are set (else
+ * *bus_r = NULL, 0: a front that only consumes has no address).
  * config, store and imap (may be NULL: content is then unavailable) must
  * outlive the bus; [bus] content and content_max are read at each use
  * (SIGHUP). 0, or -1 with *error_r in static storage. */

@@ -61,7 +61,7 @@ def _section(name, values):
 class BusStack(Clients):
     def __init__(self, workdir, b1_users=('alice', 'carol'), b2_users=('bob', 'dave'),
                  xmpp_users=('alice', 'bob', 'carol', 'dave'), front_extra=None,
-                 wrapper=None):
+                 wrapper=None, front_address='/queue/front-all'):
         self.workdir = workdir
         self.wrapper = list(wrapper or [])
         self.backends = [Backend(workdir, 'b1', b1_users),
@@ -75,6 +75,7 @@ class BusStack(Clients):
         self.front_conf = os.path.join(workdir, 'front.conf')
         self.front_db = os.path.join(workdir, 'front.db')
         self.front_extra = front_extra or {}
+        self.front_address = front_address   # None: the front only consumes
         self.bus_credentials = os.path.join(workdir, 'bus-credentials')
         self.front = None
         self.clients = []
@@ -112,9 +113,10 @@ class BusStack(Clients):
     def write_front_config(self):
         b1, b2 = self.backends
         bus = self.bus_connection()
-        # the front publishes what it journals too, to another queue
-        bus.update({'consume': QUEUE, 'address': '/queue/front-all',
-                    'instance': 'front'})
+        bus.update({'consume': QUEUE, 'instance': 'front'})
+        if self.front_address is not None:
+            # the front publishes what it journals too, to another queue
+            bus['address'] = self.front_address
         text = self._common(COMPONENT, self.front_db, b1.imap_port)
         text += _section('cyrus', {'hierarchy_separator': '/'})
         text += _section('bus', bus)

@@ -162,13 +162,15 @@ class RabbitMQ:
                               cwd=self.dir, capture_output=True, text=True,
                               timeout=60, check=check)
 
-    def queue_length(self, queue):
+    def queues(self):
+        """{queue name: messages ready and unacknowledged} of every queue
+        the broker has."""
         out = self.ctl('list_queues', '-q', '--no-table-headers', 'name', 'messages').stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0] == queue:
-                return int(parts[1])
-        return None
+        return {parts[0]: int(parts[1]) for parts in map(str.split, out.splitlines())
+                if len(parts) == 2}
+
+    def queue_length(self, queue):
+        return self.queues().get(queue)
 
 
 def _pids_with_env(program, assignment):

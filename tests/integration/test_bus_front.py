@@ -4,7 +4,8 @@ of each message as the backend that holds the account has them
 ([backends], not [imap] host),
 and the bus source's counters (received, journaled, duplicates skipped,
 rejected, released, connection) show in `mailpubsubctl status` and on
-the Prometheus endpoint."""
+the Prometheus endpoint; a front with [bus] consume and no address serves
+XMPP and runs no producer."""
 import base64
 import hashlib
 import json
@@ -13,11 +14,12 @@ import subprocess
 
 import pytest
 
-from bus_stack import BusStack
+from bus_stack import QUEUE, BusStack
 from harness import free_port, make_message, wait_until
-from stack import COMPONENT, iq_type
+from stack import COMPONENT, event_items, iq_type
 from rabbitmq import Consumer, USER as BUS_USER
-from test_bus_in import publish, wait_all_through
+from test_bus_in import deliver, from_account, node_known, publish, wait_all_through
+from test_bus_in import subscribe as bus_subscribe
 from test_bus_out import body_json, props
 from test_firehose import NS_CONTENT, imap_bytes, next_item, subscribe
 from test_intercept import add_tap, tap_item
@@ -240,3 +242,58 @@ def test_bus_counters_in_status_and_metrics(front):
     assert gone['disconnects'] == 1 and gone['last_error']
     assert gone['journaled'] == journaled and gone['duplicates'] == 1
     assert bus_metrics(front)['connected'] == 0
+
+
+@pytest.fixture
+def consume_only(workdir):
+    """A front with [bus] consume and no address: it serves XMPP and puts
+    nothing of its own on the bus."""
+    s = BusStack(workdir, xmpp_users=('alice', 'bob'), front_address=None,
+                 front_extra={'control': {'socket': os.path.join(workdir, 'control.sock'),
+                                          'group': 'mail'}})
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def test_front_that_only_consumes(consume_only):
+    """[bus] consume without [bus] address: deliveries on either backend
+    reach the front's XMPP subscribers through Prosody; the front runs no
+    producer: it says so at start, its status lists no bus consumer of its
+    journal, its store has no bus watermark and the broker has no queue
+    but the one the backends feed (before, such a front declared
+    /queue/mailpubsub and sent its journal there)."""
+    front = consume_only
+    b1, b2 = front.backends
+    alice, bob = front.client('alice'), front.client('bob')
+    deliver(b1, 'alice', 'first for alice')
+    deliver(b2, 'bob', 'first for bob')
+    node_known(front, alice, 'alice')
+    node_known(front, bob, 'bob')
+    assert bus_subscribe(alice, 'alice') == 'subscribed'
+    assert bus_subscribe(bob, 'bob') == 'subscribed'
+    deliver(b1, 'alice', 'second for alice')
+    deliver(b2, 'bob', 'second for bob')
+    for who, account in ((alice, 'alice'), (bob, 'bob')):
+        msg = who.wait_message(from_account(account), timeout=30)
+        payload = event_items(msg)[1][0][1]
+        assert payload.find('{urn:mailpubsub:event:0}mailbox').get('account') == account
+    wait_all_through(front)
+
+    log = front.front.log()
+    assert 'bus: consuming only (no [bus] address): no producer' in log
+    assert 'bus in: consuming %s' % QUEUE in log
+    assert 'bus: sending to' not in log
+    st = status(front)
+    source = {s['name']: s for s in st['sources']}['bus']
+    assert source['state'] == 'connected' and source['address'] == QUEUE
+    assert source['journaled'] > 0
+    # nothing waits on a bus watermark: the journal's consumers are the
+    # publisher and the firehose, and the store has no bus_seq
+    assert [c['name'] for c in st['journal']['consumers']] == ['publisher', 'firehose']
+    assert front.front_journal("SELECT count(*) FROM meta WHERE key = 'bus_seq'") == 0
+    # the broker: the backends' queue, drained by the front, and no other
+    wait_until(lambda: front.broker.queues() == {QUEUE.split('/')[-1]: 0}, 30,
+               what='only %s on the broker, drained' % QUEUE)
