@@ -22,12 +22,19 @@
 
 struct bus_out;
 
-/* Status, for logs and `mailpubsubctl status`. */
+/* Status, for logs, `mailpubsubctl status` and /metrics (ops/). */
 struct bus_out_status {
 	bool connected;
+	bool backing_off;              /* after a refusal: sending again soon */
 	long long mark;                /* accepted through here */
 	long long sent_seq;            /* last seq handed to the broker */
 	unsigned long long sent, accepted, refused, resent;
+	unsigned long long connects;     /* times the connection came up */
+	unsigned long long disconnects;  /* times it went down (retries follow) */
+	unsigned long long failures;     /* attempts that failed before it was up */
+	long long changed_us;            /* last change of connected, or the start */
+	char last_error[160];            /* why it last went down or failed, or "" */
+	char url[160];                   /* the broker in use, or the next tried */
 };
 
 /* Starts the bus when config->bus_urls is set (else *bus_r = NULL, 0).
@@ -48,6 +55,7 @@ void bus_out_kick(struct bus_out *bus);
  * watermark rather than taking the sink's events, because what it sends
  * is the journaled text and a broker outage must not hold the sink. */
 void bus_out_committed(void *context, const struct sink_event *events, size_t count);
+/* A copy of the status; the connection's state and URL as of now. */
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once
  * a retrieval in flight has answered. Clears *bus. */
