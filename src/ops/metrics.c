@@ -212,6 +212,51 @@ static void render_bus_in(FILE *f, const struct status_snapshot *snap)
 		sample(f, one[i].name, one[i].type, one[i].help, one[i].value);
 }
 
+/* The bus producer ([bus] urls and address; absent without): what the
+ * broker did with the messages, how far behind the journal it is, and the
+ * connection. */
+static void render_bus_out(FILE *f, const struct status_snapshot *snap)
+{
+	const struct bus_out_status *b = &snap->bus_out;
+	const struct { const char *outcome; unsigned long long n; } outcomes[] = {
+		{ "sent", b->sent }, { "accepted", b->accepted },
+		{ "refused", b->refused }, { "resent", b->resent },
+	};
+	const struct { const char *name, *type, *help; double value; } one[] = {
+		{ "mailpubsub_bus_out_connected", "gauge",
+		  "1 while the producer's connection to the broker is up.", b->connected },
+		{ "mailpubsub_bus_out_last_change_timestamp_seconds", "gauge",
+		  "When the producer last connected or disconnected (or started).",
+		  (double)b->changed_us / 1e6 },
+		{ "mailpubsub_bus_out_watermark_sequence", "gauge",
+		  "Journal sequence the broker has accepted everything through.",
+		  (double)b->mark },
+		{ "mailpubsub_bus_out_backlog_events", "gauge",
+		  "Journaled events the broker has not accepted yet.",
+		  (double)(snap->journal_head - b->mark) },
+		{ "mailpubsub_bus_out_connections_total", "counter",
+		  "Producer connections to the broker that came up.", (double)b->connects },
+		{ "mailpubsub_bus_out_disconnects_total", "counter",
+		  "Producer connections lost after coming up (reconnects follow).",
+		  (double)b->disconnects },
+		{ "mailpubsub_bus_out_connect_failures_total", "counter",
+		  "Producer connection attempts that failed before coming up.",
+		  (double)b->failures },
+	};
+
+	if (!snap->have_bus_out)
+		return;
+	family(f, "mailpubsub_bus_out_messages_total", "counter",
+	       "Bus messages produced, by outcome (sent: handed to the broker, resends "
+	       "included; accepted, refused: the broker's outcomes; resent: sent again "
+	       "after a lost connection or a refusal).");
+	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		fprintf(f, "mailpubsub_bus_out_messages_total{outcome=\"%s\"} %llu\n",
+			outcomes[i].outcome, outcomes[i].n);
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
+		sample(f, one[i].name, one[i].type, one[i].help, one[i].value);
+}
+
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
 {
 	const struct stats_counters *s = &service->publish->stats;
@@ -221,6 +266,7 @@ static void render(FILE *f, struct service *service, const struct status_snapsho
 	render_sources(f, s, snap);
 	render_source_state(f, service);
 	render_bus_in(f, snap);
+	render_bus_out(f, snap);
 	sample(f, "mailpubsub_events_published_total", "counter",
 	       "Journaled events published as items.", (double)s->published);
 	sample(f, "mailpubsub_notifications_sent_total", "counter",
