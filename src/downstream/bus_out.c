@@ -721,8 +721,8 @@ static void on_writable(void *context)
 	start_idle(b);
 }
 
-/* What an administrator sees of the connection (status, metrics). */
-static void note_state(struct bus_out_status *st, bool up, const char *error)
+void bus_out_status_note(struct bus_out_status *st, bool up, const char *error,
+			 long long now_us)
 {
 	if (up) {
 		st->connects++;
@@ -736,7 +736,7 @@ static void note_state(struct bus_out_status *st, bool up, const char *error)
 			 error != NULL ? error : "disconnected");
 	}
 	if (st->connected != up)
-		st->changed_us = clock_now_us();
+		st->changed_us = now_us;
 	st->connected = up;
 }
 
@@ -744,7 +744,7 @@ static void on_state(void *context, bool up, const char *error)
 {
 	struct bus_out *b = context;
 
-	note_state(&b->counts, up, error);
+	bus_out_status_note(&b->counts, up, error, clock_now_us());
 	/* outcomes of what was out came (as lost) before this */
 	b->outstanding = 0;
 	if (!up) {

@@ -55,6 +55,12 @@ void bus_out_kick(struct bus_out *bus);
  * watermark rather than taking the sink's events, because what it sends
  * is the journaled text and a broker outage must not hold the sink. */
 void bus_out_committed(void *context, const struct sink_event *events, size_t count);
+/* What an administrator sees of a connection change (the AMQP layer's
+ * state callback: up, or down with why): connects, disconnects (down
+ * after up), failures (down while not up), last_error (cleared when up),
+ * changed_us (now_us when connected flips). Exposed for the unit tests. */
+void bus_out_status_note(struct bus_out_status *status, bool up, const char *error,
+			 long long now_us);
 /* A copy of the status; the connection's state and URL as of now. */
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once
