@@ -1,6 +1,6 @@
 /* The pure parts of status and metrics: control requests, latency
- * histograms, refusal reasons, listen addresses, the bus producer's
- * connection history. */
+ * histograms, refusal reasons, listen addresses, a bus connection's
+ * history. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "downstream/bus_out.h"
+#include "amqp/amqp_history.h"
 #include "ops/control.h"
 #include "base/listen.h"
 #include "base/stats.h"
@@ -104,32 +104,32 @@ static void test_hostport(void **state)
 /* Failed attempts before the first connection, the connection, its loss
  * and the attempts after: each counted once, the time of the last flip,
  * the last error kept until the connection is back. */
-static void test_bus_out_history(void **state)
+static void test_amqp_history(void **state)
 {
-	struct bus_out_status st = { .changed_us = 100 };
+	struct amqp_history st = { .changed_us = 100 };
 	char longer[400];
 
 	(void)state;
-	bus_out_status_note(&st, false, "amqp://b:5672: connection refused", 200);
-	bus_out_status_note(&st, false, NULL, 300);
+	amqp_history_note(&st, false, "amqp://b:5672: connection refused", 200);
+	amqp_history_note(&st, false, NULL, 300);
 	assert_int_equal(st.failures, 2);
 	assert_int_equal(st.connects + st.disconnects, 0);
 	assert_int_equal(st.changed_us, 100);         /* still down: no flip */
 	assert_string_equal(st.last_error, "disconnected");
-	bus_out_status_note(&st, true, NULL, 400);
+	amqp_history_note(&st, true, NULL, 400);
 	assert_true(st.connected);
 	assert_int_equal(st.connects, 1);
 	assert_int_equal(st.changed_us, 400);
 	assert_string_equal(st.last_error, "");
 	memset(longer, 'x', sizeof(longer) - 1);
 	longer[sizeof(longer) - 1] = '\0';
-	bus_out_status_note(&st, false, longer, 500);
+	amqp_history_note(&st, false, longer, 500);
 	assert_false(st.connected);
 	assert_int_equal(st.disconnects, 1);
 	assert_int_equal(st.failures, 2);             /* a loss, not a failed attempt */
 	assert_int_equal(st.changed_us, 500);
 	assert_int_equal(strlen(st.last_error), sizeof(st.last_error) - 1);
-	bus_out_status_note(&st, false, "amqp:unauthorized-access: no", 600);
+	amqp_history_note(&st, false, "amqp:unauthorized-access: no", 600);
 	assert_int_equal(st.failures, 3);
 	assert_int_equal(st.disconnects, 1);
 	assert_int_equal(st.changed_us, 500);
@@ -143,7 +143,7 @@ int main(void)
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_reasons),
 		cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_bus_out_history),
+		cmocka_unit_test(test_amqp_history),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -721,30 +721,11 @@ static void on_writable(void *context)
 	start_idle(b);
 }
 
-void bus_out_status_note(struct bus_out_status *st, bool up, const char *error,
-			 long long now_us)
-{
-	if (up) {
-		st->connects++;
-		st->last_error[0] = '\0';
-	} else {
-		if (st->connected)
-			st->disconnects++;
-		else
-			st->failures++;
-		snprintf(st->last_error, sizeof(st->last_error), "%s",
-			 error != NULL ? error : "disconnected");
-	}
-	if (st->connected != up)
-		st->changed_us = now_us;
-	st->connected = up;
-}
-
 static void on_state(void *context, bool up, const char *error)
 {
 	struct bus_out *b = context;
 
-	bus_out_status_note(&b->counts, up, error, clock_now_us());
+	amqp_history_note(&b->counts.link, up, error, clock_now_us());
 	/* outcomes of what was out came (as lost) before this */
 	b->outstanding = 0;
 	if (!up) {
@@ -877,7 +858,7 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	b->ring = calloc(b->ring_cap, sizeof(*b->ring));
 	b->mark = b->mark_saved = b->next = bus_mark_get(store);
 	b->counts.mark = b->mark;
-	b->counts.changed_us = clock_now_us();
+	b->counts.link.changed_us = clock_now_us();
 	if (b->ring == NULL) {
 		bus_free(b);
 		*error_r = "out of memory";
@@ -904,7 +885,6 @@ void bus_out_get_status(const struct bus_out *b, struct bus_out_status *status)
 	*status = b->counts;
 	status->mark = b->mark;
 	status->backing_off = b->paused;
-	status->connected = b->amqp != NULL && amqp_connection_is_up(b->amqp);
 	snprintf(status->url, sizeof(status->url), "%s",
 		 b->amqp != NULL ? amqp_connection_url(b->amqp) : "");
 }

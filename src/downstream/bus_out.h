@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "amqp/amqp_history.h"
 #include "base/config.h"
 #include "imap/imap_backends.h"
 #include "imap/imap_client.h"
@@ -24,17 +25,12 @@ struct bus_out;
 
 /* Status, for logs, `mailpubsubctl status` and /metrics (ops/). */
 struct bus_out_status {
-	bool connected;
 	bool backing_off;              /* after a refusal: sending again soon */
 	long long mark;                /* accepted through here */
 	long long sent_seq;            /* last seq handed to the broker */
 	unsigned long long sent, accepted, refused, resent;
-	unsigned long long connects;     /* times the connection came up */
-	unsigned long long disconnects;  /* times it went down (retries follow) */
-	unsigned long long failures;     /* attempts that failed before it was up */
-	long long changed_us;            /* last change of connected, or the start */
-	char last_error[160];            /* why it last went down or failed, or "" */
-	char url[160];                   /* the broker in use, or the next tried */
+	struct amqp_history link;      /* the connection: up, since when, errors */
+	char url[160];                 /* the broker in use, or the next tried */
 };
 
 /* Starts the bus when config->bus_urls is set (else *bus_r = NULL, 0).
@@ -55,12 +51,6 @@ void bus_out_kick(struct bus_out *bus);
  * watermark rather than taking the sink's events, because what it sends
  * is the journaled text and a broker outage must not hold the sink. */
 void bus_out_committed(void *context, const struct sink_event *events, size_t count);
-/* What an administrator sees of a connection change (the AMQP layer's
- * state callback: up, or down with why): connects, disconnects (down
- * after up), failures (down while not up), last_error (cleared when up),
- * changed_us (now_us when connected flips). Exposed for the unit tests. */
-void bus_out_status_note(struct bus_out_status *status, bool up, const char *error,
-			 long long now_us);
 /* A copy of the status; the connection's state and URL as of now. */
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once

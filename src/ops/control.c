@@ -175,13 +175,14 @@ static json_t *bus_source_json(const struct control *c, const struct status_snap
 {
 	const struct config *cf = c->service->publish->config;
 	const struct bus_in_stats *b = &snap->bus;
+	const struct amqp_history *h = &b->link;
 
 	if (!snap->have_bus)
 		return json_pack("{s:s,s:s}", "name", "bus", "state", "off");
 	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,"
 			 "s:o,s:I,s:I,s:I,s:s?}",
 			 "name", "bus",
-			 "state", b->connected ? "connected" : "connecting",
+			 "state", h->connected ? "connected" : "connecting",
 			 "address", cf->bus_consume,
 			 "received", (json_int_t)b->received,
 			 "journaled", (json_int_t)b->appended,
@@ -192,11 +193,11 @@ static json_t *bus_source_json(const struct control *c, const struct status_snap
 			 "rejected", (json_int_t)b->rejected,
 			 "released", (json_int_t)b->released,
 			 "commits", (json_int_t)b->batches,
-			 "since", iso_time(b->changed_us),
-			 "connections", (json_int_t)b->connects,
-			 "disconnects", (json_int_t)b->disconnects,
-			 "failures", (json_int_t)b->failures,
-			 "last_error", *b->last_error != '\0' ? b->last_error : NULL);
+			 "since", iso_time(h->changed_us),
+			 "connections", (json_int_t)h->connects,
+			 "disconnects", (json_int_t)h->disconnects,
+			 "failures", (json_int_t)h->failures,
+			 "last_error", *h->last_error != '\0' ? h->last_error : NULL);
 }
 
 static json_t *sources_json(const struct control *c, const struct status_snapshot *snap)
@@ -248,12 +249,13 @@ static json_t *bus_out_json(const struct service *service,
 {
 	const struct config *cf = service->publish->config;
 	const struct bus_out_status *b = &snap->bus_out;
+	const struct amqp_history *h = &b->link;
 
 	if (!snap->have_bus_out)
 		return json_pack("{s:s}", "state", "off");
 	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,"
 			 "s:o,s:I,s:I,s:I,s:I,s:s?}",
-			 "state", b->connected ? "connected" : "connecting",
+			 "state", h->connected ? "connected" : "connecting",
 			 "address", cf->bus_address,
 			 "urls", cf->bus_urls,
 			 "broker", b->url,
@@ -266,12 +268,12 @@ static json_t *bus_out_json(const struct service *service,
 			 "refused", (json_int_t)b->refused,
 			 "resent", (json_int_t)b->resent,
 			 "backing_off", b->backing_off,
-			 "since", iso_time(b->changed_us),
-			 "for_seconds", (json_int_t)((snap->now_us - b->changed_us) / 1000000),
-			 "connections", (json_int_t)b->connects,
-			 "disconnects", (json_int_t)b->disconnects,
-			 "failures", (json_int_t)b->failures,
-			 "last_error", *b->last_error != '\0' ? b->last_error : NULL);
+			 "since", iso_time(h->changed_us),
+			 "for_seconds", (json_int_t)((snap->now_us - h->changed_us) / 1000000),
+			 "connections", (json_int_t)h->connects,
+			 "disconnects", (json_int_t)h->disconnects,
+			 "failures", (json_int_t)h->failures,
+			 "last_error", *h->last_error != '\0' ? h->last_error : NULL);
 }
 
 static json_t *component_json(const struct service *service,
