@@ -51,7 +51,7 @@ void bus_out_kick(struct bus_out *bus);
  * watermark rather than taking the sink's events, because what it sends
  * is the journaled text and a broker outage must not hold the sink. */
 void bus_out_committed(void *context, const struct sink_event *events, size_t count);
-/* A copy of the status; the connection's state and URL as of now. */
+/* A copy of the status, with the broker URL in use (or tried next) now. */
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once
  * a retrieval in flight has answered. Clears *bus. */
