@@ -503,10 +503,14 @@ def test_refusals_are_logged_and_sent_again(workdir):
     back-off; in the end every event is kept once or more, with the same
     message-id, first copies in journal order."""
     peer = RefusingPeer({3: 'reject', 5: 'release', 8: 'modify'})
+    port = free_port()
     s = Stack(workdir, config={'bus': {'urls': peer.url, 'address': ADDRESS,
                                        'instance': INSTANCE, 'durable': 'no'},
                                'json': {'socket': os.path.join(workdir, 'events.sock'),
-                                        'socket_group': ''}})
+                                        'socket_group': ''},
+                               'control': {'socket': os.path.join(workdir, 'control.sock')},
+                               'metrics': {'listen': '127.0.0.1:%d' % port}})
+    s.metrics_port = port
     try:
         s.start()
         feeder = Feeder(os.path.join(workdir, 'events.sock'), rate=200, total=40)
@@ -525,6 +529,22 @@ def test_refusals_are_logged_and_sent_again(workdir):
         report('refusals', feeder, journaled, on_bus, dups)
         for refusal in ((3, 'reject'), (5, 'release'), (8, 'modify')):
             assert refusal in peer.outcomes
+        # status and metrics count what the peer saw: every message sent
+        # got an outcome, 3 of them refusals; every resend is a send beyond
+        # the first copy of each journaled event
+        st, m = settled_status(s, lambda b: b['backlog'] == 0 and not b['backing_off'])
+        head = st['journal_head']
+        sends, kept = len(peer.outcomes), len(peer.snapshot())
+        assert {k: st[k] for k in ('refused', 'sent', 'accepted', 'watermark')} == {
+            'refused': 3, 'sent': sends, 'accepted': kept, 'watermark': head}
+        assert sends == head + st['resent'] and st['resent'] >= 3
+        assert st['connections'] == 1 and st['state'] == 'connected'
+        assert {k: m[k] for k in ('refused', 'sent', 'accepted', 'resent',
+                                  'backlog_events')} == {
+            'refused': 3, 'sent': sends, 'accepted': kept, 'resent': st['resent'],
+            'backlog_events': 0}
+        print('refusals: %d sent, %d accepted, %d refused, %d resent'
+              % (sends, kept, 3, st['resent']))
     finally:
         s.stop()
         peer.close()
