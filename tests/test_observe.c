@@ -1,5 +1,6 @@
 /* The pure parts of status and metrics: control requests, latency
- * histograms, refusal reasons, listen addresses. */
+ * histograms, refusal reasons, listen addresses, a bus connection's
+ * history. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amqp/amqp_history.h"
 #include "ops/control.h"
 #include "base/listen.h"
 #include "base/stats.h"
@@ -99,6 +101,41 @@ static void test_hostport(void **state)
 	assert_int_equal(listen_parse_hostport(":80", &ss, err, sizeof(err)), -1);
 }
 
+/* Failed attempts before the first connection, the connection, its loss
+ * and the attempts after: each counted once, the time of the last flip,
+ * the last error kept until the connection is back. */
+static void test_amqp_history(void **state)
+{
+	struct amqp_history st = { .changed_us = 100 };
+	char longer[400];
+
+	(void)state;
+	amqp_history_note(&st, false, "amqp://b:5672: connection refused", 200);
+	amqp_history_note(&st, false, NULL, 300);
+	assert_int_equal(st.failures, 2);
+	assert_int_equal(st.connects + st.disconnects, 0);
+	assert_int_equal(st.changed_us, 100);         /* still down: no flip */
+	assert_string_equal(st.last_error, "disconnected");
+	amqp_history_note(&st, true, NULL, 400);
+	assert_true(st.connected);
+	assert_int_equal(st.connects, 1);
+	assert_int_equal(st.changed_us, 400);
+	assert_string_equal(st.last_error, "");
+	memset(longer, 'x', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	amqp_history_note(&st, false, longer, 500);
+	assert_false(st.connected);
+	assert_int_equal(st.disconnects, 1);
+	assert_int_equal(st.failures, 2);             /* a loss, not a failed attempt */
+	assert_int_equal(st.changed_us, 500);
+	assert_int_equal(strlen(st.last_error), sizeof(st.last_error) - 1);
+	amqp_history_note(&st, false, "amqp:unauthorized-access: no", 600);
+	assert_int_equal(st.failures, 3);
+	assert_int_equal(st.disconnects, 1);
+	assert_int_equal(st.changed_us, 500);
+	assert_string_equal(st.last_error, "amqp:unauthorized-access: no");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -106,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_histogram),
 		cmocka_unit_test(test_reasons),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_amqp_history),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

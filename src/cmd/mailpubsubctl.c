@@ -440,6 +440,30 @@ static void print_status_bus(const json_t *item)
 		printf("         last error: %s\n", jstr(item, "last_error"));
 }
 
+/* The bus producer: where it is in the journal, and its connection. */
+static void print_status_bus_out(const json_t *bus)
+{
+	bool backing_off = json_is_true(json_object_get(bus, "backing_off"));
+
+	if (strcmp(jstr(bus, "state"), "off") == 0) {
+		printf("Bus:          off\n");
+		return;
+	}
+	printf("Bus:          %s %s %s since %s (", jstr(bus, "address"),
+	       strcmp(jstr(bus, "state"), "connected") == 0 ? "connected to" : "CONNECTING to",
+	       jstr(bus, "broker"), jstr(bus, "since"));
+	print_duration(jint(bus, "for_seconds"));
+	printf("), connections %lld, disconnects %lld, failed attempts %lld\n",
+	       jint(bus, "connections"), jint(bus, "disconnects"), jint(bus, "failures"));
+	printf("  watermark %lld, last sent %lld, journal head %lld, backlog %lld%s\n",
+	       jint(bus, "watermark"), jint(bus, "sent_seq"), jint(bus, "journal_head"),
+	       jint(bus, "backlog"), backing_off ? " (backing off after a refusal)" : "");
+	printf("  %lld sent, %lld accepted, %lld refused, %lld resent\n", jint(bus, "sent"),
+	       jint(bus, "accepted"), jint(bus, "refused"), jint(bus, "resent"));
+	if (json_is_string(json_object_get(bus, "last_error")))
+		printf("  last error: %s\n", jstr(bus, "last_error"));
+}
+
 static void print_status(const json_t *st)
 {
 	const json_t *comp = json_object_get(st, "component");
@@ -486,6 +510,8 @@ static void print_status(const json_t *st)
 	json_array_foreach(json_object_get(journal, "consumers"), i, item)
 		printf("  %-10s at %lld, backlog %lld\n", jstr(item, "name"),
 		       jint(item, "sequence"), jint(item, "backlog"));
+	if (json_object_get(st, "bus") != NULL)
+		print_status_bus_out(json_object_get(st, "bus"));
 	printf("Published:    %lld events, %lld notifications sent, %lld through [delegate]\n",
 	       jint(st, "events_published"), jint(st, "notifications_sent"),
 	       jint(st, "delegated_publishes"));

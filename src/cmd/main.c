@@ -210,6 +210,7 @@ static void shutdown_daemon(struct daemon_state *st)
 	tap_relay_close(&st->taps);
 	publisher_close(&st->publisher);
 	firehose_close(&st->service.firehose);
+	st->service.bus_out = NULL;
 	bus_out_close(&st->bus);
 	changelog_retention_close(&st->retention);
 	st->publish.publisher = NULL;
@@ -350,6 +351,7 @@ static int start(struct daemon_state *st, const char **error_r)
 	if (bus_out_new(st->loop, st->publish.store, c, st->imap, &st->bus, error_r) < 0)
 		return -1;
 	bus_out_set_backends(st->bus, st->backends);
+	st->service.bus_out = st->bus;
 	if (tap_relay_new(st->loop, &st->publish, st->imap, &st->taps, error_r) < 0)
 		return -1;
 	tap_relay_set_backends(st->taps, st->backends);

@@ -604,7 +604,7 @@ static void on_state(void *context, bool up, const char *error)
 {
 	struct bus_out *b = context;
 
-	b->counts.connected = up;
+	amqp_history_note(&b->counts.link, up, error, clock_now_us());
 	/* outcomes of what was out came (as lost) before this */
 	b->outstanding = 0;
 	if (!up) {
@@ -737,6 +737,7 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	b->ring = calloc(b->ring_cap, sizeof(*b->ring));
 	b->mark = b->mark_saved = b->next = bus_mark_get(store);
 	b->counts.mark = b->mark;
+	b->counts.link.changed_us = clock_now_us();
 	if (b->ring == NULL) {
 		bus_free(b);
 		*error_r = "out of memory";
@@ -764,7 +765,9 @@ void bus_out_get_status(const struct bus_out *b, struct bus_out_status *status)
 {
 	*status = b->counts;
 	status->mark = b->mark;
-	status->connected = b->amqp != NULL && amqp_connection_is_up(b->amqp);
+	status->backing_off = b->paused;
+	snprintf(status->url, sizeof(status->url), "%s",
+		 b->amqp != NULL ? amqp_connection_url(b->amqp) : "");
 }
 
 void bus_out_close(struct bus_out **bp)

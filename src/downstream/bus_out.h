@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "amqp/amqp_history.h"
 #include "base/config.h"
 #include "imap/imap_backends.h"
 #include "imap/imap_client.h"
@@ -22,12 +23,14 @@
 
 struct bus_out;
 
-/* Status, for logs and `mailpubsubctl status`. */
+/* Status, for logs, `mailpubsubctl status` and /metrics (ops/). */
 struct bus_out_status {
-	bool connected;
+	bool backing_off;              /* after a refusal: sending again soon */
 	long long mark;                /* accepted through here */
 	long long sent_seq;            /* last seq handed to the broker */
 	unsigned long long sent, accepted, refused, resent;
+	struct amqp_history link;      /* the connection: up, since when, errors */
+	char url[160];                 /* the broker in use, or the next tried */
 };
 
 /* Starts the bus when config->bus_urls and bus_address are set (else
@@ -49,6 +52,7 @@ void bus_out_kick(struct bus_out *bus);
  * watermark rather than taking the sink's events, because what it sends
  * is the journaled text and a broker outage must not hold the sink. */
 void bus_out_committed(void *context, const struct sink_event *events, size_t count);
+/* A copy of the status, with the broker URL in use (or tried next) now. */
 void bus_out_get_status(const struct bus_out *bus, struct bus_out_status *status);
 /* Saves the watermark, closes the AMQP connection and frees the bus once
  * a retrieval in flight has answered. Clears *bus. */

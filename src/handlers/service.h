@@ -15,6 +15,7 @@
 #include "xmpp/pubsub_error.h"
 
 struct bus_in;
+struct bus_out;
 struct discovery;
 struct firehose;
 struct ingest_imap;
@@ -29,6 +30,7 @@ struct service {
 	struct ingest_json *ingest_json;   /* NULL without [json] socket or listen */
 	struct ingest_imap *ingest_imap;   /* NULL without [imap_source] accounts */
 	struct bus_in *bus_in;             /* NULL without [bus] consume */
+	struct bus_out *bus_out;           /* NULL without [bus] urls and address */
 };
 
 /* Sends "<iq type='result'>" + body (serialized XML, may be "") in reply

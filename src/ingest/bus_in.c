@@ -263,22 +263,11 @@ static void on_state(void *context, bool up, const char *error)
 {
 	struct bus_in_stats *st = &((struct bus_in *)context)->stats;
 
-	if (up) {
+	if (up)
 		log_info("bus in: connected");
-		st->connects++;
-		st->last_error[0] = '\0';
-	} else {
+	else
 		log_warn("bus in: %s", error != NULL ? error : "disconnected");
-		if (st->connected)
-			st->disconnects++;
-		else
-			st->failures++;
-		snprintf(st->last_error, sizeof(st->last_error), "%s",
-			 error != NULL ? error : "disconnected");
-	}
-	if (st->connected != up)
-		st->changed_us = clock_now_us();
-	st->connected = up;
+	amqp_history_note(&st->link, up, error, clock_now_us());
 }
 
 /* [bus] urls: space (or comma) separated. *copy_r owns the strings
@@ -368,7 +357,7 @@ int bus_in_new(uv_loop_t *loop, const struct config *config, struct sink *sink,
 		return -1;
 	}
 	bus->sink = sink;
-	bus->stats.changed_us = clock_now_us();
+	bus->stats.link.changed_us = clock_now_us();
 	bus->credit = config->bus_consume_credit != 0 ? config->bus_consume_credit :
 		      DEFAULT_CREDIT;
 	bus->max_body = config->bus_consume_max_body != 0 ?

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "amqp/amqp.h"
+#include "amqp/amqp_history.h"
 #include "base/config.h"
 #include "ingest/sink.h"
 
@@ -40,12 +41,7 @@ struct bus_in_stats {
 	unsigned long long rejected;     /* not an event: settled REJECTED */
 	unsigned long long released;     /* not journaled (store error): MODIFIED */
 	unsigned long long batches;      /* sink commits */
-	bool connected;                  /* the receiving link is attached */
-	unsigned long long connects;     /* times it came up */
-	unsigned long long disconnects;  /* times it went down (retries follow) */
-	unsigned long long failures;     /* attempts that failed before it was up */
-	long long changed_us;            /* last change of connected, or the start */
-	char last_error[160];            /* why it last went down, or "" */
+	struct amqp_history link;        /* connected: the receiving link is attached */
 };
 
 /* Starts consuming [bus] consume on the brokers of [bus] urls, with the

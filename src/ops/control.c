@@ -175,13 +175,14 @@ static json_t *bus_source_json(const struct control *c, const struct status_snap
 {
 	const struct config *cf = c->service->publish->config;
 	const struct bus_in_stats *b = &snap->bus;
+	const struct amqp_history *h = &b->link;
 
 	if (!snap->have_bus)
 		return json_pack("{s:s,s:s}", "name", "bus", "state", "off");
 	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:I,s:I,s:I,s:I,"
 			 "s:o,s:I,s:I,s:I,s:s?}",
 			 "name", "bus",
-			 "state", b->connected ? "connected" : "connecting",
+			 "state", h->connected ? "connected" : "connecting",
 			 "address", cf->bus_consume,
 			 "received", (json_int_t)b->received,
 			 "journaled", (json_int_t)b->appended,
@@ -192,11 +193,11 @@ static json_t *bus_source_json(const struct control *c, const struct status_snap
 			 "rejected", (json_int_t)b->rejected,
 			 "released", (json_int_t)b->released,
 			 "commits", (json_int_t)b->batches,
-			 "since", iso_time(b->changed_us),
-			 "connections", (json_int_t)b->connects,
-			 "disconnects", (json_int_t)b->disconnects,
-			 "failures", (json_int_t)b->failures,
-			 "last_error", *b->last_error != '\0' ? b->last_error : NULL);
+			 "since", iso_time(h->changed_us),
+			 "connections", (json_int_t)h->connects,
+			 "disconnects", (json_int_t)h->disconnects,
+			 "failures", (json_int_t)h->failures,
+			 "last_error", *h->last_error != '\0' ? h->last_error : NULL);
 }
 
 static json_t *sources_json(const struct control *c, const struct status_snapshot *snap)
@@ -239,6 +240,40 @@ static json_t *journal_json(const struct status_snapshot *snap)
 			 consumer_json("publisher", snap->published_seq, snap->journal_head),
 			 consumer_json("firehose", snap->firehose_seq, snap->journal_head),
 			 "ingest_queue_bytes", (json_int_t)snap->ingest_waiting_bytes);
+}
+
+/* The bus producer ([bus] urls and address): where it stands in the
+ * journal and on the broker, enough to tell it is behind or down. */
+static json_t *bus_out_json(const struct service *service,
+			    const struct status_snapshot *snap)
+{
+	const struct config *cf = service->publish->config;
+	const struct bus_out_status *b = &snap->bus_out;
+	const struct amqp_history *h = &b->link;
+
+	if (!snap->have_bus_out)
+		return json_pack("{s:s}", "state", "off");
+	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,"
+			 "s:o,s:I,s:I,s:I,s:I,s:s?}",
+			 "state", h->connected ? "connected" : "connecting",
+			 "address", cf->bus_address,
+			 "urls", cf->bus_urls,
+			 "broker", b->url,
+			 "watermark", (json_int_t)b->mark,
+			 "sent_seq", (json_int_t)b->sent_seq,
+			 "journal_head", (json_int_t)snap->journal_head,
+			 "backlog", (json_int_t)(snap->journal_head - b->mark),
+			 "sent", (json_int_t)b->sent,
+			 "accepted", (json_int_t)b->accepted,
+			 "refused", (json_int_t)b->refused,
+			 "resent", (json_int_t)b->resent,
+			 "backing_off", b->backing_off,
+			 "since", iso_time(h->changed_us),
+			 "for_seconds", (json_int_t)((snap->now_us - h->changed_us) / 1000000),
+			 "connections", (json_int_t)h->connects,
+			 "disconnects", (json_int_t)h->disconnects,
+			 "failures", (json_int_t)h->failures,
+			 "last_error", *h->last_error != '\0' ? h->last_error : NULL);
 }
 
 static json_t *component_json(const struct service *service,
@@ -319,6 +354,8 @@ json_t *control_status(struct control *c, bool privileged)
 			   "subscriptions", (json_int_t)snap.subscriptions,
 			   "taps", taps,
 			   "rss_bytes", (json_int_t)snap.rss_bytes);
+	if (status != NULL)
+		json_object_set_new(status, "bus", bus_out_json(service, &snap));
 	if (status != NULL && snap.have_imap)
 		json_object_set_new(status, "imap", imap_json(service, &snap));
 	return status;

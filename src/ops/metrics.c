@@ -171,45 +171,98 @@ static void render_source_state(FILE *f, struct service *service)
 	       "IMAP client source watchers with a session to the server now.", connected);
 }
 
+/* A bus connection's life: prefix_connected, _last_change_timestamp_seconds,
+ * _connections_total, _disconnects_total, _connect_failures_total; who
+ * heads the help texts. */
+static void render_link(FILE *f, const char *prefix, const char *who,
+			const struct amqp_history *h)
+{
+	const struct { const char *suffix, *type, *help; double value; } one[] = {
+		{ "connected", "gauge", "1 while its connection to the broker is up.",
+		  h->connected },
+		{ "last_change_timestamp_seconds", "gauge",
+		  "When it last connected or disconnected (or started).",
+		  (double)h->changed_us / 1e6 },
+		{ "connections_total", "counter", "Connections to the broker that came up.",
+		  (double)h->connects },
+		{ "disconnects_total", "counter",
+		  "Connections lost after coming up (reconnects follow).",
+		  (double)h->disconnects },
+		{ "connect_failures_total", "counter",
+		  "Connection attempts that failed before coming up.", (double)h->failures },
+	};
+	char name[96], help[160];
+
+	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
+		snprintf(name, sizeof(name), "%s_%s", prefix, one[i].suffix);
+		snprintf(help, sizeof(help), "%s: %s", who, one[i].help);
+		sample(f, name, one[i].type, help, one[i].value);
+	}
+}
+
+/* One counter family by outcome. */
+struct outcome {
+	const char *outcome;
+	unsigned long long n;
+};
+
+static void render_outcomes(FILE *f, const char *name, const char *help,
+			    const struct outcome *outcomes, size_t count)
+{
+	family(f, name, "counter", help);
+	for (size_t i = 0; i < count; i++)
+		fprintf(f, "%s{outcome=\"%s\"} %llu\n", name, outcomes[i].outcome,
+			outcomes[i].n);
+}
+
 /* [bus] consume: what became of the messages taken from the broker, and
  * the connection (absent without [bus] consume). */
 static void render_bus_in(FILE *f, const struct status_snapshot *snap)
 {
 	const struct bus_in_stats *b = &snap->bus;
-	const struct { const char *outcome; unsigned long long n; } outcomes[] = {
+	const struct outcome outcomes[] = {
 		{ "journaled", b->appended }, { "duplicate", b->duplicates },
 		{ "rejected", b->rejected }, { "released", b->released },
-	};
-	const struct { const char *name, *type, *help; double value; } one[] = {
-		{ "mailpubsub_bus_in_commits_total", "counter",
-		  "Journal commits of consumed bus messages (one per batch).",
-		  (double)b->batches },
-		{ "mailpubsub_bus_in_connected", "gauge",
-		  "1 while the consumer's link to the broker is up.", b->connected },
-		{ "mailpubsub_bus_in_last_change_timestamp_seconds", "gauge",
-		  "When the consumer last connected or disconnected (or started).",
-		  (double)b->changed_us / 1e6 },
-		{ "mailpubsub_bus_in_connections_total", "counter",
-		  "Consumer connections to the broker that came up.", (double)b->connects },
-		{ "mailpubsub_bus_in_disconnects_total", "counter",
-		  "Consumer connections lost after coming up (reconnects follow).",
-		  (double)b->disconnects },
-		{ "mailpubsub_bus_in_connect_failures_total", "counter",
-		  "Consumer connection attempts that failed before coming up.",
-		  (double)b->failures },
 	};
 
 	if (!snap->have_bus)
 		return;
-	family(f, "mailpubsub_bus_in_messages_total", "counter",
-	       "Bus messages consumed, by outcome (duplicate: message-id already "
-	       "journaled, accepted and skipped; rejected: no event; released: not "
-	       "journaled, back to the broker).");
-	for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
-		fprintf(f, "mailpubsub_bus_in_messages_total{outcome=\"%s\"} %llu\n",
-			outcomes[i].outcome, outcomes[i].n);
-	for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++)
-		sample(f, one[i].name, one[i].type, one[i].help, one[i].value);
+	render_outcomes(f, "mailpubsub_bus_in_messages_total",
+			"Bus messages consumed, by outcome (duplicate: message-id already "
+			"journaled, accepted and skipped; rejected: no event; released: not "
+			"journaled, back to the broker).",
+			outcomes, sizeof(outcomes) / sizeof(outcomes[0]));
+	sample(f, "mailpubsub_bus_in_commits_total", "counter",
+	       "Journal commits of consumed bus messages (one per batch).",
+	       (double)b->batches);
+	render_link(f, "mailpubsub_bus_in", "Bus consumer (the receiving link)", &b->link);
+}
+
+/* The bus producer ([bus] urls and address; absent without): what the
+ * broker did with the messages, how far behind the journal it is, and the
+ * connection. */
+static void render_bus_out(FILE *f, const struct status_snapshot *snap)
+{
+	const struct bus_out_status *b = &snap->bus_out;
+	const struct outcome outcomes[] = {
+		{ "sent", b->sent }, { "accepted", b->accepted },
+		{ "refused", b->refused }, { "resent", b->resent },
+	};
+
+	if (!snap->have_bus_out)
+		return;
+	render_outcomes(f, "mailpubsub_bus_out_messages_total",
+			"Bus messages produced, by outcome (sent: handed to the broker, "
+			"resends included; accepted, refused: the broker's outcomes; resent: "
+			"sent again after a lost connection or a refusal).",
+			outcomes, sizeof(outcomes) / sizeof(outcomes[0]));
+	sample(f, "mailpubsub_bus_out_watermark_sequence", "gauge",
+	       "Journal sequence the broker has accepted everything through.",
+	       (double)b->mark);
+	sample(f, "mailpubsub_bus_out_backlog_events", "gauge",
+	       "Journaled events the broker has not accepted yet.",
+	       (double)(snap->journal_head - b->mark));
+	render_link(f, "mailpubsub_bus_out", "Bus producer", &b->link);
 }
 
 static void render(FILE *f, struct service *service, const struct status_snapshot *snap)
@@ -221,6 +274,7 @@ static void render(FILE *f, struct service *service, const struct status_snapsho
 	render_sources(f, s, snap);
 	render_source_state(f, service);
 	render_bus_in(f, snap);
+	render_bus_out(f, snap);
 	sample(f, "mailpubsub_events_published_total", "counter",
 	       "Journaled events published as items.", (double)s->published);
 	sample(f, "mailpubsub_notifications_sent_total", "counter",

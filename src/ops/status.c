@@ -49,5 +49,8 @@ void status_snapshot_take(struct service *service, struct imap_client *imap,
 	snap->have_bus = bus != NULL;
 	if (bus != NULL)
 		snap->bus = *bus;
+	snap->have_bus_out = service->bus_out != NULL;
+	if (service->bus_out != NULL)
+		bus_out_get_status(service->bus_out, &snap->bus_out);
 	snap->rss_bytes = rss_bytes();
 }

@@ -11,6 +11,7 @@
 #include "authz/authz.h"
 #include "xmpp/component.h"
 #include "imap/imap_client.h"
+#include "downstream/bus_out.h"
 #include "ingest/bus_in.h"
 
 struct service;
@@ -30,6 +31,8 @@ struct status_snapshot {
 	struct authz_stats authz;
 	bool have_bus;                         /* [bus] consume */
 	struct bus_in_stats bus;
+	bool have_bus_out;                     /* [bus] urls and address */
+	struct bus_out_status bus_out;
 	long long rss_bytes;
 };
 

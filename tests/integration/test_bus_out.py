@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -14,9 +15,11 @@ import pytest
 
 import rabbitmq
 
-from harness import make_message, wait_until
+from harness import free_port, make_message, wait_until
 from rabbitmq import USER, Consumer, RabbitMQ, wait_ready
 from stack import Stack, event_items, service_jid, subscribe_iq, iq_type
+from test_metrics import scrape, value
+from test_status import ctl_path
 
 QUEUE = 'mailpubsub'
 ADDRESS = '/queue/' + QUEUE
@@ -31,12 +34,13 @@ def write_credentials(workdir, password, user=USER):
     return path
 
 
-def bus_stack(workdir, broker, password=None, json_source=False, **bus):
+def bus_stack(workdir, broker, password=None, json_source=False, extra=None, **bus):
     conf = {'urls': broker.url,
             'credentials_file': write_credentials(workdir, password or broker.password),
             'address': ADDRESS, 'instance': INSTANCE, 'reconnect_max': '2'}
     conf.update(bus)
     config = {'bus': conf, 'firehose': {'fetch_attempts': '3'}}
+    config.update(extra or {})
     if json_source:
         config['json'] = {'socket': os.path.join(workdir, 'events.sock'),
                           'socket_group': ''}
@@ -499,10 +503,14 @@ def test_refusals_are_logged_and_sent_again(workdir):
     back-off; in the end every event is kept once or more, with the same
     message-id, first copies in journal order."""
     peer = RefusingPeer({3: 'reject', 5: 'release', 8: 'modify'})
+    port = free_port()
     s = Stack(workdir, config={'bus': {'urls': peer.url, 'address': ADDRESS,
                                        'instance': INSTANCE, 'durable': 'no'},
                                'json': {'socket': os.path.join(workdir, 'events.sock'),
-                                        'socket_group': ''}})
+                                        'socket_group': ''},
+                               'control': {'socket': os.path.join(workdir, 'control.sock')},
+                               'metrics': {'listen': '127.0.0.1:%d' % port}})
+    s.metrics_port = port
     try:
         s.start()
         feeder = Feeder(os.path.join(workdir, 'events.sock'), rate=200, total=40)
@@ -521,6 +529,184 @@ def test_refusals_are_logged_and_sent_again(workdir):
         report('refusals', feeder, journaled, on_bus, dups)
         for refusal in ((3, 'reject'), (5, 'release'), (8, 'modify')):
             assert refusal in peer.outcomes
+        # status and metrics count what the peer saw: every message sent
+        # got an outcome, 3 of them refusals; every resend is a send beyond
+        # the first copy of each journaled event
+        st, m = settled_status(s, lambda b: b['backlog'] == 0 and not b['backing_off'])
+        head = st['journal_head']
+        sends, kept = len(peer.outcomes), len(peer.snapshot())
+        assert {k: st[k] for k in ('refused', 'sent', 'accepted', 'watermark')} == {
+            'refused': 3, 'sent': sends, 'accepted': kept, 'watermark': head}
+        assert sends == head + st['resent'] and st['resent'] >= 3
+        assert st['connections'] == 1 and st['state'] == 'connected'
+        assert {k: m[k] for k in ('refused', 'sent', 'accepted', 'resent',
+                                  'backlog_events')} == {
+            'refused': 3, 'sent': sends, 'accepted': kept, 'resent': st['resent'],
+            'backlog_events': 0}
+        print('refusals: %d sent, %d accepted, %d refused, %d resent'
+              % (sends, kept, 3, st['resent']))
     finally:
         s.stop()
         peer.close()
+
+
+# ---- operations: the producer in `mailpubsubctl status` and /metrics ----
+
+def ops_stack(workdir, broker):
+    port = free_port()
+    s = bus_stack(workdir, broker, json_source=True, extra={
+        'control': {'socket': os.path.join(workdir, 'control.sock')},
+        'metrics': {'listen': '127.0.0.1:%d' % port}})
+    s.metrics_port = port
+    return s
+
+
+def ctl_status(stack, text=False):
+    args = [ctl_path(), '-c', stack.conf, 'status'] + ([] if text else ['--json'])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    return proc.stdout if text else json.loads(proc.stdout)
+
+
+def bus_status(stack):
+    return ctl_status(stack)['bus']
+
+
+def bus_metrics(stack):
+    text = scrape(stack.metrics_port)[2]
+    lint = subprocess.run(['promtool', 'check', 'metrics'], input=text,
+                          capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    out = {o: value(text, 'mailpubsub_bus_out_messages_total', outcome=o)
+           for o in ('sent', 'accepted', 'refused', 'resent')}
+    for name in ('connected', 'watermark_sequence', 'backlog_events',
+                 'connections_total', 'disconnects_total', 'connect_failures_total',
+                 'last_change_timestamp_seconds'):
+        out[name] = value(text, 'mailpubsub_bus_out_' + name)
+    return out
+
+
+def bus_lines(text):
+    """The producer's lines of the text status."""
+    lines = text.splitlines()
+    start = [i for i, ln in enumerate(lines) if ln.startswith('Bus:')][0]
+    end = start + 1
+    while end < len(lines) and lines[end].startswith('  '):
+        end += 1
+    return '\n'.join(lines[start:end])
+
+
+def feed(stack, n):
+    """n events through the generic source, every one acknowledged
+    (journaled) before this returns."""
+    feeder = Feeder(os.path.join(stack.workdir, 'events.sock'), rate=1000, total=n)
+    feeder.thread.join(timeout=60)
+    assert feeder.acked == n
+    return feeder
+
+
+def settled_status(stack, want):
+    """The producer's status once the journal is quiet and want(status)
+    holds, the same before and after a scrape (nothing moving)."""
+    def look():
+        head = quiet_journal(stack)[-1][0]
+        a = bus_status(stack)
+        m = bus_metrics(stack)
+        b = bus_status(stack)
+        a.pop('for_seconds')
+        b.pop('for_seconds')
+        if a != b or a['journal_head'] != head or not want(a):
+            return None
+        return a, m
+    return wait_until(look, 60, interval=0.5, what='the bus producer to settle')
+
+
+def test_producer_counters_in_status_and_metrics(workdir, broker):
+    """After a known number of events, `mailpubsubctl status` (JSON and
+    text) and /metrics show exactly what the producer did: every journaled
+    event sent once and accepted, watermark = journal head, backlog 0.
+    Broker stopped: state connecting, the last error, a disconnect, failed
+    attempts, and a backlog that grows by what is journaled meanwhile;
+    broker back: connected again, the backlog worked off, nothing resent."""
+    s = ops_stack(workdir, broker)
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    try:
+        s.start()
+        feed(s, 60)
+        wait_bus_caught_up(s, consumer)
+        up, m = settled_status(s, lambda b: b['backlog'] == 0)
+        head = up['journal_head']
+        assert sum(1 for _, t in journal(s)) == head   # seqs from 1, no gaps
+        assert sorted(seqs_of(consumer.snapshot())) == list(range(1, head + 1))
+        assert {k: up[k] for k in ('state', 'address', 'urls', 'broker', 'watermark',
+                                   'sent_seq', 'backlog', 'sent', 'accepted', 'refused',
+                                   'resent', 'backing_off', 'connections', 'disconnects',
+                                   'failures')} == {
+            'state': 'connected', 'address': ADDRESS, 'urls': broker.url,
+            'broker': broker.url, 'watermark': head, 'sent_seq': head, 'backlog': 0,
+            'sent': head, 'accepted': head, 'refused': 0, 'resent': 0,
+            'backing_off': False, 'connections': 1, 'disconnects': 0, 'failures': 0}
+        assert up['last_error'] is None and head >= 60
+        changed = m.pop('last_change_timestamp_seconds')
+        assert m == {'sent': head, 'accepted': head, 'refused': 0, 'resent': 0,
+                     'connected': 1, 'watermark_sequence': head, 'backlog_events': 0,
+                     'connections_total': 1, 'disconnects_total': 0,
+                     'connect_failures_total': 0}
+        assert abs(changed - time.time()) < 600
+        text = ctl_status(s, text=True)
+        assert 'Bus:          %s connected to %s since' % (ADDRESS, broker.url) in text, text
+        assert '  watermark %d, last sent %d, journal head %d, backlog 0\n' % (
+            head, head, head) in text, text
+        assert '  %d sent, %d accepted, 0 refused, 0 resent\n' % (head, head) in text, text
+        print('\n' + bus_lines(text))
+
+        # the broker goes away: the producer says so and the journal keeps
+        # what comes meanwhile
+        consumer.close()
+        consumer = None
+        broker.stop()
+        down = wait_until(lambda: (lambda b: b if b['state'] == 'connecting' and
+                                   b['failures'] >= 1 else None)(bus_status(s)),
+                          30, what='the producer to see the broker gone')
+        assert down['disconnects'] == 1 and down['connections'] == 1
+        assert str(broker.port) in down['last_error'], down['last_error']
+        assert down['watermark'] == head and down['accepted'] == head
+        feed(s, 40)
+        down, m = settled_status(s, lambda b: b['backlog'] >= 40)
+        head2 = down['journal_head']
+        assert down['backlog'] == head2 - head and down['watermark'] == head
+        assert down['state'] == 'connecting' and down['last_error']
+        assert down['sent'] == down['accepted'] == head and down['refused'] == 0
+        assert m['connected'] == 0 and m['backlog_events'] == head2 - head
+        assert m['watermark_sequence'] == head and m['disconnects_total'] == 1
+        assert m['connect_failures_total'] == down['failures'] >= 1
+        assert m['last_change_timestamp_seconds'] >= changed
+        text = ctl_status(s, text=True)
+        assert 'Bus:          %s CONNECTING to' % ADDRESS in text, text
+        assert '  last error: %s' % down['last_error'] in text, text
+        assert 'backlog %d' % (head2 - head) in text, text
+        print(bus_lines(text))
+
+        # back: caught up, every event sent once
+        broker.start()
+        wait_ready(broker)
+        consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+        back, m = settled_status(s, lambda b: b['state'] == 'connected' and
+                                 b['backlog'] == 0)
+        head3 = back['journal_head']
+        assert head3 >= head2
+        assert {k: back[k] for k in ('watermark', 'sent', 'accepted', 'refused', 'resent',
+                                     'connections', 'disconnects')} == {
+            'watermark': head3, 'sent': head3, 'accepted': head3, 'refused': 0,
+            'resent': 0, 'connections': 2, 'disconnects': 1}
+        assert back['last_error'] is None
+        assert m['connected'] == 1 and m['backlog_events'] == 0
+        assert m['sent'] == m['accepted'] == head3 and m['connections_total'] == 2
+        # the first consumer took 1..head before the broker stopped
+        consumer.wait_count(head3 - head)
+        time.sleep(1)
+        assert seqs_of(consumer.snapshot()) == list(range(head + 1, head3 + 1))
+    finally:
+        if consumer is not None:
+            consumer.close()
+        s.stop()
