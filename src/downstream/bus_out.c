@@ -26,10 +26,24 @@
 #define REFUSAL_MIN_MS 500
 #define REFUSAL_MAX_MS 30000
 
+/* messages built ahead of the window at most */
+#define BUS_PREPARE_MAX 512
+
 /* A delivery without an outcome yet (or accepted beyond a gap). */
 struct inflight {
 	long long seq;
 	bool accepted;
+};
+
+/* A message built ahead of the window: building it is the costly part
+ * (decoding the journaled event, the content), and doing it while the
+ * broker confirms the window keeps the link full the moment room opens. */
+struct prepared {
+	long long seq;
+	char *body;
+	size_t body_len;
+	const char *name;          /* static (event_type_info) */
+	char *account, *node, *source;
 };
 
 struct bus_out {
@@ -44,6 +58,9 @@ struct bus_out {
 	long long next;           /* last seq handed to the sender */
 	struct inflight *ring;    /* in send order; ring_cap = the window */
 	size_t ring_cap, ring_head, ring_count;
+	struct prepared *prep;    /* built, not sent yet: next + 1 onwards */
+	size_t prep_head, prep_count;
+	long long prepared;       /* last seq built */
 	bool paused;              /* backing off after a refusal */
 	unsigned refusals;        /* in a row, for the back-off */
 	struct content_fetch *fetch;   /* content retrieval, one at a time */
@@ -109,11 +126,42 @@ static void schedule_save(struct bus_out *b)
 		uv_timer_start(&b->save, on_save, MARK_SAVE_MS, 0);
 }
 
-/* Everything after the watermark goes again (same message-ids). */
+static struct prepared *prep_at(struct bus_out *b, size_t i)
+{
+	return &b->prep[(b->prep_head + i) % BUS_PREPARE_MAX];
+}
+
+static void prep_pop(struct bus_out *b)
+{
+	struct prepared *p = prep_at(b, 0);
+
+	free(p->body);
+	free(p->account);
+	free(p->node);
+	free(p->source);
+	memset(p, 0, sizeof(*p));
+	b->prep_head = (b->prep_head + 1) % BUS_PREPARE_MAX;
+	b->prep_count--;
+}
+
+static void prep_clear(struct bus_out *b)
+{
+	while (b->prep_count > 0)
+		prep_pop(b);
+	b->prep_head = 0;
+}
+
+/* Everything after the watermark goes again (same message-ids), built
+ * again. */
 static void go_back(struct bus_out *b)
 {
 	if (b->next > b->mark)
 		b->counts.resent += (unsigned long long)(b->next - b->mark);
+	if (b->next != b->mark) {
+		/* what is built follows what was sent: it goes after those */
+		prep_clear(b);
+		b->prepared = b->mark;
+	}
 	b->next = b->mark;
 	ring_clear(b);
 }
@@ -327,50 +375,78 @@ static char *body_build(struct bus_out *b, const struct journal_record *rec,
 	return text;
 }
 
-static int send_record(struct bus_out *b, const struct journal_record *rec,
-		       const struct event *ev, json_t *content)
+static char *strdup_or_null(const char *s, bool *failed)
 {
-	const char *name = ev != NULL ? event_type_info(ev->type)->name : "";
-	const char *account = ev == NULL ? NULL :
-			      ev->mailbox.account != NULL ? ev->mailbox.account :
-			      ev->acting_user;
+	char *copy = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && copy == NULL)
+		*failed = true;
+	return copy;
+}
+
+/* Builds rec's message into the next free slot of the prepared ring. */
+static int prepare_record(struct bus_out *b, const struct journal_record *rec,
+			  const struct event *ev, json_t *content)
+{
+	struct prepared *p = prep_at(b, b->prep_count);
+	bool failed = false;
+
+	p->seq = rec->seq;
+	p->name = ev != NULL ? event_type_info(ev->type)->name : "";
+	p->account = strdup_or_null(ev == NULL ? NULL : ev->mailbox.account != NULL ?
+				    ev->mailbox.account : ev->acting_user, &failed);
+	p->node = strdup_or_null(ev != NULL ? ev->mailbox.node : NULL, &failed);
+	p->source = strdup_or_null(rec->source, &failed);
+	p->body = body_build(b, rec, ev, content, &p->body_len);
+	b->prep_count++;
+	if (failed || p->body == NULL) {
+		/* the slot is the ring's last: drop it again */
+		b->prep_count--;
+		free(p->body);
+		free(p->account);
+		free(p->node);
+		free(p->source);
+		memset(p, 0, sizeof(*p));
+		return -1;
+	}
+	b->prepared = rec->seq;
+	return 0;
+}
+
+/* Hands the oldest prepared message to the sender. */
+static int send_prepared(struct bus_out *b)
+{
+	const struct prepared *p = prep_at(b, 0);
 	char id[320];
-	size_t len;
-	char *body = body_build(b, rec, ev, content, &len);
 	struct amqp_property props[] = {
-		{ "event", AMQP_PROPERTY_STRING, name, 0 },
-		{ "account", AMQP_PROPERTY_STRING, account, 0 },
-		{ "node", AMQP_PROPERTY_STRING, ev != NULL ? ev->mailbox.node : NULL, 0 },
-		{ "source", AMQP_PROPERTY_STRING, rec->source, 0 },
+		{ "event", AMQP_PROPERTY_STRING, p->name, 0 },
+		{ "account", AMQP_PROPERTY_STRING, p->account, 0 },
+		{ "node", AMQP_PROPERTY_STRING, p->node, 0 },
+		{ "source", AMQP_PROPERTY_STRING, p->source, 0 },
 		{ "instance", AMQP_PROPERTY_STRING, b->instance, 0 },
-		{ "seq", AMQP_PROPERTY_LONG, NULL, rec->seq },
+		{ "seq", AMQP_PROPERTY_LONG, NULL, p->seq },
 	};
 	struct amqp_message_out msg = {
-		.message_id = id, .content_type = "application/json", .subject = name,
+		.message_id = id, .content_type = "application/json", .subject = p->name,
 		.durable = true, .properties = props,
 		.property_count = sizeof(props) / sizeof(props[0]),
+		.body = p->body, .body_len = p->body_len,
 	};
 	const char *error;
-	int ret;
 
-	if (body == NULL)
-		return -1;
-	snprintf(id, sizeof(id), "%s:%lld", b->instance, rec->seq);
-	msg.body = body;
-	msg.body_len = len;
-	ret = amqp_sender_send(b->sender, &msg, (uint64_t)rec->seq, &error);
-	free(body);
-	if (ret < 0) {
-		log_warn("bus: #%lld: %s", rec->seq, error);
+	snprintf(id, sizeof(id), "%s:%lld", b->instance, p->seq);
+	if (amqp_sender_send(b->sender, &msg, (uint64_t)p->seq, &error) < 0) {
+		log_warn("bus: #%lld: %s", p->seq, error);
 		return -1;
 	}
 	b->ring[(b->ring_head + b->ring_count) % b->ring_cap] =
-		(struct inflight){ rec->seq, false };
+		(struct inflight){ p->seq, false };
 	b->ring_count++;
-	b->next = rec->seq;
+	b->next = p->seq;
 	b->outstanding++;
 	b->counts.sent++;
-	b->counts.sent_seq = rec->seq;
+	b->counts.sent_seq = p->seq;
+	prep_pop(b);
 	return 0;
 }
 
@@ -459,7 +535,7 @@ static int step_record(void *context, const struct journal_record *rec)
 			return 1;
 		}
 	}
-	if (send_record(b, rec, ev, content) < 0) {
+	if (prepare_record(b, rec, ev, content) < 0) {
 		event_free(&ev);
 		sc->blocked = true;
 		return 1;
@@ -470,8 +546,7 @@ static int step_record(void *context, const struct journal_record *rec)
 
 static bool can_send(const struct bus_out *b)
 {
-	return !b->closing && !b->paused && !content_fetch_busy(b->fetch) &&
-	       b->ring_count < b->ring_cap;
+	return !b->closing && !b->paused && b->ring_count < b->ring_cap;
 }
 
 static size_t room_now(const struct bus_out *b)
@@ -481,19 +556,40 @@ static size_t room_now(const struct bus_out *b)
 	return room < b->ring_cap - b->ring_count ? room : b->ring_cap - b->ring_count;
 }
 
-/* Sends one batch of what the window allows; false when there is nothing
- * more to do until the next kick (journal read, blocked, or no room). */
-static bool pump(struct bus_out *b)
+static void send_what_fits(struct bus_out *b)
+{
+	while (b->prep_count > 0 && room_now(b) > 0) {
+		if (send_prepared(b) < 0)
+			return;
+	}
+}
+
+/* Builds one batch ahead; true when there may be more to build now. While
+ * paused after a refusal nothing is built: the resume goes back anyway. */
+static bool prepare_more(struct bus_out *b)
 {
 	struct step_ctx sc = { b, false };
-	size_t room = room_now(b);
+	size_t free_slots = BUS_PREPARE_MAX - b->prep_count;
 	unsigned limit, count = 0;
 
-	if (room == 0)
+	if (b->closing || b->paused || content_fetch_busy(b->fetch) || free_slots == 0)
 		return false;
-	limit = room < BUS_BATCH ? (unsigned)room : BUS_BATCH;
-	return journal_read_after(b->store, b->next, limit, step_record, &sc, &count) == 0 &&
-	       !sc.blocked && count == limit;
+	limit = free_slots < BUS_BATCH ? (unsigned)free_slots : BUS_BATCH;
+	return journal_read_after(b->store, b->prepared, limit, step_record, &sc,
+				  &count) == 0 && !sc.blocked && count == limit;
+}
+
+/* Sends what the window allows and builds what comes next; false when
+ * there is nothing more to do until the next kick (journal read, content
+ * awaited, or built ahead and no room). */
+static bool pump(struct bus_out *b)
+{
+	bool more;
+
+	send_what_fits(b);
+	more = prepare_more(b);
+	send_what_fits(b);
+	return more;
 }
 
 static void on_idle(uv_idle_t *idle)
@@ -593,10 +689,9 @@ static void on_writable(void *context)
 {
 	struct bus_out *b = context;
 
-	/* a good share of the window free: refill it now, in the same write
-	 * as the dispositions' turn, rather than a loop iteration later */
-	if (room_now(b) >= BUS_BATCH / 4)
-		pump(b);
+	/* what is built goes now, in the same write as the dispositions'
+	 * turn; building more is the idle's */
+	send_what_fits(b);
 	start_idle(b);
 }
 
@@ -692,6 +787,9 @@ static void handle_closed(uv_handle_t *handle)
 
 static void bus_free(struct bus_out *b)
 {
+	if (b->prep != NULL)
+		prep_clear(b);
+	free(b->prep);
 	free(b->ring);
 	free(b->instance);
 	free(b);
@@ -735,10 +833,11 @@ int bus_out_new(uv_loop_t *loop, struct store *store, const struct config *confi
 	b->config = config;
 	b->ring_cap = config->bus_window != 0 ? config->bus_window : 1000;
 	b->ring = calloc(b->ring_cap, sizeof(*b->ring));
-	b->mark = b->mark_saved = b->next = bus_mark_get(store);
+	b->prep = calloc(BUS_PREPARE_MAX, sizeof(*b->prep));
+	b->mark = b->mark_saved = b->next = b->prepared = bus_mark_get(store);
 	b->counts.mark = b->mark;
 	b->counts.link.changed_us = clock_now_us();
-	if (b->ring == NULL) {
+	if (b->ring == NULL || b->prep == NULL) {
 		bus_free(b);
 		*error_r = "out of memory";
 		return -1;
