@@ -457,8 +457,6 @@ struct step_ctx {
 	bool blocked;
 };
 
-/* The content object for ev, or NULL with *blocked_r when it must be
- * retrieved first. Without a content policy or a message: NULL. */
 static void start_idle(struct bus_out *b);
 static void maybe_free(struct bus_out *b);
 
@@ -468,19 +466,8 @@ static void fetch_ready(void *context)
 	start_idle(context);
 }
 
-static int start_fetch(struct bus_out *b, const struct event *ev, long long seq,
-		       const char *part)
-{
-	const struct content_fetch_target target = {
-		.seq = seq, .part = part, .account = ev->mailbox.account,
-		.node = ev->mailbox.node,
-		.mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID")),
-		.uidvalidity = ev->mailbox.uidvalidity, .uid = message_uid(ev),
-	};
-
-	return content_fetch_start(b->fetch, &target);
-}
-
+/* The content object for ev, or NULL with *blocked_r when it must be
+ * retrieved first. Without a content policy or a message: NULL. */
 static json_t *content_for(struct bus_out *b, const struct journal_record *rec,
 			   const struct event *ev, bool *blocked_r)
 {
@@ -504,7 +491,7 @@ static json_t *content_for(struct bus_out *b, const struct journal_record *rec,
 		known = 0;   /* the firehose kept headers: the bus wants more */
 	if (known <= 0) {
 		content_record_clear(&cr);
-		if (start_fetch(b, ev, rec->seq, part) == 0) {
+		if (content_fetch_start(b->fetch, ev, rec->seq, part, message_uid(ev)) == 0) {
 			*blocked_r = true;
 			return NULL;
 		}

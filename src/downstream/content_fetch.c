@@ -1,5 +1,6 @@
 #include "downstream/content_fetch.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,33 +182,36 @@ static void issue(struct fetch_ctx *fc)
 			  fetched, fc);
 }
 
-int content_fetch_start(struct content_fetch *f, const struct content_fetch_target *t)
+int content_fetch_start(struct content_fetch *f, const struct event *ev, long long seq,
+			const char *part, uint32_t uid)
 {
+	const char *mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID"));
 	struct fetch_ctx *fc;
 
-	if (f->closing || content_fetch_busy(f) || client_for(f, t->account) == NULL)
+	if (f->closing || content_fetch_busy(f) || ev->mailbox.account == NULL ||
+	    ev->mailbox.node == NULL || client_for(f, ev->mailbox.account) == NULL)
 		return -1;
 	fc = calloc(1, sizeof(*fc));
 	if (fc == NULL)
 		return -1;
 	fc->fetch = f;
-	fc->seq = t->seq;
-	snprintf(fc->part, sizeof(fc->part), "%s", t->part);
-	fc->account = strdup(t->account);
-	fc->node = strdup(t->node);
-	fc->mailbox_id = t->mailbox_id != NULL ? strdup(t->mailbox_id) : NULL;
-	fc->uidvalidity = t->uidvalidity;
-	fc->uid = t->uid;
+	fc->seq = seq;
+	snprintf(fc->part, sizeof(fc->part), "%s", part);
+	fc->account = strdup(ev->mailbox.account);
+	fc->node = strdup(ev->mailbox.node);
+	fc->mailbox_id = mailbox_id != NULL ? strdup(mailbox_id) : NULL;
+	fc->uidvalidity = ev->mailbox.uidvalidity;
+	fc->uid = uid;
 	if (fc->account == NULL || fc->node == NULL ||
-	    (t->mailbox_id != NULL && fc->mailbox_id == NULL)) {
+	    (mailbox_id != NULL && fc->mailbox_id == NULL)) {
 		fetch_ctx_free(fc);
 		return -1;
 	}
-	if (t->seq != f->attempts_seq) {
+	if (seq != f->attempts_seq) {
 		/* the counts belong to one message */
 		f->attempts = 0;
 		f->no_looked_again = false;
-		f->attempts_seq = t->seq;
+		f->attempts_seq = seq;
 	}
 	issue(fc);
 	return 0;

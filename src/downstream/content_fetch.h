@@ -17,19 +17,11 @@
 
 #include "imap/imap_backends.h"
 #include "imap/imap_client.h"
+#include "model/event.h"
 #include "base/config.h"
 #include "store/store.h"
 
 struct content_fetch;
-
-/* What to retrieve; the strings are copied. */
-struct content_fetch_target {
-	long long seq;                 /* the journal record it belongs to */
-	const char *part;              /* "full" or "headers" */
-	const char *account, *node;
-	const char *mailbox_id;        /* the store's unique id (Cyrus), or NULL */
-	uint32_t uidvalidity, uid;
-};
 
 /* ready(context): the content table may now hold what the consumer waits
  * for, or a back-off is over and it should ask again. Called from the loop;
@@ -50,10 +42,12 @@ void content_fetch_set_backends(struct content_fetch *fetch,
 /* A retrieval or a back-off is under way: the consumer waits for ready. */
 bool content_fetch_busy(const struct content_fetch *fetch);
 
-/* Starts retrieving target; only when not busy. 0, or -1 when there is no
- * server to ask or no memory (the consumer goes on without the bytes). */
-int content_fetch_start(struct content_fetch *fetch,
-			const struct content_fetch_target *target);
+/* Starts retrieving part ("full" or "headers") of message uid of ev's
+ * mailbox (journal record seq); only when not busy. What it needs of ev is
+ * copied. 0, or -1 when there is no server to ask or no memory (the
+ * consumer goes on without the bytes). */
+int content_fetch_start(struct content_fetch *fetch, const struct event *ev,
+			long long seq, const char *part, uint32_t uid);
 
 /* Ends it and sets *fetch to NULL: ready is not called again, and
  * closed(context) is once nothing of it is outstanding (the retrieval in

@@ -279,19 +279,6 @@ static void fetch_ready(void *context)
 	start_idle(context);
 }
 
-static int start_fetch(struct firehose *fh, const struct event *ev, long long seq,
-		       const char *part)
-{
-	const struct content_fetch_target target = {
-		.seq = seq, .part = part, .account = ev->mailbox.account,
-		.node = ev->mailbox.node,
-		.mailbox_id = json_string_value(json_object_get(ev->json, "mailboxID")),
-		.uidvalidity = ev->mailbox.uidvalidity, .uid = ev->mailbox.uid,
-	};
-
-	return content_fetch_start(fh->fetch, &target);
-}
-
 struct step_ctx {
 	struct firehose *fh;
 	const char *part;         /* what the subscribers want */
@@ -330,7 +317,8 @@ static int step_record(void *context, const struct journal_record *rec)
 		int known = content_get(service->store, rec->seq, &cr);
 
 		content_record_clear(&cr);
-		if (known == 0 && start_fetch(fh, ev, rec->seq, sc->part) == 0) {
+		if (known == 0 && content_fetch_start(fh->fetch, ev, rec->seq, sc->part,
+						    ev->mailbox.uid) == 0) {
 			sc->blocked = true;
 			event_free(&decoded);
 			return 1;
