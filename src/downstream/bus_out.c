@@ -265,6 +265,14 @@ static void add_received(json_t *body, long long received_us)
 	json_object_set_new(body, "received", json_string(when));
 }
 
+/* The keys of the body that are ours, whatever the event says: a sender's
+ * "seq" or "content" must not pass for the journal's or for retrieved
+ * bytes, and a key must not appear twice. */
+static const char *const body_keys[] = {
+	"account", "node", "uidvalidity", "journaled", "seq", "received", "source",
+	"instance", "content",
+};
+
 /* What the body adds to the event: where it belongs and where it sits in
  * the journal. */
 static json_t *body_extras(struct bus_out *b, const struct journal_record *rec,
@@ -296,21 +304,19 @@ static json_t *body_extras(struct bus_out *b, const struct journal_record *rec,
 }
 
 /* The journaled text can be reused as it is when the decoded event is that
- * text unchanged (nothing repaired) and has none of the keys we add: the
+ * text unchanged (nothing repaired) and has none of body_keys: the
  * body is then the text with our keys spliced in before its closing brace,
  * sparing a parse tree copy and a re-encoding of what may be a large
  * event (RFC 5423 messageContent). */
 static bool splice_fits(const struct journal_record *rec, const struct event *ev,
-			const json_t *extras, size_t *end_r)
+			size_t *end_r)
 {
-	const char *key;
-	json_t *value;
 	size_t end = rec->json_len;
 
 	if (ev == NULL || ev->repaired != 0 || !json_is_object(ev->json))
 		return false;
-	json_object_foreach((json_t *)extras, key, value) {
-		if (json_object_get(ev->json, key) != NULL)
+	for (size_t i = 0; i < sizeof(body_keys) / sizeof(body_keys[0]); i++) {
+		if (json_object_get(ev->json, body_keys[i]) != NULL)
 			return false;
 	}
 	while (end > 0 && (rec->json[end - 1] == ' ' || rec->json[end - 1] == '\t' ||
@@ -353,7 +359,7 @@ static char *body_build(struct bus_out *b, const struct journal_record *rec,
 
 	if (extras == NULL)
 		return NULL;
-	if (splice_fits(rec, ev, extras, &brace)) {
+	if (splice_fits(rec, ev, &brace)) {
 		text = json_dumps(extras, JSON_COMPACT);
 		json_decref(extras);
 		if (text == NULL)
@@ -363,6 +369,8 @@ static char *body_build(struct bus_out *b, const struct journal_record *rec,
 		return spliced;
 	}
 	body = ev != NULL ? json_copy(ev->json) : json_object();
+	for (size_t i = 0; body != NULL && i < sizeof(body_keys) / sizeof(body_keys[0]); i++)
+		json_object_del(body, body_keys[i]);
 	if (body == NULL || json_object_update(body, extras) < 0) {
 		json_decref(body);
 		json_decref(extras);

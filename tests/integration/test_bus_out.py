@@ -230,6 +230,69 @@ def test_over_the_limit_says_so(workdir, broker):
         s.stop()
 
 
+def test_event_keys_never_repeat_ours(workdir, broker):
+    """The body is the journaled text with our keys added. A sender may put
+    those keys in its event, written plainly or with escapes: the body must
+    still be one JSON object with each key once, ours winning; an ordinary
+    event's body keeps every parameter as it came."""
+    s = bus_stack(workdir, broker, json_source=True)
+    consumer = Consumer(broker.url, ADDRESS, password=broker.password)
+    sock = os.path.join(workdir, 'events.sock')
+    plain = json_event(0)
+    plain['vnd.example.note'] = 'caf\u00e9 "quoted" \\ \r\n'
+    hostile = [
+        dict(json_event(1), seq=-1, account='mallory', instance='evil'),
+        dict(json_event(2), received='never', content={'data': 'forged'}),
+    ]
+    try:
+        s.start()
+        lines = [json.dumps(plain), json.dumps(hostile[0]), json.dumps(hostile[1]),
+                 # the same key as ours, spelled with an escape
+                 json.dumps(json_event(3))[:-1] + ', "s\\u0065q": "escaped"}']
+        for line in lines:
+            ack = send_json_line(sock, line)
+            assert ack['ok'], (line, ack)
+        wait_until(lambda: len([m for m in consumer.snapshot()
+                                if props(m).get('source') == 'json']) >= 4,
+                   timeout=60, what='the four events on the bus')
+        bodies = {}
+        for m in consumer.snapshot():
+            if props(m).get('source') != 'json':
+                continue    # Cyrus's own events of the stack's set-up
+            raw = m.body if isinstance(m.body, bytes) else bytes(m.body)
+
+            def no_repeat(pairs):
+                keys = [k for k, _ in pairs]
+                assert len(keys) == len(set(keys)), keys
+                return dict(pairs)
+            b = json.loads(raw, object_pairs_hook=no_repeat)
+            bodies[b['uri']] = (b, props(m))
+        by_uid = {int(u.rsplit('=', 1)[1]): v for u, v in bodies.items()}
+        for uid in (1, 2, 3, 4):
+            b, p = by_uid[uid]
+            assert b['seq'] == p['seq'] and isinstance(b['seq'], int) and b['seq'] > 0
+            assert b['account'] == 'alice' and b['instance'] == INSTANCE
+            assert b['source'] == 'json' and b['received'] != 'never'
+            assert 'content' not in b
+        assert by_uid[1][0]['vnd.example.note'] == plain['vnd.example.note']
+        assert by_uid[1][0]['messages'] == 1
+    finally:
+        consumer.close()
+        s.stop()
+
+
+def send_json_line(path, line):
+    import socket
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(10)
+    try:
+        c.connect(path)
+        c.sendall(line.encode() + b'\n')
+        return json.loads(c.makefile('rb').readline())
+    finally:
+        c.close()
+
+
 def json_event(i):
     return {'event': 'MessageNew', 'user': 'alice',
             'uri': 'imap://alice@localhost/INBOX;UIDVALIDITY=42/;UID=%d' % (i + 1),
