@@ -234,11 +234,23 @@ def test_kill9_front_exactly_once(bus):
     t.join(120)
     assert done.is_set()
     wait_all_through(bus, timeout=120)
-    total = sum(b.journal_count() for b in bus.backends)
+
+    # Cyrus may journal an event more after that (the Logout of an IMAP
+    # session of the test, seen under ASan: 612 through of 613): compare
+    # once the three counts agree, or with what they are after a minute
+    def counts():
+        return (sum(b.journal_count() for b in bus.backends), origin_count(bus),
+                bus.front_journal("SELECT count(*) FROM journal WHERE source = 'bus'"))
+    try:
+        wait_until(lambda: len(set(counts())) == 1, 60, interval=0.5,
+                   what='the backends, the origins and the front journal to agree')
+    except TimeoutError:
+        pass
+    total, origins, rows = counts()
     # once each: the origin table is keyed by message-id, and every bus
     # row has exactly one origin
-    assert origin_count(bus) == total
-    assert bus.front_journal("SELECT count(*) FROM journal WHERE source = 'bus'") == total
+    assert origins == total
+    assert rows == total
     skipped = len(re.findall(r'already journaled as', bus.front.log()))
     print('\nkill -9 at %s of %d journaled; after the restarts %d redelivered '
           'and skipped' % (kills, total, skipped))
